@@ -1,0 +1,42 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use,
+# install the torch pin first (the CPU wheel on this machine; a bare `torch` would
+# pull a multi-GB CUDA build), then the package with its dev extra.
+# Later runs reinstall only when pyproject.toml or the torch pin changed.
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# glibc's default malloc returns large freed blocks to the OS at once, so every
+# training step page-faults its buffers back in; measured in benchmarks/malloc.py.
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
+
+ifneq ($(shell cat $(STAMP) 2>/dev/null),$(TORCH))
+.PHONY: $(STAMP)
+endif
+
+.PHONY: test demo lint bench-cells clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	echo "$(TORCH)" > $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m xlstm_ts.demo
+
+bench-cells: $(STAMP)
+	$(BIN)/python benchmarks/cells.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

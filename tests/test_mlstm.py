@@ -1,0 +1,202 @@
+"""mLSTM cell: the three forms against each other and against the textbook equations."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xlstm_ts.cells import MLSTM_FORMS, mlstm, mlstm_step
+
+TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+# (B, NH, S, DQK, DV, chunk_size): odd S, S < chunk, S a multiple of chunk, DQK != DV
+SHAPES = [
+    (2, 3, 37, 8, 8, 8),
+    (1, 2, 1, 4, 6, 16),
+    (2, 1, 64, 16, 8, 16),
+    (3, 2, 50, 5, 7, 7),
+    (1, 1, 13, 4, 4, 64),
+]
+
+
+def make_inputs(B, NH, S, DQK, DV, dtype=torch.float64, gate_scale=1.0, f_shift=2.0):
+    q, k = (torch.randn(B, NH, S, DQK, dtype=dtype) for _ in range(2))
+    v = torch.randn(B, NH, S, DV, dtype=dtype)
+    i = gate_scale * torch.randn(B, NH, S, dtype=dtype)
+    f = gate_scale * torch.randn(B, NH, S, dtype=dtype) + f_shift
+    return [t.requires_grad_() for t in (q, k, v, i, f)]
+
+
+def textbook_mlstm(q, k, v, i, f):
+    """Unstabilized mLSTM from the paper: C = f C + i k v^T, h = C^T q / max(|n^T q|, 1)."""
+    B, NH, S, DQK = q.shape
+    C = q.new_zeros(B, NH, DQK, v.shape[-1])
+    n = q.new_zeros(B, NH, DQK)
+    hs = []
+    for t in range(S):
+        f_t, i_t = torch.sigmoid(f[:, :, t]), torch.exp(i[:, :, t])
+        C = f_t[..., None, None] * C + i_t[..., None, None] * torch.einsum(
+            "bhd,bhe->bhde", k[:, :, t], v[:, :, t])
+        n = f_t[..., None] * n + i_t[..., None] * k[:, :, t]
+        qs = q[:, :, t] / math.sqrt(DQK)
+        num = torch.einsum("bhde,bhd->bhe", C, qs)
+        den = torch.einsum("bhd,bhd->bh", n, qs).abs().clamp_min(1.0)
+        hs.append(num / den[..., None])
+    return torch.stack(hs, dim=2)
+
+
+def run(form, inputs, chunk_size=64, **kw):
+    return mlstm(*inputs, form=form, chunk_size=chunk_size, return_state=True, **kw)
+
+
+def test_recurrent_matches_unstabilized_textbook_equations():
+    inputs = make_inputs(2, 2, 30, 6, 5)
+    h = mlstm(*inputs, form="recurrent", eps=0.0)
+    # eps = 0 makes the stabilized readout exactly the unstabilized one
+    torch.testing.assert_close(h, textbook_mlstm(*inputs), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}NH{}S{}QK{}V{}L{}".format(*s))
+@pytest.mark.parametrize("form", ["parallel", "chunkwise"])
+def test_forms_agree_forward_and_gradients(form, shape, dtype):
+    *dims, chunk = shape
+    inputs = make_inputs(*dims, dtype=dtype)
+    h_ref, state_ref = run("recurrent", inputs)
+    h, state = run(form, inputs, chunk_size=chunk)
+    tol = TOL[dtype]
+    torch.testing.assert_close(h, h_ref, atol=tol, rtol=tol)
+    for name, a, b in zip("Cnm", state, state_ref, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=f"state {name}")
+
+    weight = torch.randn_like(h)
+    loss_ref = (h_ref * weight).sum() + state_ref[0].sum() + state_ref[1].sum()
+    loss = (h * weight).sum() + state[0].sum() + state[1].sum()
+    grads_ref = torch.autograd.grad(loss_ref, inputs)
+    grads = torch.autograd.grad(loss, inputs)
+    for name, g, g_ref in zip("qkvif", grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=tol, rtol=tol, msg=f"d{name}")
+
+
+@pytest.mark.parametrize("form", MLSTM_FORMS)
+def test_state_continuation_equals_one_pass(form):
+    inputs = make_inputs(2, 2, 41, 8, 8)
+    h_full, state_full = run(form, inputs, chunk_size=8)
+    split = 17
+    first = [t[:, :, :split] for t in inputs]
+    second = [t[:, :, split:] for t in inputs]
+    h1, state1 = run(form, first, chunk_size=8)
+    h2, state2 = run(form, second, chunk_size=8, state=state1)
+    torch.testing.assert_close(torch.cat([h1, h2], dim=2), h_full, atol=1e-10, rtol=1e-10)
+    for a, b in zip(state2, state_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_step_equals_sequence():
+    inputs = make_inputs(2, 3, 12, 4, 5)
+    h_seq = mlstm(*inputs, form="chunkwise", chunk_size=4)
+    state = None
+    for t in range(12):
+        h_t, state = mlstm_step(*(x[:, :, t] for x in inputs), state)
+        torch.testing.assert_close(h_t, h_seq[:, :, t], atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("form", MLSTM_FORMS)
+def test_gradcheck_including_state(form):
+    B, NH, S, DQK, DV = 1, 2, 5, 3, 2
+    inputs = make_inputs(B, NH, S, DQK, DV)
+    state = (
+        torch.randn(B, NH, DQK, DV, dtype=torch.float64, requires_grad=True),
+        torch.randn(B, NH, DQK, dtype=torch.float64, requires_grad=True),
+        torch.randn(B, NH, dtype=torch.float64, requires_grad=True),
+    )
+
+    def fn(q, k, v, i, f, C, n, m):
+        h, (C1, n1, _) = mlstm(q, k, v, i, f, form=form, chunk_size=2, state=(C, n, m),
+                               return_state=True)
+        return h, C1, n1
+
+    assert torch.autograd.gradcheck(fn, (*inputs, *state))
+
+
+@pytest.mark.parametrize("form", MLSTM_FORMS)
+def test_extreme_gates_stay_finite(form):
+    g = torch.Generator().manual_seed(1)
+    B, NH, S, D = 1, 2, 512 if form != "parallel" else 256, 4
+    q, k, v = (torch.randn(B, NH, S, D, generator=g).requires_grad_() for _ in range(3))
+    i = (torch.rand(B, NH, S, generator=g) * 100 - 50).requires_grad_()
+    f = (torch.rand(B, NH, S, generator=g) * 100 - 50).requires_grad_()
+    h = mlstm(q, k, v, i, f, form=form, chunk_size=64)
+    assert torch.isfinite(h).all()
+    grads = torch.autograd.grad(h.square().sum(), (q, k, v, i, f))
+    assert all(torch.isfinite(gr).all() for gr in grads)
+
+
+def test_long_sequence_extreme_gates_chunkwise():
+    B, NH, S, D = 1, 1, 16384, 4
+    q, k, v = (torch.randn(B, NH, S, D).requires_grad_() for _ in range(3))
+    i = (torch.rand(B, NH, S) * 100 - 50).requires_grad_()
+    f = torch.full((B, NH, S), 50.0, requires_grad=True)  # never forget: memory grows all along
+    h = mlstm(q, k, v, i, f)
+    grads = torch.autograd.grad(h.sum(), (q, k, v, i, f))
+    assert torch.isfinite(h).all() and all(torch.isfinite(gr).all() for gr in grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs_keep_float32_state(dtype):
+    inputs32 = [t.detach().float() for t in make_inputs(2, 2, 40, 8, 8)]
+    inputs_half = [t.to(dtype) for t in inputs32]
+    h, (C, n, m) = mlstm(*inputs_half, return_state=True, chunk_size=16)
+    assert h.dtype == dtype
+    assert C.dtype == n.dtype == m.dtype == torch.float32
+    h32 = mlstm(*[t.to(dtype).float() for t in inputs32], chunk_size=16)
+    torch.testing.assert_close(h.float(), h32, atol=2e-2, rtol=2e-2)
+
+
+def test_state_none_equals_zero_memory_outputs():
+    inputs = make_inputs(1, 2, 9, 4, 4)
+    zero_state = (torch.zeros(1, 2, 4, 4, dtype=torch.float64),
+                  torch.zeros(1, 2, 4, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64))
+    torch.testing.assert_close(mlstm(*inputs, eps=0.0),
+                               mlstm(*inputs, state=zero_state, eps=0.0), atol=1e-10, rtol=1e-10)
+
+
+def test_chunkwise_is_default_and_logsigmoid_forget():
+    inputs = make_inputs(1, 1, 6, 3, 3)
+    torch.testing.assert_close(mlstm(*inputs), mlstm(*inputs, form="chunkwise"))
+    # a forget pre-activation of +inf means log_f = 0: nothing is forgotten
+    assert F.logsigmoid(torch.tensor(float("inf"))) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"form": "quadratic"}, ValueError, "form must be one of"),
+        ({"chunk_size": 0}, ValueError, "chunk_size"),
+        ({"chunk_size": 2.5}, TypeError, "chunk_size"),
+        ({"eps": -1.0}, ValueError, "eps"),
+        ({"state": (torch.zeros(1),)}, TypeError, "state must be a tuple"),
+        ({"state": (torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4), torch.zeros(2, 3))},
+         ValueError, "state m"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, match):
+    inputs = [t.detach().float() for t in make_inputs(2, 2, 5, 4, 4)]
+    with pytest.raises(error, match=match):
+        mlstm(*inputs, **kwargs)
+
+
+def test_bad_shapes_name_the_tensor():
+    q, k, v, i, f = (t.detach() for t in make_inputs(2, 2, 5, 4, 4))
+    with pytest.raises(ValueError, match=r"k must have shape"):
+        mlstm(q, k[:, :, :3], v, i, f)
+    with pytest.raises(ValueError, match=r"f must have shape"):
+        mlstm(q, k, v, i, f[:, :1])
+    with pytest.raises(ValueError, match=r"q must have 4 dimensions"):
+        mlstm(q[0], k, v, i, f)
+    with pytest.raises(TypeError, match=r"v must be a floating tensor"):
+        mlstm(q, k, v.long(), i, f)
+    with pytest.raises(TypeError, match=r"i must be a torch.Tensor"):
+        mlstm(q, k, v, i.tolist(), f)
+    with pytest.raises(ValueError, match=r"S >= 1"):
+        mlstm(q[:, :, :0], k[:, :, :0], v[:, :, :0], i[:, :, :0], f[:, :, :0])

@@ -1,0 +1,110 @@
+"""sLSTM recurrence with a hand-written backward pass (CPU/PyTorch path).
+
+Autograd through a Python time loop records ~20 tiny nodes per step and walks
+them back one by one; here the forward loop saves the gate pre-activations and
+states, and the backward loop replays the gate math in reverse with a handful
+of fused elementwise ops and one batched matmul per step. The recurrent-weight
+gradient is one matmul over all steps at the end.
+
+Layout inside the loops is time-major and head-batched: (S, NH, B, 4*DH), so
+that each step's recurrent matmul is a single ``baddbmm`` over heads.
+
+Notation: B batch, S steps, NH heads, DH head dim; gate order (i, f, z, o).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F_
+
+
+def _gates(pre: torch.Tensor, m_prev: torch.Tensor, exp_forget: bool):
+    """Stabilized gate values from pre-activations (NH, B, 4*DH) and m_{t-1} (NH, B, DH)."""
+    i_pre, f_pre, z_pre, o_pre = pre.chunk(4, dim=-1)
+    log_f = f_pre if exp_forget else F_.logsigmoid(f_pre)
+    m = torch.maximum(log_f + m_prev, i_pre)
+    gain = torch.exp(i_pre - m)  # i'
+    decay = torch.exp(log_f + m_prev - m)  # f'
+    return i_pre, f_pre, log_f, m, gain, decay, torch.tanh(z_pre), torch.sigmoid(o_pre)
+
+
+class SLSTMFunction(torch.autograd.Function):
+    """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH)."""
+
+    @staticmethod
+    def forward(ctx, gates_x, R, h0, c0, n0, m0, exp_forget: bool):
+        B, S, _, NH, DH = gates_x.shape
+        gx = gates_x.permute(1, 3, 0, 2, 4).reshape(S, NH, B, 4 * DH)
+        R_cat = R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)  # R_cat[k, d, g*DH+e] = R[g, k, d, e]
+
+        # Index 0 holds the entering state; index t + 1 the state after step t.
+        def buffer(initial):
+            out = gx.new_empty(S + 1, NH, B, DH)
+            out[0] = initial.transpose(0, 1)
+            return out
+
+        H, C, N, M = buffer(h0), buffer(c0), buffer(n0), buffer(m0)
+        pre_acts = torch.empty_like(gx)
+        for t in range(S):
+            pre = torch.baddbmm(gx[t], H[t], R_cat, out=pre_acts[t])  # (NH, B, 4*DH)
+            *_, m, gain, decay, z, o = _gates(pre, M[t], exp_forget)
+            c = torch.addcmul(decay * C[t], gain, z, out=C[t + 1])
+            n = torch.addcmul(gain, decay, N[t], out=N[t + 1])
+            torch.mul(o, c / n, out=H[t + 1])
+            M[t + 1] = m
+
+        ctx.exp_forget = exp_forget
+        ctx.save_for_backward(pre_acts, R_cat, H, C, N, M)
+        h_seq = H[1:].permute(2, 0, 1, 3)  # (B, S, NH, DH)
+        final = (H[S].transpose(0, 1), C[S].transpose(0, 1), N[S].transpose(0, 1),
+                 M[S].transpose(0, 1))
+        return h_seq, *final
+
+    @staticmethod
+    def backward(ctx, d_h_seq, d_hT, d_cT, d_nT, d_mT):
+        pre_acts, R_cat, H, C, N, M = ctx.saved_tensors
+        S, NH, B, DH4 = pre_acts.shape
+        DH = DH4 // 4
+
+        def init(grad):
+            return H.new_zeros(NH, B, DH) if grad is None else grad.transpose(0, 1).contiguous()
+
+        dh, dc, dn, dm = init(d_hT), init(d_cT), init(d_nT), init(d_mT)
+        d_out = (d_h_seq.permute(1, 2, 0, 3) if d_h_seq is not None
+                 else H.new_zeros(S, NH, B, DH))
+        R_cat_t = R_cat.transpose(1, 2)
+        d_pre = torch.empty_like(pre_acts)
+        for t in range(S - 1, -1, -1):
+            i_pre, f_pre, log_f, _, gain, decay, z, o = _gates(pre_acts[t], M[t], ctx.exp_forget)
+            c, n = C[t + 1], N[t + 1]
+            dh = dh + d_out[t]
+            h_bar = c / n
+            d_i, d_f, d_z, d_o = d_pre[t].chunk(4, dim=-1)
+            torch.mul(dh * h_bar, o * (1 - o), out=d_o)
+            dc = dc + dh * o / n
+            dn = dn - dh * o * h_bar / n
+            torch.mul(dc * gain, 1 - z * z, out=d_z)
+            g_gain = (dc * z + dn) * gain  # gradient w.r.t. (i_pre - m)
+            g_decay = (dc * C[t] + dn * N[t]) * decay  # gradient w.r.t. (log_f + m_prev - m)
+            dm = dm - g_gain - g_decay
+            # m = max(log_f + m_prev, i_pre): route dm to the branch that won.
+            forget_won = (log_f + M[t]) >= i_pre
+            d_via_f = g_decay + torch.where(forget_won, dm, 0.0)
+            torch.add(g_gain, torch.where(forget_won, 0.0, dm), out=d_i)
+            torch.mul(d_via_f, 1.0 if ctx.exp_forget else torch.sigmoid(-f_pre), out=d_f)
+            dm = d_via_f  # m_prev enters exactly where log_f does
+            dc = dc * decay
+            dn = dn * decay
+            dh = torch.bmm(d_pre[t], R_cat_t)  # (NH, B, DH)
+
+        # dR[g, k, d, e] = sum over steps and batch of h_{t-1}[k, d] * d_pre[g, k, e]
+        h_prev = H[:-1].permute(1, 3, 0, 2).reshape(NH, DH, S * B)
+        d_R_cat = h_prev @ d_pre.permute(1, 0, 2, 3).reshape(NH, S * B, DH4)
+        d_R = d_R_cat.reshape(NH, DH, 4, DH).permute(2, 0, 1, 3)
+        d_gates_x = d_pre.reshape(S, NH, B, 4, DH).permute(2, 0, 3, 1, 4)
+
+        def state_grad(g):
+            return g.transpose(0, 1)
+
+        return (d_gates_x, d_R, state_grad(dh), state_grad(dc), state_grad(dn), state_grad(dm),
+                None)

@@ -1,0 +1,6 @@
+"""Networks built from the xLSTM cells (nn.Modules; import cells only)."""
+
+from .blocks import GatedFeedForward, mLSTMBlock, sLSTMBlock
+from .stack import XLSTMStack
+
+__all__ = ["GatedFeedForward", "XLSTMStack", "mLSTMBlock", "sLSTMBlock"]
