@@ -153,12 +153,16 @@ def test_half_inputs_keep_float32_state(dtype):
     torch.testing.assert_close(h.float(), h32, atol=2e-2, rtol=2e-2)
 
 
-def test_state_none_equals_zero_memory_outputs():
+@pytest.mark.parametrize("form", MLSTM_FORMS)
+def test_no_state_is_the_all_zero_state(form):
     inputs = make_inputs(1, 2, 9, 4, 4)
     zero_state = (torch.zeros(1, 2, 4, 4, dtype=torch.float64),
                   torch.zeros(1, 2, 4, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64))
-    torch.testing.assert_close(mlstm(*inputs, eps=0.0),
-                               mlstm(*inputs, state=zero_state, eps=0.0), atol=1e-10, rtol=1e-10)
+    h, state = run(form, inputs, chunk_size=4)
+    h0, state0 = run(form, inputs, chunk_size=4, state=zero_state)
+    torch.testing.assert_close(h, h0, atol=0, rtol=0)
+    for a, b in zip(state, state0, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 def test_chunkwise_is_default_and_logsigmoid_forget():
@@ -200,3 +204,15 @@ def test_bad_shapes_name_the_tensor():
         mlstm(q, k, v, i.tolist(), f)
     with pytest.raises(ValueError, match=r"S >= 1"):
         mlstm(q[:, :, :0], k[:, :, :0], v[:, :, :0], i[:, :, :0], f[:, :, :0])
+
+
+def test_matches_nx_ai_mlstm_kernels_when_installed():
+    """Cross-check against NX-AI's reference implementation (``pip install -e ".[bench]"``)."""
+    registry = pytest.importorskip("mlstm_kernels.torch.chunkwise").registry
+    q, k, v, i, f = (t.detach() for t in make_inputs(2, 3, 128, 16, 8))
+    h_theirs, (C, n, m) = registry["native_autograd"](q, k, v, i, f, chunk_size=32,
+                                                      return_last_states=True)
+    h, state = mlstm(q, k, v, i, f, chunk_size=32, return_state=True)
+    torch.testing.assert_close(h, h_theirs, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(state[0], C, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(state[2], m.squeeze(-1), atol=1e-10, rtol=1e-10)

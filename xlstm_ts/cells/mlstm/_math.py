@@ -12,8 +12,9 @@ in the dtype they are given (the public entry point picks float32/float64).
 
 The state (C, n, m) is stabilized: the true memory is ``exp(m) * C`` and the
 true normalizer ``exp(m) * n``. Outputs do not depend on the choice of m, which
-exists only to keep every ``exp`` argument <= 0. "No state" is C = 0, n = 0,
-m = -inf, so the first step takes ``m_1 = i_1``.
+exists only to keep every ``exp`` argument <= 0; it does enter the outputs
+through ``eps``, which is added in stabilized units. "No state" is C = 0, n = 0,
+m = 0, exactly as an explicit all-zero state and as NX-AI's ``mlstm_kernels``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import torch
 
 def zero_state(batch_shape: tuple[int, ...], dqk: int, dv: int, *, dtype: torch.dtype,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The empty state: C (..., DQK, DV) = 0, n (..., DQK) = 0, m (...) = -inf."""
+    """The empty state: C (..., DQK, DV) = 0, n (..., DQK) = 0, m (...) = 0."""
     C = torch.zeros(*batch_shape, dqk, dv, dtype=dtype, device=device)
     n = torch.zeros(*batch_shape, dqk, dtype=dtype, device=device)
-    m = torch.full(batch_shape, float("-inf"), dtype=dtype, device=device)
+    m = torch.zeros(batch_shape, dtype=dtype, device=device)
     return C, n, m
 
 

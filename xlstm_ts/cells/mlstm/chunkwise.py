@@ -39,12 +39,13 @@ def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
 
     # Inter-chunk pass: every chunk's summary in one batched matmul, then a loop
     # of NC elementwise updates to get the state entering each chunk.
-    C_add, n_add, m_add, F_end = _math.chunk_summary(kc, vc, Fc, ic)
+    # (Unbinding once matters: indexing [:, :, c] in the loop would make autograd
+    # scatter each chunk's gradient into a fresh full-size zero tensor, O(NC^2).)
+    summaries = zip(*(x.unbind(2) for x in _math.chunk_summary(kc, vc, Fc, ic)), strict=True)
     entering = []
-    for c in range(NC):
+    for C_add, n_add, m_add, F_end in summaries:
         entering.append((C, n, m))
-        C, n, m = _math.advance(C, n, m, C_add[:, :, c], n_add[:, :, c], m_add[:, :, c],
-                                F_end[:, :, c])
+        C, n, m = _math.advance(C, n, m, C_add, n_add, m_add, F_end)
     C0, n0, m0 = (torch.stack(parts, dim=2) for parts in zip(*entering, strict=True))
 
     # Intra-chunk pass: all chunks in parallel.
