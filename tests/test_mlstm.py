@@ -215,4 +215,5 @@ def test_matches_nx_ai_mlstm_kernels_when_installed():
     h, state = mlstm(q, k, v, i, f, chunk_size=32, return_state=True)
     torch.testing.assert_close(h, h_theirs, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(state[0], C, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(state[1], n, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(state[2], m.squeeze(-1), atol=1e-10, rtol=1e-10)

@@ -16,9 +16,11 @@ def mlstm_recurrent(q, k, v, i, log_f, C, n, m, eps: float):
 
     Returns h (B, NH, S, DV) and the final state.
     """
+    # Unbind once: indexing [:, :, t] per step would make autograd scatter every
+    # step's gradient into a fresh full-size zero tensor, O(S^2) in the backward.
     outputs = []
-    for t in range(q.shape[2]):
-        h, (C, n, m) = _math.step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t],
-                                  log_f[:, :, t], C, n, m, eps)
+    for q_t, k_t, v_t, i_t, log_f_t in zip(*(x.unbind(2) for x in (q, k, v, i, log_f)),
+                                           strict=True):
+        h, (C, n, m) = _math.step(q_t, k_t, v_t, i_t, log_f_t, C, n, m, eps)
         outputs.append(h)
     return torch.stack(outputs, dim=2), (C, n, m)
