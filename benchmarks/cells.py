@@ -30,8 +30,6 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BUDGET_GB = 16.0  # skip runs extrapolated to need more (the machine has 24 GiB)
 CHILD_TIMEOUT_S = 600
-MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 
 # name -> (label, memory growth exponent in S, used to extrapolate skips)
 KERNELS = {
@@ -129,12 +127,12 @@ def child(kernel: str, B: int, NH: int, S: int, DH: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------- parent side
 
 
-def run_child(kernel, S, args, env=None) -> dict:
+def run_child(kernel, S, args) -> dict:
     cmd = [sys.executable, __file__, "--child", kernel, "--batch", str(args.batch),
            "--heads", str(args.heads), "--head-dim", str(args.head_dim), "--seq-lens", str(S)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-                             env=env, check=True)
+                             check=True)
     except subprocess.TimeoutExpired:
         return {"skipped": f"timeout > {CHILD_TIMEOUT_S} s"}
     except subprocess.CalledProcessError as err:
@@ -203,21 +201,12 @@ def main() -> None:
             previous = (S, results[kernel][S])
             print(f"{kernel:<24} S={S:<6} {results[kernel][S]}", file=sys.stderr, flush=True)
 
-    # glibc malloc thresholds: the same runs with and without the tuned environment
-    malloc_rows = []
-    for kernel, S in (("mlstm-chunkwise", 4096), ("slstm", 1024)):
-        plain_env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}
-        default = run_child(kernel, S, args, env=plain_env)
-        tuned = run_child(kernel, S, args, env={**plain_env, **TUNED_MALLOC})
-        malloc_rows.append((kernel, S, default, tuned))
-
     seqs = sorted(args.seq_lens)
     lines = [
         "# Cells on CPU: forward + backward",
         "",
-        f"Command: `python benchmarks/cells.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
-        if False else f"Command: `python benchmarks/cells.py{' ' if sys.argv[1:] else ''}"
-        f"{' '.join(sys.argv[1:])}` (run by `make bench-cells`)",
+        f"Command: `{' '.join(['python benchmarks/cells.py', *sys.argv[1:]])}` "
+        "(`make bench-cells` runs it with the Makefile's malloc settings)",
         f"Date: {date.today()}; machine: {machine()}.",
         f"Shapes: B={args.batch}, NH={args.heads}, DH={args.head_dim} (DQK = DV), float32; "
         "median of 3 runs after a warm-up for S <= 1024, one run above. "
@@ -257,15 +246,6 @@ def main() -> None:
     for ours, base, label in pairs:
         lines.append(f"| {label} | " + " | ".join(ratio(ours, base, s) for s in seqs) + " |")
 
-    lines += ["", "## glibc malloc thresholds", "",
-              "Same child run without and with `MALLOC_MMAP_THRESHOLD_=33554432 "
-              "MALLOC_TRIM_THRESHOLD_=1073741824` (set by the Makefile).", "",
-              "| kernel | S | default malloc (s) | tuned (s) | speed-up |",
-              "|---|---:|---:|---:|---:|"]
-    for kernel, S, default, tuned in malloc_rows:
-        if "time_s" in default and "time_s" in tuned:
-            lines.append(f"| {KERNELS[kernel][0]} | {S} | {default['time_s']:.3f} | "
-                         f"{tuned['time_s']:.3f} | {default['time_s'] / tuned['time_s']:.2f}x |")
     if have_mlstm_kernels():
         lines += ["", f"Agreement with mlstm-kernels (float64, S=256, chunkwise): "
                       f"max |difference| = {agreement_with_mlstm_kernels():.1e}."]
