@@ -1,0 +1,220 @@
+"""prepare_series: conversion, pandas/polars parity and every rejection with a clear message."""
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import torch
+
+from xlstm_ts.data import (
+    Frequency,
+    check_min_length,
+    long_to_wide,
+    prepare_series,
+    wide_to_long,
+)
+
+
+def panel(n_series=3, length=6, freq="h"):
+    rows = []
+    for j in range(n_series):
+        times = pd.date_range("2021-03-01", periods=length - j, freq=freq)
+        rows.append(pd.DataFrame({"unique_id": f"s{j}", "ds": times,
+                                  "y": np.arange(len(times)) + 10.0 * j,
+                                  "promo": np.arange(len(times)) % 2}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_unsorted_input_is_sorted_and_caller_frame_untouched():
+    df = panel().sample(frac=1.0, random_state=0)
+    before = df.copy()
+    data = prepare_series(df, future_covariates=["promo"])
+    pd.testing.assert_frame_equal(df, before)
+    assert list(data.ids) == ["s0", "s1", "s2"]
+    assert data.indptr.tolist() == [0, 6, 11, 15]
+    assert data.target[:6].tolist() == [0, 1, 2, 3, 4, 5]
+    assert str(data.freq) == "1h"
+    assert data.target.dtype == torch.float32 and data.target.is_contiguous()
+
+
+def test_pandas_polars_and_lazy_give_the_same_numbers():
+    df = panel()
+    kwargs = {"past_covariates": ["promo"], "calendar": ["hour", "dayofweek"]}
+    a = prepare_series(df, **kwargs)
+    b = prepare_series(pl.from_pandas(df), **kwargs)
+    c = prepare_series(pl.from_pandas(df).lazy(), **kwargs)
+    assert (a.kind, b.kind, c.kind) == ("pandas", "polars", "polars")
+    for other in (b, c):
+        assert np.array_equal(a.ids, other.ids) and np.array_equal(a.indptr, other.indptr)
+        assert np.array_equal(a.times, other.times)
+        for name in ("target", "observed", "past", "future"):
+            assert torch.equal(getattr(a, name), getattr(other, name)), name
+
+
+def test_single_series_may_omit_the_id_column():
+    df = panel(1).drop(columns="unique_id")
+    data = prepare_series(df)
+    assert data.n_series == 1 and data.lengths.tolist() == [6]
+
+
+def test_calendar_features_are_scaled_future_covariates():
+    data = prepare_series(panel(1, 48), calendar=["hour", "month"])
+    assert data.columns.future == ("cal_hour", "cal_month")
+    hour = data.future[:, 0]
+    assert hour.min() == -0.5 and hour.max() == 0.5
+    assert torch.allclose(hour[:24], torch.arange(24) / 23 - 0.5)
+
+
+def test_monthly_frequencies_are_calendar_months():
+    data = prepare_series(pd.read_csv("datasets/airline.csv"), time_col="Date",
+                          target_col="Passengers")
+    assert data.freq == Frequency("months", 1)
+    ends = pl.DataFrame({"ds": pl.date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 1), "1mo",
+                                             eager=True).dt.month_end(), "y": np.arange(12.0)})
+    data = prepare_series(ends)
+    future = data.freq.future(pl.Series(data.times[-1:]), 3)
+    assert [d.date() for d in future.to_list()] == [dt.date(2021, 1, 31), dt.date(2021, 2, 28),
+                                                    dt.date(2021, 3, 31)]
+
+
+def test_static_covariates_one_hot_and_numeric():
+    static = pd.DataFrame({"unique_id": ["s2", "s0", "s1"], "region": ["n", "s", "n"],
+                           "size": [3.0, 1.0, 2.0]})
+    data = prepare_series(panel(), static_df=static)
+    assert data.columns.static == ("region=n", "region=s", "size")
+    assert data.static.tolist() == [[0, 1, 1], [1, 0, 2], [1, 0, 3]]
+
+
+@pytest.mark.parametrize("fill, expected, observed", [
+    ("nan", [0, 1, 0, 3], [True, True, False, True]),
+    ("ffill", [0, 1, 1, 3], [True, True, True, True]),
+    ("zero", [0, 1, 0, 3], [True, True, True, True]),
+])
+def test_gaps_filled_on_request(fill, expected, observed):
+    df = panel(1, 4).drop(index=[2])
+    data = prepare_series(df, fill_missing=fill, future_covariates=["promo"])
+    assert data.target.tolist() == expected
+    assert data.observed.tolist() == observed
+    assert data.future[:, 0].tolist() == [0, 1, 1, 1]  # covariates forward-filled
+
+
+@pytest.mark.parametrize("policy, target, observed", [
+    ("mask", [0, 1, 0, 3], [True, True, False, True]),
+    ("ffill", [0, 1, 1, 3], [True, True, True, True]),
+    ("zero", [0, 1, 0, 3], [True, True, True, True]),
+])
+def test_missing_targets_follow_the_policy(policy, target, observed):
+    df = panel(1, 4)
+    df.loc[2, "y"] = np.inf
+    data = prepare_series(df, target_missing=policy)
+    assert data.target.tolist() == target and data.observed.tolist() == observed
+
+
+def test_wide_long_round_trip_keeps_library():
+    wide = pl.DataFrame({"date": pl.datetime_range(dt.datetime(2020, 1, 1),
+                                                   dt.datetime(2020, 1, 1, 4), "1h", eager=True),
+                         "A": [1.0, 2, 3, 4, 5], "B": [5.0, 4, 3, 2, 1]})
+    long = wide_to_long(wide, time_col="date")
+    assert isinstance(long, pl.DataFrame) and long.columns == ["unique_id", "date", "y"]
+    back = long_to_wide(long, time_col="date")
+    assert back.equals(wide)
+    long_pd = wide_to_long(wide.to_pandas(), time_col="date")
+    assert isinstance(long_pd, pd.DataFrame) and len(long_pd) == 10
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+def test_rejects_wrong_frame_type():
+    with pytest.raises(TypeError, match="pandas DataFrame or a polars"):
+        prepare_series({"y": [1.0]})
+
+
+def test_rejects_empty_frame():
+    with pytest.raises(ValueError, match="df is empty"):
+        prepare_series(panel().iloc[:0])
+
+
+def test_rejects_missing_columns_by_name():
+    with pytest.raises(ValueError, match=r"missing from df: \['price'\]"):
+        prepare_series(panel(), future_covariates=["price"])
+    with pytest.raises(ValueError, match=r"\['target'\]"):
+        prepare_series(panel(), target_col="target")
+
+
+def test_rejects_non_numeric_target_and_covariates():
+    df = panel()
+    with pytest.raises(TypeError, match=r"Column 'y' \(target_col\) must be numeric"):
+        prepare_series(df.assign(y=df.y.astype(str)))
+    with pytest.raises(TypeError, match=r"Column 'promo' \(covariate\) must be numeric"):
+        prepare_series(df.assign(promo="yes"), past_covariates=["promo"])
+
+
+def test_rejects_duplicates_naming_the_series():
+    df = panel()
+    dup = pd.concat([df, df.iloc[[7]]])
+    with pytest.raises(ValueError, match=r"1 duplicate \(unique_id, ds\) pairs, e.g. \('s1'"):
+        prepare_series(dup)
+
+
+def test_rejects_unparseable_and_mixed_times():
+    df = panel(1, 3).assign(ds=["2020-01-01", "not a date", "2020-01-03"])
+    with pytest.raises(ValueError, match=r"Column 'ds' \(time_col\).*'not a date'"):
+        prepare_series(df)
+    mixed = panel(1, 3).astype({"ds": object})
+    mixed.loc[1, "ds"] = 5
+    with pytest.raises(ValueError, match=r"Column 'ds' \(time_col\) mixes value types"):
+        prepare_series(mixed)
+    with pytest.raises(TypeError, match=r"Column 'ds' \(time_col\) must hold datetimes"):
+        prepare_series(panel(1, 3).assign(ds=[0.5, 1.5, 2.5]))
+
+
+def test_rejects_gaps_with_the_inferred_frequency():
+    df = panel().drop(index=[8])
+    with pytest.raises(ValueError, match=r"Series 's1' have gaps: 1 missing .* frequency 1h"):
+        prepare_series(df)
+
+
+def test_rejects_irregular_spacing():
+    df = panel(1, 5)
+    df.loc[2, "ds"] += pd.Timedelta(minutes=20)
+    with pytest.raises(ValueError, match=r"Irregular spacing in series 's0'.*1h"):
+        prepare_series(df)
+
+
+def test_rejects_missing_targets_without_a_policy():
+    df = panel()
+    df.loc[7, "y"] = np.nan
+    with pytest.raises(ValueError, match=r"Column 'y' \(target_col\) has 1 missing .* 's1'"):
+        prepare_series(df)
+
+
+def test_rejects_missing_covariates_by_column_and_series():
+    df = panel().astype({"promo": float})
+    df.loc[12, "promo"] = np.nan
+    with pytest.raises(ValueError, match=r"Covariate column 'promo' .* 's2'"):
+        prepare_series(df, future_covariates=["promo"])
+
+
+def test_rejects_missing_static_rows():
+    static = pd.DataFrame({"unique_id": ["s0", "s1"], "size": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"static_df has no row for series 's2'"):
+        prepare_series(panel(), static_df=static)
+
+
+def test_short_series_raise_or_drop_with_a_count():
+    data = prepare_series(panel())  # lengths 6, 5, 4
+    with pytest.raises(ValueError, match=r"2 series are shorter than 6 steps .*'s1', 's2'"):
+        check_min_length(data, 6)
+    with pytest.warns(UserWarning, match=r"Dropped 2 of 3 series .* \(9 rows\)"):
+        kept = check_min_length(data, 6, "drop")
+    assert list(kept.ids) == ["s0"] and kept.target.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_rejects_bad_policies():
+    with pytest.raises(ValueError, match="fill_missing"):
+        prepare_series(panel(), fill_missing="linear")
+    with pytest.raises(ValueError, match="target_missing"):
+        prepare_series(panel(), target_missing="drop")

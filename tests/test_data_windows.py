@@ -1,0 +1,116 @@
+"""Window indexing properties (hypothesis), splits, padding and DataLoader use."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xlstm_ts.data import WindowDataset, ett_regions, prepare_series, time_split_regions
+
+
+def index_panel(lengths):
+    """Target = global row index, so every window shows exactly which rows it read."""
+    frames, start = [], 0
+    for j, n in enumerate(lengths):
+        frames.append(pd.DataFrame({"unique_id": f"s{j:03d}", "ds": np.arange(n),
+                                    "y": np.arange(start, start + n, dtype=float)}))
+        start += n
+    return prepare_series(pd.concat(frames, ignore_index=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+       lookback=st.integers(1, 12), horizon=st.integers(1, 6), stride=st.integers(1, 4))
+def test_windows_lie_inside_their_series_without_leakage(lengths, lookback, horizon, stride):
+    data = index_panel(lengths)
+    ds = WindowDataset(data, lookback, horizon, stride=stride)
+    expected = sum(max(0, (n - lookback - horizon) // stride + 1) for n in lengths)
+    assert len(ds) == expected
+    if not len(ds):
+        return
+    batch = ds[list(range(len(ds)))]
+    offsets = torch.from_numpy(data.indptr[batch["series"].numpy()])
+    first = offsets + batch["cutoff"]  # global row of the first horizon step
+    rel = torch.arange(-lookback, horizon)
+    rows = first[:, None] + rel
+    assert torch.equal(batch["history"], rows[:, :lookback].float())
+    assert torch.equal(batch["target"], rows[:, lookback:].float())
+    ends = torch.from_numpy(data.indptr[batch["series"].numpy() + 1])
+    assert bool((rows[:, 0] >= offsets).all()) and bool((rows[:, -1] < ends).all())
+    assert bool(batch["history_mask"].all()) and bool(batch["target_mask"].all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(10, 60), min_size=1, max_size=5),
+       val=st.integers(0, 8), test=st.integers(0, 8), horizon=st.integers(1, 4))
+def test_time_splits_keep_horizons_in_their_region(lengths, val, test, horizon):
+    data = index_panel(lengths)
+    regions = time_split_regions(data, val, test)
+    for name, (lo, hi) in regions.items():
+        ds = WindowDataset(data, 3, horizon, region=(lo, hi))
+        if not len(ds):
+            continue
+        cut = ds.cutoffs
+        assert (cut >= np.asarray(lo)[ds.series]).all()
+        assert (cut + horizon <= np.asarray(hi)[ds.series]).all(), name
+
+
+def test_ett_borders_give_the_standard_window_counts():
+    data = index_panel([14400])
+    L, H = 96, 24
+    regions = ett_regions()
+    counts = {k: len(WindowDataset(data, L, H, region=r)) for k, r in regions.items()}
+    assert counts == {"train": 8640 - L - H + 1, "val": 11520 - 8640 - H + 1,
+                      "test": 14400 - 11520 - H + 1}
+    test = WindowDataset(data, L, H, region=regions["test"])
+    assert test[0]["history"][0] == 11520 - L  # lookback of the first test window
+
+
+def test_short_history_is_left_padded_and_masked():
+    data = index_panel([5])
+    ds = WindowDataset(data, 4, 1, min_history=2)
+    first = ds[0]
+    assert first["cutoff"] == 2
+    assert first["history_mask"].tolist() == [False, False, True, True]
+    assert first["history"].tolist() == [0, 0, 0, 1]
+
+
+def test_missing_targets_are_masked_in_windows():
+    df = pd.DataFrame({"ds": np.arange(6), "y": [0.0, 1, np.nan, 3, 4, 5]})
+    data = prepare_series(df, target_missing="mask")
+    batch = WindowDataset(data, 2, 2)[[0]]
+    assert batch["history_mask"].tolist() == [[True, True]]
+    assert batch["target_mask"].tolist() == [[False, True]]
+
+
+def test_covariates_and_static_are_aligned():
+    df = pd.DataFrame({"unique_id": "a", "ds": np.arange(8), "y": np.arange(8.0),
+                       "known": np.arange(8.0) * 10, "seen": np.arange(8.0) * 100})
+    static = pd.DataFrame({"unique_id": ["a"], "size": [7.0]})
+    data = prepare_series(df, future_covariates=["known"], past_covariates=["seen"],
+                          static_df=static)
+    w = WindowDataset(data, 3, 2)[0]
+    assert w["future"][:, 0].tolist() == [0, 10, 20, 30, 40]  # lookback + horizon
+    assert w["past"][:, 0].tolist() == [0, 100, 200]  # lookback only
+    assert w["static"].tolist() == [7.0]
+
+
+def test_dataloader_with_sampler_draws_a_fixed_number_of_windows():
+    data = index_panel([50, 30])
+    ds = WindowDataset(data, 5, 3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=16, sampler=ds.sampler(40, seed=1),
+                                         collate_fn=WindowDataset.collate)
+    sizes = [batch["history"].shape for batch in loader]
+    assert sizes == [(16, 5), (16, 5), (8, 5)]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lookback": 0, "horizon": 1}, "lookback"),
+    ({"lookback": 3, "horizon": 1, "stride": 0}, "stride"),
+    ({"lookback": 3, "horizon": 1, "min_history": 4}, "min_history"),
+])
+def test_bad_window_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WindowDataset(index_panel([10]), **kwargs)

@@ -1,0 +1,98 @@
+"""Metrics on hand-checked numbers, frame evaluation, baselines and bundled datasets."""
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from xlstm_ts import datasets, metrics
+from xlstm_ts.baselines import Drift, Naive, SeasonalNaive
+
+
+def test_point_metrics_by_hand():
+    y, p = [1.0, 2.0, 4.0], [1.0, 3.0, 2.0]
+    assert metrics.mae(y, p) == pytest.approx(1.0)
+    assert metrics.mse(y, p) == pytest.approx(5 / 3)
+    assert metrics.rmse(y, p) == pytest.approx(np.sqrt(5 / 3))
+    assert metrics.smape(y, p) == pytest.approx(100 * (0 + 2 / 5 + 4 / 6) / 3)
+    assert metrics.smape([0.0], [0.0]) == 0.0
+    # MASE: in-sample seasonal (m=1) naive MAE of [1, 3, 2] is 1.5
+    assert metrics.mase(y, p, [1.0, 3.0, 2.0], season=1) == pytest.approx(1.0 / 1.5)
+    assert metrics.mae([1.0, np.nan], [2.0, 100.0]) == 1.0  # NaN truth ignored
+
+
+def test_probabilistic_metrics_by_hand():
+    y = [10.0]
+    q = [[8.0, 10.0, 13.0]]
+    levels = [0.1, 0.5, 0.9]
+    # losses: 0.1*2, 0, (0.9-1)*(-3)=0.3 -> mean 0.5/3
+    assert metrics.pinball_loss(y, q, levels) == pytest.approx(0.5 / 3)
+    assert metrics.crps_from_quantiles(y, q, levels) == pytest.approx(1.0 / 3)
+    assert metrics.coverage([1.0, 5.0, 9.0], [0.0, 6.0, 8.0], [2.0, 7.0, 10.0]) == \
+        pytest.approx(2 / 3)
+    assert metrics.interval_width([0.0, 1.0], [2.0, 5.0]) == 3.0
+    with pytest.raises(ValueError, match="q_pred must have shape"):
+        metrics.pinball_loss(y, [[1.0, 2.0]], levels)
+
+
+def test_evaluate_per_series_and_aggregated():
+    df = pd.DataFrame({"unique_id": ["a", "a", "b", "b"], "y": [1.0, 2.0, 3.0, 4.0],
+                       "y_pred": [1.0, 4.0, 3.0, 3.0]})
+    train = pd.DataFrame({"unique_id": ["a", "a", "a", "b", "b"], "y": [0.0, 1.0, 2.0, 0.0, 2.0]})
+    per = metrics.evaluate(df, metrics=("mae", "mase"), train_df=train, per_series=True)
+    assert isinstance(per, pd.DataFrame)
+    assert per["mae"].tolist() == [1.0, 0.5] and per["mase"].tolist() == [1.0, 0.25]
+    overall = metrics.evaluate(pl.from_pandas(df), metrics=("mae",))
+    assert overall == {"mae": 0.75}
+    with pytest.raises(ValueError, match="Unknown metrics"):
+        metrics.evaluate(df, metrics=("mape",))
+    with pytest.raises(ValueError, match="needs train_df"):
+        metrics.evaluate(df, metrics=("mase",))
+
+
+def test_baselines_values_and_timestamps():
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=6, freq="D"),
+                       "y": [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]})
+    naive = Naive().fit(df).predict(4)
+    assert naive["y_pred"].tolist() == [30.0] * 4
+    assert naive["ds"].tolist() == list(pd.date_range("2020-01-07", periods=4, freq="D"))
+    assert SeasonalNaive(3).fit(df).predict(4)["y_pred"].tolist() == [10.0, 20.0, 30.0, 10.0]
+    assert Drift().fit(df).predict(2)["y_pred"].tolist() == [35.8, 41.6]
+    polars_out = SeasonalNaive(3).fit(pl.from_pandas(df)).predict(2)
+    assert isinstance(polars_out, pl.DataFrame)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Naive().predict(3)
+    with pytest.raises(ValueError, match="season_length"):
+        SeasonalNaive(10).fit(df)
+
+
+def test_seasonal_naive_beats_naive_on_seasonal_data():
+    df = datasets.synthetic(4, 24 * 20, seasonalities=(24,), noise=0.05, trend=0.0, seed=3)
+    train = df.groupby("unique_id").head(24 * 19)
+    test = df.groupby("unique_id").tail(24)
+    scores = {}
+    for model in (Naive(), SeasonalNaive(24)):
+        pred = model.fit(train).predict(24).merge(test, on=["unique_id", "ds"])
+        scores[type(model).__name__] = metrics.evaluate(pred, metrics=("mae",))["mae"]
+    assert scores["SeasonalNaive"] < 0.5 * scores["Naive"]
+
+
+def test_bundled_datasets_load_as_long_frames():
+    air = datasets.load_airline()
+    assert air.shape == (144, 3) and list(air.columns) == ["unique_id", "ds", "y"]
+    assert datasets.load_sunspots(frame="polars").shape == (3126, 3)
+    ett = datasets.load_etth1(columns=["OT"])
+    assert ett.shape == (17420, 3) and ett["y"].iloc[0] == pytest.approx(30.531)
+    train, test = datasets.load_m4_hourly("train"), datasets.load_m4_hourly("test")
+    assert train["unique_id"].nunique() == 414 and len(test) == 414 * 48
+    last = train.groupby("unique_id")["ds"].max()
+    first_test = test.groupby("unique_id")["ds"].min()
+    assert (first_test == last + 1).all()
+
+
+def test_synthetic_is_seeded_and_has_covariate_effect():
+    a = datasets.synthetic(2, 50, covariate_effect=3.0, seed=7)
+    b = datasets.synthetic(2, 50, covariate_effect=3.0, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert set(a.columns) == {"unique_id", "ds", "y", "x"}
+    assert not a.equals(datasets.synthetic(2, 50, covariate_effect=3.0, seed=8))

@@ -1,0 +1,98 @@
+"""Reference forecasters with the estimator interface: naive, seasonal naive, drift.
+
+They anchor every claim that a model learned something: a forecast that does
+not beat seasonal naive has learned nothing worth its cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .data.frames import FrameLike, from_polars
+from .data.series import SeriesData, prepare_series
+
+PRED_COL = "y_pred"
+
+
+class _Baseline:
+    def __init__(self, *, id_col: str = "unique_id", time_col: str = "ds",
+                 target_col: str = "y"):
+        self.id_col = id_col
+        self.time_col = time_col
+        self.target_col = target_col
+
+    def fit(self, df: FrameLike):
+        """Learn the last values of each series of the long frame ``df``."""
+        self.data_: SeriesData = prepare_series(df, id_col=self.id_col, time_col=self.time_col,
+                                                target_col=self.target_col)
+        self._check_lengths(self.data_.lengths)
+        return self
+
+    def _check_lengths(self, lengths: np.ndarray) -> None:
+        pass
+
+    def _forecast(self, series: list[np.ndarray], horizon: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, horizon: int):
+        """Forecast ``horizon`` steps after each series' end: a long frame with
+        ``id_col``, ``time_col`` and ``y_pred``, in the library ``fit`` was given."""
+        if not hasattr(self, "data_"):
+            raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
+                               "Call 'fit' with appropriate arguments first.")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be a positive int. Got {horizon!r}.")
+        data = self.data_
+        if data.freq is None:
+            raise ValueError("Cannot step time forward: every series has a single point.")
+        y = data.target.double().numpy()
+        series = [y[a:b] for a, b in zip(data.indptr[:-1], data.indptr[1:], strict=True)]
+        values = self._forecast(series, horizon)  # (n, H)
+        last = pl.Series(data.times[data.indptr[1:] - 1])
+        frame = pl.DataFrame({
+            self.id_col: np.repeat(data.ids, horizon),
+            self.time_col: data.freq.future(last, horizon),
+            PRED_COL: values.reshape(-1),
+        })
+        return from_polars(frame, data.kind)
+
+
+class Naive(_Baseline):
+    """Repeat the last observed value."""
+
+    def _forecast(self, series, horizon):
+        return np.stack([np.full(horizon, s[-1]) for s in series])
+
+
+class SeasonalNaive(_Baseline):
+    """Repeat the last full season: ``y[T + h] = y[T + h - m * ceil(h / m)]``."""
+
+    def __init__(self, season_length: int, *, id_col: str = "unique_id", time_col: str = "ds",
+                 target_col: str = "y"):
+        super().__init__(id_col=id_col, time_col=time_col, target_col=target_col)
+        self.season_length = season_length
+
+    def _check_lengths(self, lengths):
+        m = self.season_length
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"season_length must be a positive int. Got {m!r}.")
+        short = self.data_.ids[lengths < m]
+        if len(short):
+            raise ValueError(f"Series {list(short[:5])} are shorter than season_length={m}.")
+
+    def _forecast(self, series, horizon):
+        m = self.season_length
+        return np.stack([np.resize(s[-m:], horizon) for s in series])
+
+
+class Drift(_Baseline):
+    """Extend the line through the first and last values."""
+
+    def _forecast(self, series, horizon):
+        steps = np.arange(1, horizon + 1)
+        out = []
+        for s in series:
+            slope = (s[-1] - s[0]) / (len(s) - 1) if len(s) > 1 else 0.0
+            out.append(s[-1] + slope * steps)
+        return np.stack(out)

@@ -1,0 +1,79 @@
+"""Sampling frequency of a panel: inferred once, then used to step time forward.
+
+Three kinds cover practice: a fixed duration (hours, minutes, days, weeks),
+calendar months (monthly, quarterly, yearly data, whose durations vary), and a
+plain integer index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000}
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """Step between observations.
+
+    ``kind="fixed"``: ``step`` microseconds; ``"months"``: calendar months;
+    ``"index"``: integer time index.
+    """
+
+    kind: Literal["fixed", "months", "index"]
+    step: int
+
+    def __str__(self) -> str:
+        if self.kind == "index":
+            return f"{self.step}i"
+        if self.kind == "months":
+            return f"{self.step // 12}y" if self.step % 12 == 0 else f"{self.step}mo"
+        for unit, size in _US.items():
+            if self.step % size == 0:
+                return f"{self.step // size}{unit}"
+        return f"{self.step}us"
+
+    def future(self, last: pl.Series, horizon: int) -> pl.Series:
+        """Times ``1..horizon`` steps after each value of ``last``; flat, series-major."""
+        steps = np.tile(np.arange(1, horizon + 1), len(last))
+        base = last.to_frame("t").select(pl.col("t").repeat_by(horizon).explode())["t"]
+        if self.kind == "index":
+            return base + pl.Series(steps * self.step)
+        if self.kind == "fixed":
+            return base + pl.Series(steps * self.step).cast(pl.Duration("us"))
+        month_end = bool(last.dt.month_end().eq(last).all())
+        frame = pl.DataFrame({"t": base, "k": steps * self.step})
+        shifted = frame.select(
+            pl.col("t").dt.offset_by(pl.format("{}mo", pl.col("k")))
+        )["t"]
+        return shifted.dt.month_end() if month_end else shifted
+
+
+def infer_frequency(times: np.ndarray, starts: np.ndarray) -> Frequency | None:
+    """Most common step between consecutive times within series; ``None`` if no series
+    has two points. ``times`` sorted within series; ``starts`` marks each series' first row."""
+    if np.issubdtype(times.dtype, np.integer):
+        diffs = np.diff(times.astype(np.int64))[~starts[1:]]
+        return Frequency("index", int(_mode(diffs))) if diffs.size else None
+    micros = times.astype("datetime64[us]").astype(np.int64)
+    diffs = np.diff(micros)[~starts[1:]]
+    if diffs.size == 0:
+        return None
+    step = int(_mode(diffs))
+    day = _US["d"]
+    monthly = (28, 31), (89, 92), (181, 184), (365, 366)  # month, quarter, half, year in days
+    if any(lo * day <= step <= hi * day for lo, hi in monthly):
+        months = np.diff(times.astype("datetime64[M]").astype(np.int64))[~starts[1:]]
+        return Frequency("months", int(_mode(months)))
+    return Frequency("fixed", step)
+
+
+def _mode(values: np.ndarray) -> int:
+    if (values == values[0]).all():  # the usual case, O(n) instead of a sort
+        return values[0]
+    uniques, counts = np.unique(values, return_counts=True)
+    return uniques[np.argmax(counts)]

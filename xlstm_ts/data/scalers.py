@@ -1,0 +1,102 @@
+"""Per-series scalers fitted on training rows only.
+
+Statistics are computed for all series at once from the flat panel (segment
+sums, or one sort for the robust quantiles), never with a loop over series.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+ScalerMethod = Literal["standard", "robust", "minmax", "none"]
+METHODS = ("standard", "robust", "minmax", "none")
+
+
+class SeriesScaler:
+    """Scale each series by its own location and scale: ``(x - loc_[s]) / scale_[s]``.
+
+    Methods: ``standard`` (mean, std), ``robust`` (median, interquartile range),
+    ``minmax`` (min, max - min), ``none`` (0, 1). A series whose scale is zero
+    (constant) or that has no training rows gets scale 1, so nothing becomes NaN.
+
+    Attributes (after ``fit``): ``loc_`` and ``scale_``, float64 tensors (n,).
+    """
+
+    def __init__(self, method: ScalerMethod = "standard"):
+        self.method = method
+
+    def fit(self, values: torch.Tensor, indptr: np.ndarray, *,
+            observed: torch.Tensor | None = None, end: np.ndarray | int | None = None):
+        """Fit on the flat panel ``values`` (N,) with series boundaries ``indptr`` (n + 1,).
+
+        Only rows with ``observed`` True and local index below ``end`` (per series, e.g.
+        the start of the validation region; negative counts from the end) are used.
+        """
+        if self.method not in METHODS:
+            raise ValueError(f"scaler must be one of {list(METHODS)}. Got {self.method!r}.")
+        lengths = np.diff(indptr)
+        n = len(lengths)
+        series = np.repeat(np.arange(n), lengths)
+        local = np.arange(len(series)) - np.repeat(indptr[:-1], lengths)
+        use = np.ones(len(series), dtype=bool)
+        if end is not None:
+            end = np.where(np.asarray(end) < 0, lengths + np.asarray(end), end) * np.ones(n, int)
+            use &= local < end[series]
+        if observed is not None:
+            use &= observed.numpy()
+        x = values.double().numpy()[use]
+        s = series[use]
+        count = np.bincount(s, minlength=n)
+        if self.method == "none":
+            loc, scale = np.zeros(n), np.ones(n)
+        elif self.method == "standard":
+            loc = np.bincount(s, weights=x, minlength=n) / np.maximum(count, 1)
+            var = np.bincount(s, weights=(x - loc[s]) ** 2, minlength=n) / np.maximum(count, 1)
+            scale = np.sqrt(var)
+        elif self.method == "minmax":
+            lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+            np.minimum.at(lo, s, x)
+            np.maximum.at(hi, s, x)
+            loc, scale = np.where(count > 0, lo, 0.0), np.where(count > 0, hi - lo, 1.0)
+        else:
+            loc = _segment_quantile(x, s, count, 0.5)
+            scale = _segment_quantile(x, s, count, 0.75) - _segment_quantile(x, s, count, 0.25)
+        scale = np.where((count == 0) | ~(scale > 0), 1.0, scale)
+        loc = np.where(count == 0, 0.0, loc)
+        self.loc_, self.scale_ = torch.from_numpy(loc), torch.from_numpy(scale)
+        return self
+
+    def _stats(self, series: torch.Tensor, ndim: int):
+        if not hasattr(self, "loc_"):
+            raise RuntimeError("This SeriesScaler instance is not fitted yet. Call 'fit' first.")
+        shape = (-1,) + (1,) * (ndim - 1)
+        return self.loc_[series].view(shape), self.scale_[series].view(shape)
+
+    def transform(self, x: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
+        """Scale ``x`` (B, ...) whose leading entries belong to series ``series`` (B,)."""
+        loc, scale = self._stats(series, x.ndim)
+        return ((x.double() - loc) / scale).to(x.dtype)
+
+    def inverse_transform(self, x: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`transform`."""
+        loc, scale = self._stats(series, x.ndim)
+        return (x.double() * scale + loc).to(x.dtype)
+
+
+def _segment_quantile(x: np.ndarray, s: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
+    """Per-segment quantile with linear interpolation, from one lexsort."""
+    order = np.lexsort((x, s))
+    xs = x[order]
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    pos = q * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    frac = pos - lo
+    safe = count > 0
+    out = np.zeros(len(count))
+    a, b = xs[(start + lo)[safe]], xs[(start + hi)[safe]]
+    out[safe] = a + (b - a) * frac[safe]
+    return out

@@ -1,0 +1,438 @@
+"""Validated panels of time series, stored contiguously per series (CSR layout).
+
+:func:`prepare_series` is the one place a long frame is checked and converted:
+it sorts (never rejects unsorted input), checks columns, types, duplicates,
+spacing and missing values, and returns a :class:`SeriesData` whose arrays hold
+all series back to back, ``indptr`` marking where each one starts. Every error
+names the column, the offending series ids and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import torch
+
+from .covariates import calendar_expressions, encode_static, one_hot_categories
+from .frames import FrameKind, FrameLike, to_polars
+from .freq import Frequency, infer_frequency
+
+FillMissing = Literal["nan", "ffill", "zero"]
+TargetMissing = Literal["raise", "mask", "ffill", "zero"]
+SINGLE_SERIES_ID = "series_0"
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column roles of a panel."""
+
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_col: str = "y"
+    future: tuple[str, ...] = ()  # known over the horizon (incl. generated calendar columns)
+    past: tuple[str, ...] = ()  # observed up to the cutoff only
+    static: tuple[str, ...] = ()  # encoded static columns (one-hot expanded)
+
+
+@dataclass
+class SeriesData:
+    """A validated panel. N = total rows, n = number of series.
+
+    Attributes:
+        ids: (n,) series ids in sorted order.
+        indptr: (n + 1,) int64; series j occupies rows ``indptr[j]:indptr[j+1]``.
+        times: (N,) ``datetime64[us]`` or int64, increasing within each series.
+        target: (N,) float32; missing values masked are stored as 0.
+        observed: (N,) bool; False where the target was missing and masked.
+        past: (N, P) float32 past-only covariates.
+        future: (N, F) float32 future-known covariates.
+        static: (n, K) float32 static features.
+        freq: the sampling frequency (None for a panel of single points).
+        columns: column roles; ``kind``: the caller's frame library.
+        static_categories: one-hot categories learned from the static frame.
+    """
+
+    ids: np.ndarray
+    indptr: np.ndarray
+    times: np.ndarray
+    target: torch.Tensor
+    observed: torch.Tensor
+    past: torch.Tensor
+    future: torch.Tensor
+    static: torch.Tensor
+    freq: Frequency | None
+    columns: Columns
+    kind: FrameKind
+    static_categories: dict[str, list[str]] = field(default_factory=dict)
+    calendar: tuple[str, ...] = ()
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def subset(self, keep: np.ndarray) -> SeriesData:
+        """The panel restricted to the series where ``keep`` (n,) is True."""
+        lengths = self.lengths
+        rows = np.repeat(keep, lengths)
+        indptr = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64)
+        rows_t = torch.from_numpy(rows)
+        return replace(self, ids=self.ids[keep], indptr=indptr, times=self.times[rows],
+                       target=self.target[rows_t], observed=self.observed[rows_t],
+                       past=self.past[rows_t], future=self.future[rows_t],
+                       static=self.static[torch.from_numpy(keep)])
+
+
+def _listed(values) -> str:
+    values = list(values)
+    more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
+    return ", ".join(repr(v) for v in values[:_MAX_LISTED]) + more
+
+
+def _check_columns(frame: pl.DataFrame, cols: Columns, future: Sequence[str],
+                   past: Sequence[str]) -> None:
+    required = [cols.time_col, cols.target_col, *future, *past]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"The following columns are missing from df: {missing}. Columns present: "
+            f"{frame.columns}. Pass id_col/time_col/target_col or the covariate lists to match."
+        )
+    roles = [cols.id_col, cols.time_col, cols.target_col, *future, *past]
+    duplicated = sorted({c for c in roles if roles.count(c) > 1})
+    if duplicated:
+        raise ValueError(f"Columns {duplicated} are given more than one role; give each one role.")
+    for name, role in [(cols.target_col, "target_col"), *((c, "covariate") for c in future),
+                       *((c, "covariate") for c in past)]:
+        dtype = frame[name].dtype
+        if not dtype.is_numeric() or dtype == pl.Boolean:
+            raise TypeError(
+                f"Column {name!r} ({role}) must be numeric. Got {dtype}. Convert it, "
+                f"e.g. encode categories as numbers or pass them as static covariates."
+            )
+
+
+def _check_object_times(df: object, time_col: str) -> None:
+    """pandas object columns can mix types that polars would coerce silently."""
+    if isinstance(df, pd.DataFrame) and time_col in df.columns and df[time_col].dtype == object:
+        kind = pd.api.types.infer_dtype(df[time_col], skipna=True)
+        if kind not in ("string", "datetime", "datetime64", "date", "integer"):
+            raise ValueError(
+                f"Column {time_col!r} (time_col) mixes value types ({kind}). Use one type for "
+                f"the whole column: datetimes, ISO strings or integers."
+            )
+
+
+def _normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
+    dtype = frame[time_col].dtype
+    col = pl.col(time_col)
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return frame.with_columns(col.cast(pl.Datetime("us")))
+    if dtype.is_integer():
+        return frame.with_columns(col.cast(pl.Int64))
+    if dtype == pl.String:
+        try:
+            return frame.with_columns(col.str.to_datetime(strict=True).cast(pl.Datetime("us")))
+        except pl.exceptions.PolarsError:
+            pass
+        # pandas' parser knows more layouts (e.g. "1950-10" for a month)
+        raw = frame[time_col].to_pandas()
+        parsed = pd.to_datetime(raw, errors="coerce")
+        bad = raw[parsed.isna() & raw.notna()]
+        if len(bad):
+            raise ValueError(
+                f"Column {time_col!r} (time_col) holds values that are not parseable times, "
+                f"e.g. {_listed(bad.unique()[:_MAX_LISTED])}. Use ISO 8601 strings, datetimes "
+                f"or integers, one format for the whole column."
+            )
+        return frame.with_columns(pl.Series(time_col, parsed).cast(pl.Datetime("us")))
+    raise TypeError(
+        f"Column {time_col!r} (time_col) must hold datetimes, dates, ISO strings or integers. "
+        f"Got {dtype}. Convert it, e.g. with pd.to_datetime."
+    )
+
+
+def _grid_checks(frame: pl.DataFrame, cols: Columns, freq: Frequency | None,
+                 fill_missing: FillMissing | None) -> tuple[pl.DataFrame, Frequency | None]:
+    """Duplicates, frequency, irregular spacing and gaps (filled on request)."""
+    ids = frame[cols.id_col].to_numpy()
+    times = frame[cols.time_col].to_numpy()
+    starts = np.ones(len(ids), dtype=bool)
+    starts[1:] = ids[1:] != ids[:-1]
+
+    same = ~starts[1:] & (times[1:] == times[:-1])
+    if same.any():
+        rows = np.flatnonzero(same) + 1
+        pairs = [(ids[r], str(times[r])) for r in rows]
+        raise ValueError(
+            f"df has {len(rows)} duplicate ({cols.id_col}, {cols.time_col}) pairs, e.g. "
+            f"{_listed(pairs)}. Aggregate or drop duplicates before fitting."
+        )
+    if freq is None:
+        freq = infer_frequency(times, starts)
+    if freq is None:
+        return frame, None
+
+    # Check consecutive pairs within a series: a time is on the grid iff every step
+    # before it is a whole number of frequency steps (and, for months, keeps the day).
+    inner = ~starts[1:]
+    rows = np.flatnonzero(inner) + 1  # second row of each within-series pair
+    if freq.kind == "months":
+        months = times.astype("datetime64[M]")
+        diffs = np.diff(months.astype(np.int64))[inner]
+        day = (times.astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+        month_end = frame.select(pl.col(cols.time_col).dt.month_end() == pl.col(cols.time_col))
+        eom = month_end.to_series().to_numpy()
+        off_pair = (day[rows] != day[rows - 1]) & ~(eom[rows] & eom[rows - 1])
+    else:
+        units = times.astype("datetime64[us]").astype(np.int64) if freq.kind == "fixed" else times
+        diffs = np.diff(units)[inner]
+        off_pair = np.zeros(len(diffs), dtype=bool)
+    off_pair |= diffs % freq.step != 0
+    step = diffs // freq.step
+    within = rows
+    off_grid = np.zeros(len(ids), dtype=bool)
+    off_grid[rows[off_pair]] = True
+    if off_grid.any():
+        bad = np.unique(ids[off_grid])
+        raise ValueError(
+            f"Irregular spacing in series {_listed(bad)}: times off the inferred frequency "
+            f"{freq} (column {cols.time_col!r}). Resample these series to a regular grid."
+        )
+    gaps = step > 1
+    if gaps.any():
+        if fill_missing is None:
+            bad = np.unique(ids[within[gaps]])
+            raise ValueError(
+                f"Series {_listed(bad)} have gaps: {int((step[gaps] - 1).sum())} missing "
+                f"time steps at the inferred frequency {freq} (column {cols.time_col!r}). "
+                f"Pass fill_missing='nan' (masked), 'ffill' or 'zero' to fill them."
+            )
+        frame = _fill_gaps(frame, cols, freq, fill_missing)
+    return frame, freq
+
+
+def _fill_gaps(frame: pl.DataFrame, cols: Columns, freq: Frequency,
+               fill_missing: FillMissing) -> pl.DataFrame:
+    marked = frame.with_columns(pl.lit(False).alias("__inserted"))
+    full = marked.upsample(cols.time_col, every=str(freq), group_by=cols.id_col,
+                           maintain_order=True)
+    full = full.with_columns(pl.col(cols.id_col).forward_fill(),
+                             pl.col("__inserted").fill_null(True))
+    covariates = [*cols.future, *cols.past]
+    target = pl.col(cols.target_col)
+    filled = {"nan": target, "zero": target.fill_null(0.0),
+              "ffill": target.forward_fill().over(cols.id_col)}[fill_missing]
+    return full.with_columns(filled, *(pl.col(c).forward_fill().over(cols.id_col)
+                                       for c in covariates))
+
+
+def _target_policy(frame: pl.DataFrame, cols: Columns, policy: TargetMissing,
+                   fill_missing: FillMissing | None) -> tuple[np.ndarray, np.ndarray]:
+    """Target values (float32, 0 where masked) and the observed mask (bool)."""
+    y = frame[cols.target_col].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
+    missing = ~np.isfinite(y)
+    inserted = (frame["__inserted"].to_numpy() if "__inserted" in frame.columns
+                else np.zeros(len(y), dtype=bool))
+    masked_by_fill = inserted & missing if fill_missing == "nan" else np.zeros_like(missing)
+    given = missing & ~masked_by_fill  # missing in the caller's data
+    observed = ~masked_by_fill
+    if given.any():
+        if policy == "raise":
+            ids = frame[cols.id_col].to_numpy()
+            raise ValueError(
+                f"Column {cols.target_col!r} (target_col) has {int(given.sum())} missing or "
+                f"infinite values in series {_listed(np.unique(ids[given]))}. Pass "
+                f"target_missing='mask' (kept out of the loss), 'ffill' or 'zero'."
+            )
+        if policy == "zero":
+            y[given] = 0.0
+        elif policy == "ffill":
+            filled = pl.DataFrame({"id": frame[cols.id_col],
+                                   "y": pl.Series(np.where(missing, np.nan, y)).fill_nan(None)})
+            y = filled.select(pl.col("y").forward_fill().over("id"))["y"].fill_null(
+                np.nan).to_numpy().copy()
+        observed &= ~(given & ~np.isfinite(y))  # 'mask', and leading gaps 'ffill' cannot fill
+    y[~observed] = 0.0
+    return y.astype(np.float32), observed
+
+
+def _covariate_array(frame: pl.DataFrame, cols: Columns, names: Sequence[str]) -> torch.Tensor:
+    if not names:
+        return torch.zeros(frame.height, 0)
+    values = np.array(frame.select(pl.col(c).cast(pl.Float32) for c in names).to_numpy(),
+                      dtype=np.float32, order="C")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        ids = frame[cols.id_col].to_numpy()
+        column = names[int(np.flatnonzero(bad.any(axis=0))[0])]
+        rows = bad.any(axis=1)
+        raise ValueError(
+            f"Covariate column {column!r} has missing or infinite values in series "
+            f"{_listed(np.unique(ids[rows]))}. Fill them before fitting."
+        )
+    return torch.from_numpy(values)
+
+
+def _static_array(static_df: FrameLike | None, ids: pl.Series, cols: Columns,
+                  categories: dict[str, list[str]] | None):
+    if static_df is None:
+        return torch.zeros(len(ids), 0), (), {}
+    static, _ = to_polars(static_df, "static_df")
+    if cols.id_col not in static.columns:
+        raise ValueError(f"static_df must have the id column {cols.id_col!r}.")
+    names = [c for c in static.columns if c != cols.id_col]
+    if static[cols.id_col].is_duplicated().any():
+        dup = static[cols.id_col].filter(static[cols.id_col].is_duplicated()).unique()
+        raise ValueError(f"static_df must have one row per series; ids {_listed(dup)} repeat.")
+    static = static.with_columns(pl.col(cols.id_col).cast(ids.dtype, strict=False))
+    joined = ids.to_frame(cols.id_col).join(static, on=cols.id_col, how="left",
+                                            maintain_order="left")
+    absent = ids.filter(~ids.is_in(static[cols.id_col].implode()))
+    if len(absent):
+        raise ValueError(f"static_df has no row for series {_listed(absent)}.")
+    if categories is None:
+        categories = one_hot_categories(joined, names)
+    encoded = encode_static(joined, names, categories)
+    values = np.array(encoded.to_numpy(), dtype=np.float32, order="C")
+    if not np.isfinite(values).all():
+        raise ValueError("static_df has missing or infinite numeric values; fill them.")
+    return torch.from_numpy(values), tuple(encoded.columns), categories
+
+
+def prepare_series(
+    df: FrameLike,
+    *,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target_col: str = "y",
+    future_covariates: Sequence[str] = (),
+    past_covariates: Sequence[str] = (),
+    static_df: FrameLike | None = None,
+    calendar: Sequence[str] = (),
+    fill_missing: FillMissing | None = None,
+    target_missing: TargetMissing = "raise",
+    freq: Frequency | None = None,
+    static_categories: dict[str, list[str]] | None = None,
+) -> SeriesData:
+    """Validate a long frame and convert it to per-series contiguous float32 tensors.
+
+    Args:
+        df: pandas or polars (eager or lazy) long frame; unsorted input is sorted.
+            Without ``id_col`` the frame is one series (id ``"series_0"``).
+        id_col, time_col, target_col: column names.
+        future_covariates: numeric columns known over the horizon.
+        past_covariates: numeric columns observed up to the cutoff only.
+        static_df: one row per series: ``id_col`` plus numeric or categorical
+            columns (categoricals are one-hot encoded).
+        calendar: calendar features to generate from ``time_col`` as future
+            covariates, from :data:`~xlstm_ts.data.covariates.CALENDAR_FEATURES`.
+        fill_missing: fill gaps in the time grid: ``"nan"`` (inserted steps masked),
+            ``"ffill"`` or ``"zero"`` (target); covariates are forward-filled.
+            ``None`` rejects gaps.
+        target_missing: NaN/inf/null targets: ``"raise"``, ``"mask"`` (kept out of
+            the loss), ``"ffill"`` or ``"zero"``.
+        freq: expected frequency; inferred when ``None``.
+        static_categories: one-hot categories from a previous call (at predict time).
+
+    Raises:
+        TypeError: wrong frame type, non-numeric target or covariates, bad time type.
+        ValueError: empty frame, missing columns, duplicates, irregular spacing, gaps,
+            missing values, each naming the column, the series and the fix.
+    """
+    if fill_missing not in (None, "nan", "ffill", "zero"):
+        raise ValueError(
+            f"fill_missing must be None, 'nan', 'ffill' or 'zero'. Got {fill_missing!r}."
+        )
+    if target_missing not in ("raise", "mask", "ffill", "zero"):
+        raise ValueError(
+            f"target_missing must be 'raise', 'mask', 'ffill' or 'zero'. Got {target_missing!r}."
+        )
+    _check_object_times(df, time_col)
+    frame, kind = to_polars(df)
+    if frame.height == 0:
+        raise ValueError("df is empty: it has no rows. Pass at least one observation per series.")
+    future, past = tuple(future_covariates), tuple(past_covariates)
+    cols = Columns(id_col, time_col, target_col, future, past)
+    _check_columns(frame, cols, future, past)
+    if id_col not in frame.columns:
+        frame = frame.with_columns(pl.lit(SINGLE_SERIES_ID).alias(id_col))
+    if frame[id_col].null_count():
+        raise ValueError(f"Column {id_col!r} (id_col) has missing ids; every row needs one.")
+    frame = frame.select(id_col, time_col, target_col, *future, *past)
+    frame = _normalise_time(frame, time_col)
+    if frame[time_col].null_count():
+        bad = frame.filter(pl.col(time_col).is_null())[id_col].unique()
+        raise ValueError(
+            f"Column {time_col!r} (time_col) has missing times in series {_listed(bad)}."
+        )
+    frame = frame.sort(id_col, time_col)  # unstable is fine: duplicate pairs are rejected next
+    frame, freq = _grid_checks(frame, cols, freq, fill_missing)
+
+    if calendar:
+        if not frame[time_col].dtype == pl.Datetime("us"):
+            raise ValueError("calendar features need a datetime time column; "
+                             f"{time_col!r} holds integers.")
+        frame = frame.with_columns(calendar_expressions(time_col, calendar))
+        future = (*future, *(f"cal_{c}" for c in calendar))
+        cols = replace(cols, future=future)
+
+    target, observed = _target_policy(frame, cols, target_missing, fill_missing)
+    ids = frame[id_col]
+    starts = np.flatnonzero(np.concatenate([[True], ids.to_numpy()[1:] != ids.to_numpy()[:-1]]))
+    indptr = np.append(starts, len(ids)).astype(np.int64)
+    unique_ids = ids.gather(starts)
+    static, static_names, categories = _static_array(static_df, unique_ids, cols,
+                                                     static_categories)
+    return SeriesData(
+        ids=unique_ids.to_numpy(),
+        indptr=indptr,
+        times=frame[time_col].to_numpy(),
+        target=torch.from_numpy(target),
+        observed=torch.from_numpy(observed),
+        past=_covariate_array(frame, cols, past),
+        future=_covariate_array(frame, cols, future),
+        static=static,
+        freq=freq,
+        columns=replace(cols, static=static_names),
+        kind=kind,
+        static_categories=categories,
+        calendar=tuple(calendar),
+    )
+
+
+def check_min_length(data: SeriesData, min_length: int,
+                     policy: Literal["raise", "drop"] = "raise") -> SeriesData:
+    """Series shorter than ``min_length`` (e.g. lookback + horizon): raise listing them,
+    or drop them with a warning that counts what was dropped."""
+    short = data.lengths < min_length
+    if not short.any():
+        return data
+    if policy == "raise":
+        raise ValueError(
+            f"{int(short.sum())} series are shorter than {min_length} steps (lookback + "
+            f"horizon): {_listed(data.ids[short])}. Shorten lookback/horizon or pass "
+            f"min_length='drop' to leave them out."
+        )
+    if policy != "drop":
+        raise ValueError(f"min_length policy must be 'raise' or 'drop'. Got {policy!r}.")
+    if short.all():
+        raise ValueError(f"Every series is shorter than {min_length} steps; nothing to fit.")
+    warnings.warn(
+        f"Dropped {int(short.sum())} of {data.n_series} series shorter than {min_length} "
+        f"steps ({int(data.lengths[short].sum())} rows): {_listed(data.ids[short])}.",
+        UserWarning, stacklevel=2,
+    )
+    return data.subset(~short)

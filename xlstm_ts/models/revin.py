@@ -1,0 +1,39 @@
+"""Reversible instance normalisation (RevIN, Kim et al., 2022)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RevIN(nn.Module):
+    """Normalise each window by its own mean and std over time, and undo it on the output.
+
+    ``normalize(x (B, L, C), mask (B, L) | None) -> (x_norm, stats)``: statistics over
+    the observed steps only; masked steps come out as 0.
+    ``denormalize(y (B, H, C), stats) -> y`` in the original units. With ``affine`` a
+    learnable per-channel scale and shift sit between the two.
+    """
+
+    def __init__(self, num_features: int = 1, affine: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+
+    def normalize(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        m = torch.ones_like(x[..., :1]) if mask is None else mask.unsqueeze(-1).to(x.dtype)
+        count = m.sum(dim=1, keepdim=True).clamp_min(1.0)
+        mean = (x * m).sum(dim=1, keepdim=True) / count  # (B, 1, C)
+        var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
+        std = torch.sqrt(var + self.eps)
+        y = (x - mean) / std * m
+        if self.weight is not None:
+            y = y * self.weight + self.bias
+        return y, (mean, std)
+
+    def denormalize(self, y: torch.Tensor, stats) -> torch.Tensor:
+        mean, std = stats
+        if self.weight is not None:
+            y = (y - self.bias) / (self.weight + self.eps**2)  # as in the RevIN paper's code
+        return y * std + mean
