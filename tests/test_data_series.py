@@ -218,3 +218,37 @@ def test_rejects_bad_policies():
         prepare_series(panel(), fill_missing="linear")
     with pytest.raises(ValueError, match="target_missing"):
         prepare_series(panel(), target_missing="drop")
+
+
+# --------------------------------------------------------------------------- predict time
+
+
+def test_predict_time_rejects_unknown_ids_and_other_frequency():
+    from xlstm_ts.data import check_compatible
+
+    fitted = prepare_series(panel())
+    check_compatible(fitted, prepare_series(panel(2)))
+    with pytest.raises(ValueError, match=r"1 series ids were not seen in fit: 'zz'"):
+        check_compatible(fitted, prepare_series(panel(1).assign(unique_id="zz")))
+    with pytest.raises(ValueError, match=r"frequency 1d but the model was fitted on 1h"):
+        check_compatible(fitted, prepare_series(panel(freq="D")))
+
+
+def test_future_covariates_over_the_horizon():
+    from xlstm_ts.data import future_covariates
+
+    fitted = prepare_series(panel(2), future_covariates=["promo"], calendar=["hour"])
+    last = {"s0": pd.Timestamp("2021-03-01 05:00"), "s1": pd.Timestamp("2021-03-01 04:00")}
+    future = pd.DataFrame([{"unique_id": sid, "ds": t + pd.Timedelta(hours=h), "promo": 10.0 * h}
+                           for sid, t in last.items() for h in (1, 2, 3)])
+    values = future_covariates(fitted, fitted, future, horizon=2)
+    assert values.shape == (2, 2, 2)
+    assert values[:, :, 0].tolist() == [[10.0, 20.0], [10.0, 20.0]]
+    assert values[0, :, 1].tolist() == pytest.approx([6 / 23 - 0.5, 7 / 23 - 0.5])
+    with pytest.raises(ValueError, match=r"lacks covariate values for 1 horizon steps, e.g. "
+                                         r"series 's1'"):
+        future_covariates(fitted, fitted, future.drop(index=[4]), horizon=2)
+    with pytest.raises(ValueError, match=r"pass future_df"):
+        future_covariates(fitted, fitted, None, horizon=2)
+    with pytest.raises(ValueError, match=r"missing from future_df: \['promo'\]"):
+        future_covariates(fitted, fitted, future.drop(columns="promo"), horizon=2)

@@ -50,6 +50,20 @@ def test_evaluate_per_series_and_aggregated():
         metrics.evaluate(df, metrics=("mase",))
 
 
+def test_evaluate_probabilistic_metrics_on_frames():
+    df = pl.DataFrame({"unique_id": ["a", "a"], "y": [10.0, 0.0], "q10": [8.0, 1.0],
+                       "q50": [10.0, 2.0], "q90": [13.0, 3.0]})
+    scores = metrics.evaluate(df, metrics=("pinball", "crps", "coverage", "width"),
+                              quantile_cols={0.1: "q10", 0.5: "q50", 0.9: "q90"},
+                              interval_cols=("q10", "q90"))
+    expected = metrics.pinball_loss([10.0, 0.0], [[8, 10, 13], [1, 2, 3]], [0.1, 0.5, 0.9])
+    assert scores["pinball"] == pytest.approx(expected)
+    assert scores["crps"] == pytest.approx(2 * expected)
+    assert scores["coverage"] == 0.5 and scores["width"] == 3.5
+    with pytest.raises(ValueError, match="need quantile_cols"):
+        metrics.evaluate(df, metrics=("crps",))
+
+
 def test_baselines_values_and_timestamps():
     df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=6, freq="D"),
                        "y": [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]})

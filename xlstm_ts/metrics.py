@@ -100,20 +100,32 @@ def evaluate(
     pred_col: str = "y_pred",
     train_df: FrameLike | None = None,
     season: int = 1,
+    quantile_cols: dict[float, str] | None = None,
+    interval_cols: tuple[str, str] | None = None,
     per_series: bool = False,
 ):
     """Score forecasts in a long frame holding ``target_col`` and ``pred_col``.
 
     Metrics are computed per series, then averaged over series. ``"mase"`` needs
-    ``train_df`` (the history, same columns) and ``season``. Returns a dict of
-    averages, or with ``per_series=True`` a frame (caller's library) of one row per
-    series.
+    ``train_df`` (the history, same columns) and ``season``; ``"pinball"`` and
+    ``"crps"`` need ``quantile_cols`` ({level: column}); ``"coverage"`` and
+    ``"width"`` need ``interval_cols`` (lower, upper). Returns a dict of averages, or
+    with ``per_series=True`` a frame (caller's library) of one row per series.
     """
     frame, kind = to_polars(df)
-    unknown = [m for m in metrics if m not in (*POINT_METRICS, "mase")]
+    known = [*POINT_METRICS, "mase", "pinball", "crps", "coverage", "width"]
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise ValueError(f"Unknown metrics {unknown}. Choose from {[*POINT_METRICS, 'mase']}.")
-    missing = [c for c in (id_col, target_col, pred_col) if c not in frame.columns]
+        raise ValueError(f"Unknown metrics {unknown}. Choose from {known}.")
+    if {"pinball", "crps"} & set(metrics) and not quantile_cols:
+        raise ValueError("metrics 'pinball' and 'crps' need quantile_cols={level: column}.")
+    if {"coverage", "width"} & set(metrics) and not interval_cols:
+        raise ValueError("metrics 'coverage' and 'width' need interval_cols=(lower, upper).")
+    needed = [id_col, target_col]
+    if set(metrics) & {*POINT_METRICS, "mase"}:
+        needed.append(pred_col)
+    needed += list((quantile_cols or {}).values()) + list(interval_cols or ())
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"The following columns are missing from df: {missing}.")
     history = {}
@@ -124,10 +136,19 @@ def evaluate(
         history = {k[0]: g[target_col].to_numpy() for k, g in train.group_by(id_col)}
     rows = []
     for (sid,), group in frame.group_by(id_col, maintain_order=True):
-        t, p = group[target_col].to_numpy(), group[pred_col].to_numpy()
+        t = group[target_col].to_numpy()
+        p = group[pred_col].to_numpy() if pred_col in group.columns else None
         row = {id_col: sid}
         for name in metrics:
-            if name == "mase":
+            if name in ("pinball", "crps"):
+                levels = list(quantile_cols)
+                q = group.select(quantile_cols[lv] for lv in levels).to_numpy()
+                fn = pinball_loss if name == "pinball" else crps_from_quantiles
+                row[name] = fn(t, q, levels)
+            elif name in ("coverage", "width"):
+                lo, hi = (group[c].to_numpy() for c in interval_cols)
+                row[name] = coverage(t, lo, hi) if name == "coverage" else interval_width(lo, hi)
+            elif name == "mase":
                 if sid not in history:
                     raise ValueError(f"train_df has no history for series {sid!r}.")
                 row[name] = mase(t, p, history[sid], season)

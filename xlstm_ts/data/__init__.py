@@ -4,11 +4,19 @@ from .covariates import CALENDAR_FEATURES
 from .frames import from_polars, long_to_wide, to_polars, wide_to_long
 from .freq import Frequency, infer_frequency
 from .scalers import SeriesScaler
-from .series import Columns, SeriesData, check_min_length, prepare_series
+from .series import (
+    Columns,
+    SeriesData,
+    check_compatible,
+    check_min_length,
+    future_covariates,
+    prepare_series,
+)
 from .windows import ETT_BORDERS, WindowDataset, ett_regions, time_split_regions
 
 __all__ = [
     "CALENDAR_FEATURES", "ETT_BORDERS", "Columns", "Frequency", "SeriesData", "SeriesScaler",
-    "WindowDataset", "check_min_length", "ett_regions", "from_polars", "infer_frequency",
-    "long_to_wide", "prepare_series", "time_split_regions", "to_polars", "wide_to_long",
+    "WindowDataset", "check_compatible", "check_min_length", "ett_regions", "from_polars",
+    "future_covariates", "infer_frequency", "long_to_wide", "prepare_series",
+    "time_split_regions", "to_polars", "wide_to_long",
 ]

@@ -96,7 +96,8 @@ class SeriesData:
 def _listed(values) -> str:
     values = list(values)
     more = f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else ""
-    return ", ".join(repr(v) for v in values[:_MAX_LISTED]) + more
+    shown = (v.item() if isinstance(v, np.generic) else v for v in values[:_MAX_LISTED])
+    return ", ".join(repr(v) for v in shown) + more
 
 
 def _check_columns(frame: pl.DataFrame, cols: Columns, future: Sequence[str],
@@ -436,3 +437,67 @@ def check_min_length(data: SeriesData, min_length: int,
         UserWarning, stacklevel=2,
     )
     return data.subset(~short)
+
+
+def check_compatible(fitted: SeriesData, new: SeriesData) -> None:
+    """Data given at predict/update time must come from the fitted panel: known series
+    ids and the same frequency."""
+    unknown = np.setdiff1d(new.ids.astype(str), fitted.ids.astype(str))
+    if len(unknown):
+        raise ValueError(
+            f"{len(unknown)} series ids were not seen in fit: {_listed(unknown)}. "
+            f"Refit with these series, or leave them out."
+        )
+    if new.freq is not None and fitted.freq is not None and new.freq != fitted.freq:
+        raise ValueError(
+            f"The data has frequency {new.freq} but the model was fitted on {fitted.freq} "
+            f"(column {fitted.columns.time_col!r}). Resample to {fitted.freq}."
+        )
+
+
+def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike | None,
+                      horizon: int) -> torch.Tensor:
+    """Future-known covariates over the horizon after each series of ``data``.
+
+    Returns (n, H, F) in the fitted column order; calendar columns are generated,
+    the others read from ``future_df`` (id, time and covariate columns), which must
+    hold every one of the ``horizon`` steps after each series' last time.
+    """
+    cols = fitted.columns
+    given = [c for c in cols.future if not c.startswith("cal_")]
+    n = data.n_series
+    if not cols.future:
+        return torch.zeros(n, horizon, 0)
+    if data.freq is None:
+        raise ValueError("Cannot step time forward: every series has a single point.")
+    last = pl.Series(data.times[data.indptr[1:] - 1])
+    grid = pl.DataFrame({cols.id_col: np.repeat(data.ids, horizon),
+                         cols.time_col: data.freq.future(last, horizon)})
+    if fitted.calendar:
+        grid = grid.with_columns(calendar_expressions(cols.time_col, fitted.calendar))
+    if given:
+        if future_df is None:
+            raise ValueError(
+                f"The model uses future covariates {given}: pass future_df with columns "
+                f"{[cols.id_col, cols.time_col, *given]} covering the {horizon} steps ahead."
+            )
+        future, _ = to_polars(future_df, "future_df")
+        missing = [c for c in (cols.id_col, cols.time_col, *given) if c not in future.columns]
+        if missing:
+            raise ValueError(f"The following columns are missing from future_df: {missing}.")
+        future = _normalise_time(future.select(cols.id_col, cols.time_col, *given),
+                                 cols.time_col)
+        future = future.with_columns(pl.col(cols.id_col).cast(grid[cols.id_col].dtype))
+        grid = grid.join(future, on=[cols.id_col, cols.time_col], how="left",
+                         maintain_order="left")
+        holes = grid.select(pl.any_horizontal(pl.col(given).is_null()))[:, 0].to_numpy()
+        if holes.any():
+            bad = grid.filter(pl.Series(holes))
+            raise ValueError(
+                f"future_df lacks covariate values for {int(holes.sum())} horizon steps, "
+                f"e.g. series {_listed(bad[cols.id_col].unique(maintain_order=True))} at "
+                f"{bad[cols.time_col][0]}. Provide {given} for all {horizon} steps after each "
+                f"series' last time."
+            )
+    values = grid.select(pl.col(c).cast(pl.Float32) for c in cols.future).to_numpy()
+    return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(n, horizon, -1)
