@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ._checks import check_positive_int
 from .data.frames import FrameLike, from_polars
 from .data.series import SeriesData, prepare_series
 
@@ -41,8 +42,7 @@ class _Baseline:
         if not hasattr(self, "data_"):
             raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
                                "Call 'fit' with appropriate arguments first.")
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be a positive int. Got {horizon!r}.")
+        check_positive_int("horizon", horizon)
         data = self.data_
         if data.freq is None:
             raise ValueError("Cannot step time forward: every series has a single point.")
@@ -74,9 +74,7 @@ class SeasonalNaive(_Baseline):
         self.season_length = season_length
 
     def _check_lengths(self, lengths):
-        m = self.season_length
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise ValueError(f"season_length must be a positive int. Got {m!r}.")
+        m = check_positive_int("season_length", self.season_length)
         short = self.data_.ids[lengths < m]
         if len(short):
             raise ValueError(f"Series {list(short[:5])} are shorter than season_length={m}.")

@@ -11,6 +11,13 @@ from collections.abc import Sequence
 
 import torch
 
+from .._checks import check_choice, check_nonnegative_float, check_positive_int
+
+__all__ = [
+    "check_choice", "check_nonnegative_float", "check_positive_int", "check_same_device",
+    "check_shape", "check_state", "check_tensor", "compute_dtype",
+]
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -69,25 +76,3 @@ def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     exponential gates overflow float16 and lose the stabilizer in bfloat16.
     """
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def check_choice(name: str, value: object, options: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {sorted(options)}. Got {value!r}.")
-    return value
-
-
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int. Got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int. Got {value}.")
-    return value
-
-
-def check_nonnegative_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a non-negative float. Got {type(value).__name__}.")
-    if not value >= 0:
-        raise ValueError(f"{name} must be a non-negative float. Got {value}.")
-    return float(value)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, RandomSampler
 
+from .._checks import check_positive_int
 from .series import SeriesData
 
 # Standard long-horizon ETT protocol borders in hourly rows (times 4 for 15-minute data).
@@ -65,8 +66,7 @@ class WindowDataset(Dataset):
     def __init__(self, data: SeriesData, lookback: int, horizon: int, *, stride: int = 1,
                  region: tuple | None = None, min_history: int | None = None):
         for name, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int. Got {value!r}.")
+            check_positive_int(name, value)
         min_history = lookback if min_history is None else min_history
         if not 1 <= min_history <= lookback:
             raise ValueError(f"min_history must be in [1, lookback={lookback}]. Got {min_history}.")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._checks import check_choice, check_positive_int
 from ..cells import MLSTM_FORMS
-from ..cells._validation import check_choice, check_positive_int
 from .blocks import mLSTMBlock, sLSTMBlock
 
 
