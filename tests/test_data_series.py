@@ -7,6 +7,8 @@ import pandas as pd
 import polars as pl
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xlstm_ts.data import (
     Frequency,
@@ -252,3 +254,23 @@ def test_future_covariates_over_the_horizon():
         future_covariates(fitted, fitted, None, horizon=2)
     with pytest.raises(ValueError, match=r"missing from future_df: \['promo'\]"):
         future_covariates(fitted, fitted, future.drop(columns="promo"), horizon=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 15), min_size=1, max_size=4),
+       seed=st.integers(0, 10_000), shuffle=st.booleans())
+def test_property_pandas_polars_parity(lengths, seed, shuffle):
+    rng = np.random.default_rng(seed)
+    rows = [pd.DataFrame({"unique_id": f"id{j}",
+                          "ds": pd.date_range("2022-01-01", periods=n, freq="15min"),
+                          "y": rng.standard_normal(n), "x": rng.standard_normal(n)})
+            for j, n in enumerate(lengths)]
+    df = pd.concat(rows, ignore_index=True)
+    if shuffle:
+        df = df.sample(frac=1.0, random_state=seed)
+    a = prepare_series(df, past_covariates=["x"])
+    b = prepare_series(pl.from_pandas(df), past_covariates=["x"])
+    assert np.array_equal(a.ids, b.ids) and np.array_equal(a.indptr, b.indptr)
+    assert torch.equal(a.target, b.target) and torch.equal(a.past, b.past)
+    expected = np.concatenate([r["y"].to_numpy() for r in rows]).astype(np.float32)
+    assert np.array_equal(a.target.numpy(), expected)
