@@ -274,3 +274,20 @@ def test_property_pandas_polars_parity(lengths, seed, shuffle):
     assert torch.equal(a.target, b.target) and torch.equal(a.past, b.past)
     expected = np.concatenate([r["y"].to_numpy() for r in rows]).astype(np.float32)
     assert np.array_equal(a.target.numpy(), expected)
+
+
+def test_contiguous_unordered_series_are_reordered_blockwise():
+    df = pd.DataFrame({"unique_id": ["b"] * 3 + ["a"] * 2 + ["c"] * 2,
+                       "ds": [0, 1, 2, 0, 1, 1, 0], "y": np.arange(7.0)})
+    data = prepare_series(df)
+    assert list(data.ids) == ["a", "b", "c"] and data.indptr.tolist() == [0, 2, 5, 7]
+    assert data.target.tolist() == [3, 4, 0, 1, 2, 6, 5]
+
+
+def test_shuffled_input_with_a_huge_time_range_sorts_by_two_keys():
+    step = 2**61  # 2 series x a time span of 2**62 overflows one int64 sort key
+    df = pd.DataFrame({"unique_id": [2, 1, 2, 1, 2, 1],
+                       "ds": [step, 0, 0, 2 * step, 2 * step, step], "y": [5.0, 0, 4, 2, 6, 1]})
+    data = prepare_series(df)
+    assert data.ids.tolist() == [1, 2] and data.target.tolist() == [0, 1, 2, 4, 5, 6]
+    assert str(data.freq) == f"{step}i"

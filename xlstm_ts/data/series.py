@@ -165,18 +165,71 @@ def _normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
     )
 
 
-def _grid_checks(frame: pl.DataFrame, cols: Columns, freq: Frequency | None,
+@dataclass(frozen=True)
+class _Keys:
+    """Series of each row as an integer code: the rank of its id among the sorted ids.
+
+    Row-level work compares these int64 codes; the ids themselves (``names``, one per
+    series) are only looked up for messages. Materialising millions of string ids as
+    Python objects would cost more than all the checks together.
+    """
+
+    codes: np.ndarray  # (N,) int64, non-decreasing once the frame is sorted
+    names: pl.Series  # (n,) sorted unique ids
+
+    def ids_where(self, rows: np.ndarray) -> list:
+        """Distinct ids of the rows selected by a boolean mask or index array."""
+        return self.names.gather(np.unique(self.codes[rows])).to_list()
+
+
+def _sort_by_series(frame: pl.DataFrame, cols: Columns) -> tuple[pl.DataFrame, _Keys]:
+    """Order rows by (id, time). Panels whose series are already contiguous (the usual
+    layout) are reordered block-wise, or not at all, without a full sort."""
+    ids = frame[cols.id_col]
+    change = ids.ne_missing(ids.shift(1)).to_numpy()  # True where a run of one id starts
+    runs = np.flatnonzero(change)
+    run_ids = ids.gather(runs)
+    if run_ids.n_unique() == len(runs):  # every series contiguous
+        lengths = np.diff(np.append(runs, len(ids)))
+        order = run_ids.arg_sort().to_numpy()
+        names = run_ids.gather(order)
+        if not np.array_equal(order, np.arange(len(runs))):
+            lengths = lengths[order]
+            block_start = np.repeat(runs[order] - (np.cumsum(lengths) - lengths), lengths)
+            frame = frame[block_start + np.arange(len(ids))]
+        codes = np.repeat(np.arange(len(runs), dtype=np.int64), lengths)
+    else:
+        names = ids.unique().sort()
+        if ids.dtype == pl.String:
+            codes = ids.cast(pl.Enum(names.to_list())).to_physical().to_numpy().astype(np.int64)
+        else:
+            codes = np.searchsorted(names.to_numpy(), ids.to_numpy()).astype(np.int64)
+    t = frame[cols.time_col].to_physical().to_numpy()
+    step_code, step_time = np.diff(codes), np.diff(t)
+    if not np.all((step_code > 0) | ((step_code == 0) & (step_time >= 0))):
+        span = int(t.max()) - int(t.min()) + 1
+        if len(names) * span < 2**62:  # one int64 key sorts faster than two columns
+            order = pl.Series(codes * span + (t - t.min())).arg_sort().to_numpy()
+        else:
+            order = pl.DataFrame({"c": codes, "t": t}).select(
+                pl.int_range(pl.len()).sort_by("c", "t"))[:, 0].to_numpy()
+        frame, codes = frame[order], codes[order]
+    return frame, _Keys(codes, names)
+
+
+def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequency | None,
                  fill_missing: FillMissing | None) -> tuple[pl.DataFrame, Frequency | None]:
     """Duplicates, frequency, irregular spacing and gaps (filled on request)."""
-    ids = frame[cols.id_col].to_numpy()
+    codes = keys.codes
     times = frame[cols.time_col].to_numpy()
-    starts = np.ones(len(ids), dtype=bool)
-    starts[1:] = ids[1:] != ids[:-1]
+    starts = np.ones(len(codes), dtype=bool)
+    starts[1:] = codes[1:] != codes[:-1]
 
     same = ~starts[1:] & (times[1:] == times[:-1])
     if same.any():
         rows = np.flatnonzero(same) + 1
-        pairs = [(ids[r], str(times[r])) for r in rows]
+        names = keys.names.gather(codes[rows[:_MAX_LISTED]]).to_list()
+        pairs = [(name, str(times[r])) for name, r in zip(names, rows, strict=False)]
         raise ValueError(
             f"df has {len(rows)} duplicate ({cols.id_col}, {cols.time_col}) pairs, e.g. "
             f"{_listed(pairs)}. Aggregate or drop duplicates before fitting."
@@ -204,10 +257,10 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, freq: Frequency | None,
     off_pair |= diffs % freq.step != 0
     step = diffs // freq.step
     within = rows
-    off_grid = np.zeros(len(ids), dtype=bool)
+    off_grid = np.zeros(len(codes), dtype=bool)
     off_grid[rows[off_pair]] = True
     if off_grid.any():
-        bad = np.unique(ids[off_grid])
+        bad = keys.ids_where(off_grid)
         raise ValueError(
             f"Irregular spacing in series {_listed(bad)}: times off the inferred frequency "
             f"{freq} (column {cols.time_col!r}). Resample these series to a regular grid."
@@ -215,7 +268,7 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, freq: Frequency | None,
     gaps = step > 1
     if gaps.any():
         if fill_missing is None:
-            bad = np.unique(ids[within[gaps]])
+            bad = keys.ids_where(within[gaps])
             raise ValueError(
                 f"Series {_listed(bad)} have gaps: {int((step[gaps] - 1).sum())} missing "
                 f"time steps at the inferred frequency {freq} (column {cols.time_col!r}). "
@@ -240,7 +293,7 @@ def _fill_gaps(frame: pl.DataFrame, cols: Columns, freq: Frequency,
                                        for c in covariates))
 
 
-def _target_policy(frame: pl.DataFrame, cols: Columns, policy: TargetMissing,
+def _target_policy(frame: pl.DataFrame, cols: Columns, keys: _Keys, policy: TargetMissing,
                    fill_missing: FillMissing | None) -> tuple[np.ndarray, np.ndarray]:
     """Target values (float32, 0 where masked) and the observed mask (bool)."""
     y = frame[cols.target_col].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
@@ -252,16 +305,15 @@ def _target_policy(frame: pl.DataFrame, cols: Columns, policy: TargetMissing,
     observed = ~masked_by_fill
     if given.any():
         if policy == "raise":
-            ids = frame[cols.id_col].to_numpy()
             raise ValueError(
                 f"Column {cols.target_col!r} (target_col) has {int(given.sum())} missing or "
-                f"infinite values in series {_listed(np.unique(ids[given]))}. Pass "
+                f"infinite values in series {_listed(keys.ids_where(given))}. Pass "
                 f"target_missing='mask' (kept out of the loss), 'ffill' or 'zero'."
             )
         if policy == "zero":
             y[given] = 0.0
         elif policy == "ffill":
-            filled = pl.DataFrame({"id": frame[cols.id_col],
+            filled = pl.DataFrame({"id": keys.codes,
                                    "y": pl.Series(np.where(missing, np.nan, y)).fill_nan(None)})
             y = filled.select(pl.col("y").forward_fill().over("id"))["y"].fill_null(
                 np.nan).to_numpy().copy()
@@ -270,19 +322,17 @@ def _target_policy(frame: pl.DataFrame, cols: Columns, policy: TargetMissing,
     return y.astype(np.float32), observed
 
 
-def _covariate_array(frame: pl.DataFrame, cols: Columns, names: Sequence[str]) -> torch.Tensor:
+def _covariate_array(frame: pl.DataFrame, keys: _Keys, names: Sequence[str]) -> torch.Tensor:
     if not names:
         return torch.zeros(frame.height, 0)
     values = np.array(frame.select(pl.col(c).cast(pl.Float32) for c in names).to_numpy(),
                       dtype=np.float32, order="C")
     bad = ~np.isfinite(values)
     if bad.any():
-        ids = frame[cols.id_col].to_numpy()
         column = names[int(np.flatnonzero(bad.any(axis=0))[0])]
-        rows = bad.any(axis=1)
         raise ValueError(
             f"Covariate column {column!r} has missing or infinite values in series "
-            f"{_listed(np.unique(ids[rows]))}. Fill them before fitting."
+            f"{_listed(keys.ids_where(bad.any(axis=1)))}. Fill them before fitting."
         )
     return torch.from_numpy(values)
 
@@ -379,8 +429,10 @@ def prepare_series(
         raise ValueError(
             f"Column {time_col!r} (time_col) has missing times in series {_listed(bad)}."
         )
-    frame = frame.sort(id_col, time_col)  # unstable is fine: duplicate pairs are rejected next
-    frame, freq = _grid_checks(frame, cols, freq, fill_missing)
+    frame, keys = _sort_by_series(frame, cols)
+    frame, freq = _grid_checks(frame, cols, keys, freq, fill_missing)
+    if "__inserted" in frame.columns:  # gaps were filled: rows changed
+        frame, keys = _sort_by_series(frame, cols)
 
     if calendar:
         if not frame[time_col].dtype == pl.Datetime("us"):
@@ -390,21 +442,18 @@ def prepare_series(
         future = (*future, *(f"cal_{c}" for c in calendar))
         cols = replace(cols, future=future)
 
-    target, observed = _target_policy(frame, cols, target_missing, fill_missing)
-    ids = frame[id_col]
-    starts = np.flatnonzero(np.concatenate([[True], ids.to_numpy()[1:] != ids.to_numpy()[:-1]]))
-    indptr = np.append(starts, len(ids)).astype(np.int64)
-    unique_ids = ids.gather(starts)
-    static, static_names, categories = _static_array(static_df, unique_ids, cols,
+    target, observed = _target_policy(frame, cols, keys, target_missing, fill_missing)
+    indptr = np.searchsorted(keys.codes, np.arange(len(keys.names) + 1)).astype(np.int64)
+    static, static_names, categories = _static_array(static_df, keys.names, cols,
                                                      static_categories)
     return SeriesData(
-        ids=unique_ids.to_numpy(),
+        ids=keys.names.to_numpy(),
         indptr=indptr,
         times=frame[time_col].to_numpy(),
         target=torch.from_numpy(target),
         observed=torch.from_numpy(observed),
-        past=_covariate_array(frame, cols, past),
-        future=_covariate_array(frame, cols, future),
+        past=_covariate_array(frame, keys, past),
+        future=_covariate_array(frame, keys, future),
         static=static,
         freq=freq,
         columns=replace(cols, static=static_names),
