@@ -1,0 +1,115 @@
+"""Forecasting networks and heads: shapes, monotone quantiles, no leakage, learning."""
+
+import pandas as pd
+import pytest
+import torch
+
+from xlstm_ts import datasets
+from xlstm_ts.data import WindowDataset, prepare_series, time_split_regions
+from xlstm_ts.models import HEADS, NETWORKS, NetworkConfig, QuantileHead, build_network
+
+L, H = 48, 12
+
+
+@pytest.fixture(scope="module")
+def panel():
+    df = datasets.synthetic(3, 300, seasonalities=(24,), covariate_effect=1.5, seed=4)
+    static = pd.DataFrame({"unique_id": ["s0", "s1", "s2"], "kind": ["a", "b", "a"]})
+    return prepare_series(df, future_covariates=["x"], calendar=["hour"], static_df=static)
+
+
+def config(panel, **kw):
+    base = {"lookback": L, "horizon": H, "d_model": 16, "num_blocks": 2, "num_heads": 2,
+            "patch_len": 8, "patch_stride": 4, "n_future": panel.future.shape[1],
+            "n_static": panel.static.shape[1], "dropout": 0.0}
+    return NetworkConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("network", NETWORKS)
+def test_shapes_and_gradients(panel, network, head):
+    torch.manual_seed(0)
+    model = build_network(config(panel, network=network, head=head))
+    batch = WindowDataset(panel, L, H)[[0, 5, 300]]
+    params, stats = model(batch)
+    assert params.shape[:2] == (3, H)
+    loss = model.head.loss(params, model.normalize_target(batch["target"], stats),
+                           batch["target_mask"])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    point = model.denormalize(model.head.point(params), stats)
+    assert point.shape == (3, H) and torch.isfinite(point).all()
+    if head != "point":
+        q = model.denormalize(model.head.quantiles(params, [0.1, 0.5, 0.9]), stats)
+        assert q.shape == (3, H, 3)
+        assert (q[..., 1:] >= q[..., :-1] - 1e-5).all()
+
+
+def test_quantile_head_is_monotone_for_any_input():
+    head = QuantileHead(8, 5, [0.9, 0.1, 0.5, 0.25])
+    q = head(torch.randn(64, 8) * 100)
+    assert (q[..., 1:] >= q[..., :-1]).all()
+    with pytest.raises(ValueError, match=r"quantiles must be distinct values in \(0, 1\)"):
+        QuantileHead(8, 5, [0.5, 1.0])
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_outputs_ignore_the_horizon_target(panel, network):
+    model = build_network(config(panel, network=network)).eval()
+    batch = WindowDataset(panel, L, H)[[3, 40]]
+    altered = dict(batch, target=batch["target"] + 100.0)
+    torch.testing.assert_close(model(batch)[0], model(altered)[0])
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_point_forecast_follows_the_scale_of_the_history(panel, network):
+    """RevIN: shifting and scaling the history shifts and scales the forecast."""
+    model = build_network(config(panel, network=network)).eval()
+    batch = WindowDataset(panel, L, H)[[7, 70]]
+    params, stats = model(batch)
+    base = model.denormalize(model.head.point(params), stats)
+    moved = dict(batch, history=batch["history"] * 3.0 + 10.0)
+    params, stats = model(moved)
+    torch.testing.assert_close(model.denormalize(model.head.point(params), stats),
+                               base * 3.0 + 10.0, atol=1e-3, rtol=1e-4)
+
+
+def test_patch_network_learns_to_beat_seasonal_naive():
+    df = datasets.synthetic(6, 24 * 25, seasonalities=(24, 168), noise=0.3, seed=2)
+    data = prepare_series(df, calendar=["hour", "dayofweek"])
+    regions = time_split_regions(data, 0, 24)
+    cfg = NetworkConfig(lookback=168, horizon=24, d_model=32, n_future=2, patch_len=24,
+                        patch_stride=12, dropout=0.0)
+    torch.manual_seed(0)
+    model = build_network(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    train = WindowDataset(data, 168, 24, region=regions["train"])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(120):
+        batch = train[torch.randint(len(train), (64,), generator=g).tolist()]
+        params, stats = model(batch)
+        loss = model.head.loss(params, model.normalize_target(batch["target"], stats))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test = WindowDataset(data, 168, 24, region=regions["test"])
+    batch = test[list(range(len(test)))]
+    with torch.no_grad():
+        params, stats = model.eval()(batch)
+        pred = model.denormalize(model.head.point(params), stats)
+    mae = (pred - batch["target"]).abs().mean()
+    seasonal_naive = (batch["history"][:, -24:] - batch["target"]).abs().mean()
+    assert mae < 0.6 * seasonal_naive
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"network": "transformer"}, "network must be one of"),
+    ({"head": "gamma"}, "head must be one of"),
+    ({"lookback": 4}, r"lookback \(4\) must be at least patch_len \(8\)"),
+    ({"horizon": -3}, "horizon must be a positive int"),
+    ({"head": "point", "loss": "mape"}, "loss must be one of"),
+])
+def test_invalid_configuration(panel, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_network(config(panel, **kwargs))

@@ -1,0 +1,159 @@
+"""Output heads over the horizon: point, quantile and parametric (Normal, Student-t).
+
+Every head maps features ``z`` (B, D) to parameters for all H horizon steps at
+once (direct multi-horizon output) and offers the same four operations, all in
+the network's normalised units:
+
+- ``forward(z) -> params``: (B, H) point, (B, H, Q) quantiles, (B, H, 2|3) distribution;
+- ``loss(params, target (B, H), mask (B, H) | None) -> scalar``;
+- ``point(params) -> (B, H)``: the point forecast (median for probabilistic heads);
+- ``quantiles(params, levels) -> (B, H, len(levels))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F_
+from torch import nn
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    while mask.ndim < values.ndim:
+        mask = mask.unsqueeze(-1).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class PointHead(nn.Module):
+    """Linear map to H values, trained with ``"mse"``, ``"mae"`` or ``"huber"``."""
+
+    LOSSES = ("mse", "mae", "huber")
+
+    def __init__(self, d_in: int, horizon: int, loss: str = "mse"):
+        super().__init__()
+        if loss not in self.LOSSES:
+            raise ValueError(f"loss must be one of {list(self.LOSSES)} for a point head. "
+                             f"Got {loss!r}.")
+        self.loss_name = loss
+        self.proj = nn.Linear(d_in, horizon)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj(z)
+
+    def loss(self, params, target, mask=None):
+        if self.loss_name == "mse":
+            err = (params - target) ** 2
+        elif self.loss_name == "mae":
+            err = (params - target).abs()
+        else:
+            err = F_.huber_loss(params, target, reduction="none", delta=1.0)
+        return _masked_mean(err, mask)
+
+    def point(self, params):
+        return params
+
+    def quantiles(self, params, levels):
+        raise ValueError("A point head has no quantiles; use head='quantile', 'normal' or "
+                         "'studentt', or conformal intervals.")
+
+
+class QuantileHead(nn.Module):
+    """Quantiles at fixed ``levels`` trained with the pinball loss; monotone by
+    construction (lowest quantile plus a cumulative sum of positive increments)."""
+
+    def __init__(self, d_in: int, horizon: int, levels: Sequence[float]):
+        super().__init__()
+        levels = sorted(float(q) for q in levels)
+        if not levels or any(not 0.0 < q < 1.0 for q in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"quantiles must be distinct values in (0, 1). Got {levels}.")
+        self.horizon = horizon
+        self.register_buffer("levels", torch.tensor(levels), persistent=False)
+        self.proj = nn.Linear(d_in, horizon * len(levels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        raw = self.proj(z).view(z.shape[0], self.horizon, -1)  # (B, H, Q)
+        steps = F_.softplus(raw[..., 1:])
+        return torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
+
+    def loss(self, params, target, mask=None):
+        diff = target.unsqueeze(-1) - params  # (B, H, Q)
+        levels = self.levels.to(params.dtype)
+        pinball = torch.maximum(levels * diff, (levels - 1.0) * diff)
+        return _masked_mean(pinball, mask)
+
+    def point(self, params):
+        return self.quantiles(params, [0.5])[..., 0]
+
+    def quantiles(self, params, levels):
+        """Linear interpolation between the trained levels (clamped at the ends)."""
+        trained = self.levels.to(params.dtype)
+        wanted = torch.as_tensor(list(levels), dtype=params.dtype, device=params.device)
+        if len(trained) == 1:
+            return params[..., :1].expand(*params.shape[:-1], len(wanted))
+        idx = torch.searchsorted(trained, wanted).clamp(1, len(trained) - 1)
+        lo, hi = trained[idx - 1], trained[idx]
+        w = ((wanted - lo) / (hi - lo)).clamp(0.0, 1.0)
+        return params[..., idx - 1] * (1 - w) + params[..., idx] * w
+
+
+class DistributionHead(nn.Module):
+    """Normal or Student-t per horizon step, trained by negative log-likelihood."""
+
+    FAMILIES = ("normal", "studentt")
+
+    def __init__(self, d_in: int, horizon: int, family: str = "normal", min_scale: float = 1e-3):
+        super().__init__()
+        if family not in self.FAMILIES:
+            raise ValueError(f"family must be one of {list(self.FAMILIES)}. Got {family!r}.")
+        self.family, self.horizon, self.min_scale = family, horizon, min_scale
+        self.n_params = 2 if family == "normal" else 3
+        self.proj = nn.Linear(d_in, horizon * self.n_params)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        raw = self.proj(z).view(z.shape[0], self.horizon, self.n_params)
+        loc = raw[..., 0]
+        scale = F_.softplus(raw[..., 1]) + self.min_scale
+        parts = [loc, scale]
+        if self.family == "studentt":
+            parts.append(2.0 + F_.softplus(raw[..., 2]))  # df > 2: finite variance
+        return torch.stack(parts, dim=-1)
+
+    def distribution(self, params) -> torch.distributions.Distribution:
+        if self.family == "normal":
+            return torch.distributions.Normal(params[..., 0], params[..., 1])
+        return torch.distributions.StudentT(params[..., 2], params[..., 0], params[..., 1])
+
+    def loss(self, params, target, mask=None):
+        return _masked_mean(-self.distribution(params).log_prob(target), mask)
+
+    def point(self, params):
+        return params[..., 0]  # both families are symmetric: the median is loc
+
+    def sample(self, params, n: int) -> torch.Tensor:
+        """``n`` draws per series and step, (n, B, H), from torch's global generator."""
+        return self.distribution(params).sample((n,))
+
+    def quantiles(self, params, levels):
+        wanted = torch.as_tensor(list(levels), dtype=params.dtype, device=params.device)
+        if self.family == "normal":
+            std = torch.distributions.Normal(0.0, 1.0).icdf(wanted)
+            return params[..., :1] + params[..., 1:2] * std
+        samples = self.sample(params, 2000)  # Student-t has no icdf in torch
+        return torch.quantile(samples, wanted, dim=0).permute(1, 2, 0)
+
+
+def build_head(kind: str, d_in: int, horizon: int, *, loss: str = "mse",
+               quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> nn.Module:
+    """``kind``: ``"point"``, ``"quantile"``, ``"normal"`` or ``"studentt"``."""
+    if kind == "point":
+        return PointHead(d_in, horizon, loss)
+    if kind == "quantile":
+        return QuantileHead(d_in, horizon, quantiles)
+    if kind in DistributionHead.FAMILIES:
+        return DistributionHead(d_in, horizon, kind)
+    raise ValueError(f"head must be one of ['point', 'quantile', 'normal', 'studentt']. "
+                     f"Got {kind!r}.")
