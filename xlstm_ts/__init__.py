@@ -7,4 +7,13 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["XLSTMForecaster", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use, so `import xlstm_ts.cells` stays free of Lightning and frames.
+    if name == "XLSTMForecaster":
+        from .forecaster import XLSTMForecaster
+
+        return XLSTMForecaster
+    raise AttributeError(f"module 'xlstm_ts' has no attribute {name!r}")

@@ -12,11 +12,17 @@ from .series import (
     future_covariates,
     prepare_series,
 )
-from .windows import ETT_BORDERS, WindowDataset, ett_regions, time_split_regions
+from .windows import (
+    ETT_BORDERS,
+    WindowDataset,
+    ett_regions,
+    last_windows,
+    time_split_regions,
+)
 
 __all__ = [
     "CALENDAR_FEATURES", "ETT_BORDERS", "Columns", "Frequency", "SeriesData", "SeriesScaler",
     "WindowDataset", "check_compatible", "check_min_length", "ett_regions", "from_polars",
-    "future_covariates", "infer_frequency", "long_to_wide", "prepare_series",
+    "future_covariates", "infer_frequency", "last_windows", "long_to_wide", "prepare_series",
     "time_split_regions", "to_polars", "wide_to_long",
 ]

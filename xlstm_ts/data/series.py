@@ -488,11 +488,11 @@ def check_min_length(data: SeriesData, min_length: int,
     return data.subset(~short)
 
 
-def check_compatible(fitted: SeriesData, new: SeriesData) -> None:
-    """Data given at predict/update time must come from the fitted panel: known series
-    ids and the same frequency."""
+def check_compatible(fitted: SeriesData, new: SeriesData, *, allow_new_ids: bool = False) -> None:
+    """Data given after fit must match it: the same frequency and, unless
+    ``allow_new_ids`` (a global model forecasting new series), known series ids."""
     unknown = np.setdiff1d(new.ids.astype(str), fitted.ids.astype(str))
-    if len(unknown):
+    if len(unknown) and not allow_new_ids:
         raise ValueError(
             f"{len(unknown)} series ids were not seen in fit: {_listed(unknown)}. "
             f"Refit with these series, or leave them out."
@@ -534,6 +534,11 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
         missing = [c for c in (cols.id_col, cols.time_col, *given) if c not in future.columns]
         if missing:
             raise ValueError(f"The following columns are missing from future_df: {missing}.")
+        unknown = np.setdiff1d(future[cols.id_col].unique().cast(pl.String).to_numpy(),
+                               data.ids.astype(str))
+        if len(unknown):
+            raise ValueError(f"future_df has series ids without history: {_listed(unknown)}. "
+                             f"Pass their history in df, or leave them out of future_df.")
         future = _normalise_time(future.select(cols.id_col, cols.time_col, *given),
                                  cols.time_col)
         future = future.with_columns(pl.col(cols.id_col).cast(grid[cols.id_col].dtype))

@@ -121,3 +121,27 @@ class WindowDataset(Dataset):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return RandomSampler(self, replacement=True, num_samples=num_samples,
                              generator=generator)
+
+
+def last_windows(data: SeriesData, lookback: int, future_ahead: torch.Tensor) -> dict:
+    """One window per series ending at its last observation, for forecasting ahead.
+
+    ``future_ahead`` (n, H, F) holds the future-known covariates over the horizon.
+    Series shorter than ``lookback`` are left-padded and masked. Returns a batch like
+    :class:`WindowDataset` without ``target``.
+    """
+    lengths = data.lengths
+    rel = np.arange(-lookback, 0)
+    local = lengths[:, None] + rel  # (n, L) local index, negative = padding
+    real = local >= 0
+    rows = torch.from_numpy(np.where(real, data.indptr[:-1, None] + local, 0))
+    real_t = torch.from_numpy(real)
+    history_future = data.future[rows] * real_t[..., None]
+    return {
+        "history": data.target[rows] * real_t,
+        "history_mask": data.observed[rows] & real_t,
+        "past": data.past[rows] * real_t[..., None],
+        "future": torch.cat([history_future, future_ahead.to(history_future.dtype)], dim=1),
+        "static": data.static,
+        "series": torch.arange(data.n_series),
+    }

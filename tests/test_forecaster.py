@@ -1,0 +1,126 @@
+"""XLSTMForecaster end to end: accuracy against baselines, estimator contract, persistence."""
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from lightning.pytorch.callbacks import Callback
+from sklearn.base import clone
+
+from xlstm_ts import XLSTMForecaster, datasets
+from xlstm_ts.baselines import SeasonalNaive
+from xlstm_ts.metrics import evaluate
+
+FAST = {"lookback": 168, "horizon": 24, "d_model": 32, "patch_len": 24, "patch_stride": 12,
+        "max_epochs": 6, "batches_per_epoch": 20, "progress_bar": False, "random_state": 0,
+        "calendar": ("hour", "dayofweek")}
+
+
+@pytest.fixture(scope="module")
+def split():
+    df = datasets.synthetic(6, 24 * 25, seasonalities=(24, 168), noise=0.3, seed=2)
+    train = df.groupby("unique_id").head(24 * 24).reset_index(drop=True)
+    test = df.groupby("unique_id").tail(24).reset_index(drop=True)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    return XLSTMForecaster(**FAST, head="quantile", quantiles=(0.1, 0.5, 0.9)).fit(split[0])
+
+
+def test_beats_seasonal_naive_with_calibrated_intervals(fitted, split):
+    train, test = split
+    forecast = fitted.predict().merge(test, on=["unique_id", "ds"])
+    assert len(forecast) == len(test)
+    mae = evaluate(forecast, metrics=("mae",))["mae"]
+    naive = SeasonalNaive(24).fit(train).predict(24).merge(test, on=["unique_id", "ds"])
+    mae_naive = evaluate(naive, metrics=("mae",))["mae"]
+    assert mae < 0.7 * mae_naive
+    inside = (forecast.y >= forecast["y_pred_q0.1"]) & (forecast.y <= forecast["y_pred_q0.9"])
+    assert 0.6 <= inside.mean() <= 0.97  # nominal 80%
+
+
+def test_output_columns_and_timestamps(fitted, split):
+    out = fitted.predict()
+    assert list(out.columns) == ["unique_id", "ds", "y_pred", "y_pred_q0.1", "y_pred_q0.5",
+                                 "y_pred_q0.9"]
+    first = out.groupby("unique_id").ds.min()
+    last_train = split[0].groupby("unique_id").ds.max()
+    assert (first == last_train + pd.Timedelta(hours=1)).all()
+    assert sorted(out["unique_id"].unique()) == sorted(split[0]["unique_id"].unique())
+    assert np.isfinite(out.drop(columns=["unique_id", "ds"]).to_numpy()).all()
+
+
+def test_pandas_and_polars_give_the_same_forecasts(split):
+    a = XLSTMForecaster(**{**FAST, "max_epochs": 1}).fit(split[0]).predict()
+    b = XLSTMForecaster(**{**FAST, "max_epochs": 1}).fit(pl.from_pandas(split[0])).predict()
+    assert isinstance(b, pl.DataFrame)
+    np.testing.assert_allclose(a["y_pred"].to_numpy(), b["y_pred"].to_numpy(), rtol=1e-6)
+
+
+def test_clone_get_params_and_set_params(fitted):
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params()
+    assert not hasattr(copy, "network_")
+    copy.set_params(d_model=8, head="point")
+    assert copy.d_model == 8 and fitted.d_model == 32
+    assert "head='quantile'" in repr(fitted)
+
+
+def test_save_load_gives_identical_predictions(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    loaded = XLSTMForecaster.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+    config = (tmp_path / "model" / "config.json")
+    config.write_text(config.read_text().replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(ValueError, match="format version 99"):
+        XLSTMForecaster.load(tmp_path / "model")
+
+
+def test_predicts_new_series_and_longer_horizons(fitted):
+    other = datasets.synthetic(1, 24 * 8, seasonalities=(24,), noise=0.3, seed=11)
+    other["unique_id"] = "new"
+    out = fitted.predict(df=other)
+    assert out["unique_id"].unique().tolist() == ["new"] and len(out) == 24
+    long = fitted.predict(horizon=60)
+    assert len(long) == 6 * 60 and long["y_pred"].notna().all()
+
+
+class _KillAfter(Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch + 1 == self.epochs:
+            raise RuntimeError("killed")
+
+
+def test_resume_ends_where_an_uninterrupted_fit_would(split, tmp_path):
+    params = {**FAST, "max_epochs": 3, "val_size": 0}
+    full = XLSTMForecaster(**params, checkpoint_dir=str(tmp_path / "a")).fit(split[0])
+    killed = XLSTMForecaster(**params, checkpoint_dir=str(tmp_path / "b"),
+                             callbacks=[_KillAfter(2)])
+    with pytest.raises(RuntimeError, match="killed"):
+        killed.fit(split[0])
+    resumed = XLSTMForecaster(**params, checkpoint_dir=str(tmp_path / "b")).fit(split[0],
+                                                                                resume=True)
+    np.testing.assert_allclose(resumed.predict()["y_pred"], full.predict()["y_pred"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"horizon": -3}, "horizon must be a positive int"),
+    ({"lookback": 8, "patch_len": 16}, r"lookback \(8\) must be at least patch_len"),
+    ({"head": "gamma"}, "head must be one of"),
+    ({"network": "tcn"}, "network must be one of"),
+    ({"quantiles": (0.1, 1.2)}, r"quantiles must be levels in \(0, 1\)"),
+])
+def test_invalid_arguments_are_rejected(split, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        XLSTMForecaster(**{**FAST, **kwargs}).fit(split[0])
+
+
+def test_predict_before_fit_raises():
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        XLSTMForecaster().predict()

@@ -1,0 +1,431 @@
+"""XLSTMForecaster: a scikit-learn-style estimator for long dataframes.
+
+fit = validate the frame -> split the last ``val_size`` steps of each series for
+validation -> train the network with Lightning (early stopping, best-checkpoint
+restore) -> keep the last ``lookback`` steps of every series for forecasting.
+predict returns a frame of the caller's library with ``[id_col, time_col,
+"y_pred"]`` and ``y_pred_q{q}`` per quantile level for probabilistic heads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import polars as pl
+import torch
+from sklearn.base import BaseEstimator
+
+from . import __version__
+from ._checks import check_choice, check_positive_int
+from .data import (
+    Frequency,
+    SeriesData,
+    check_compatible,
+    check_min_length,
+    future_covariates,
+    last_windows,
+    prepare_series,
+    time_split_regions,
+)
+from .data.frames import from_polars
+from .models import HEADS, NETWORKS, NetworkConfig
+from .training import ForecastModule, WindowDataModule, build_trainer
+
+FORMAT_VERSION = 1
+PRED_COL = "y_pred"
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile forecast, e.g. ``y_pred_q0.1``."""
+    return f"{PRED_COL}_q{level:g}"
+
+
+class XLSTMForecaster(BaseEstimator):
+    """Global xLSTM forecaster for many series at once.
+
+    Defaults (patched xLSTM encoder, lookback 168, patches of 16 with stride 8,
+    d_model 64, blocks [mLSTM, sLSTM], 20 epochs of 50 batches of 64 windows,
+    AdamW 1e-3 with warm-up + cosine) suit hourly data; for daily data lower
+    ``lookback`` (e.g. 56) and ``patch_len`` (7).
+
+    Args (all keyword-only, stored as given):
+        lookback, horizon: history length fed to the network, steps forecast at once.
+        network: ``"patch"`` or ``"xlstmtime"``.
+        d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack.
+        patch_len, patch_stride: patching of the lookback (``network="patch"``).
+        head: ``"point"``, ``"quantile"``, ``"normal"`` or ``"studentt"``.
+        loss: point-head loss, ``"mse"``, ``"mae"`` or ``"huber"``.
+        quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
+        learning_rate, weight_decay, schedule, warmup: AdamW with warm-up + cosine or
+            one-cycle.
+        batch_size, max_epochs, batches_per_epoch: training length.
+        val_size: validation steps at the end of each series (default: ``horizon``;
+            0 disables validation and early stopping).
+        patience: early-stopping patience in epochs.
+        gradient_clip: max gradient norm (None: off).
+        id_col, time_col, target_col, future_covariates, past_covariates, calendar,
+        fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
+        accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
+            when present).
+        progress_bar: Lightning's progress bar.
+        logger, callbacks: any Lightning logger and callbacks.
+        checkpoint_dir: where checkpoints go (a temporary directory when None; set it
+            to resume a killed fit with ``fit(..., resume=True)``).
+        random_state: seed making CPU runs reproducible.
+    """
+
+    def __init__(self, *, lookback: int = 168, horizon: int = 24, network: str = "patch",
+                 d_model: int = 64, num_blocks: int = 2, slstm_at: tuple = (1,),
+                 num_heads: int = 4, dropout: float = 0.1, patch_len: int = 16,
+                 patch_stride: int = 8, head: str = "point", loss: str = "mse",
+                 quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
+                 batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
+                 val_size: int | None = None, patience: int = 5,
+                 gradient_clip: float | None = 1.0, id_col: str = "unique_id",
+                 time_col: str = "ds", target_col: str = "y", future_covariates: tuple = (),
+                 past_covariates: tuple = (), calendar: tuple = (),
+                 fill_missing: str | None = None, target_missing: str = "raise",
+                 accelerator: str = "auto", devices="auto", precision="32-true",
+                 progress_bar: bool = True, logger=False, callbacks=None,
+                 checkpoint_dir: str | None = None, random_state: int | None = None):
+        self.lookback = lookback
+        self.horizon = horizon
+        self.network = network
+        self.d_model = d_model
+        self.num_blocks = num_blocks
+        self.slstm_at = slstm_at
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.patch_len = patch_len
+        self.patch_stride = patch_stride
+        self.head = head
+        self.loss = loss
+        self.quantiles = quantiles
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup = warmup
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.batches_per_epoch = batches_per_epoch
+        self.val_size = val_size
+        self.patience = patience
+        self.gradient_clip = gradient_clip
+        self.id_col = id_col
+        self.time_col = time_col
+        self.target_col = target_col
+        self.future_covariates = future_covariates
+        self.past_covariates = past_covariates
+        self.calendar = calendar
+        self.fill_missing = fill_missing
+        self.target_missing = target_missing
+        self.accelerator = accelerator
+        self.devices = devices
+        self.precision = precision
+        self.progress_bar = progress_bar
+        self.logger = logger
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+
+    def _validate_params(self) -> None:
+        for name in ("lookback", "horizon", "d_model", "num_blocks", "num_heads", "patch_len",
+                     "patch_stride", "batch_size", "max_epochs", "batches_per_epoch"):
+            check_positive_int(name, getattr(self, name))
+        check_choice("network", self.network, NETWORKS)
+        check_choice("head", self.head, HEADS)
+        check_choice("schedule", self.schedule, ("cosine", "onecycle"))
+        if any(not 0.0 < float(q) < 1.0 for q in self.quantiles) or not self.quantiles:
+            raise ValueError(f"quantiles must be levels in (0, 1). Got {self.quantiles}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive. Got {self.learning_rate}.")
+        if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 0):
+            raise ValueError(f"val_size must be a non-negative int or None. Got {self.val_size!r}.")
+        if self.network == "patch" and self.lookback < self.patch_len:
+            raise ValueError(f"lookback ({self.lookback}) must be at least patch_len "
+                             f"({self.patch_len}). Raise lookback or lower patch_len.")
+
+    def _prepare(self, df, static_df=None, static_categories=None) -> SeriesData:
+        return prepare_series(
+            df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
+            future_covariates=self.future_covariates, past_covariates=self.past_covariates,
+            static_df=static_df, calendar=self.calendar, fill_missing=self.fill_missing,
+            target_missing=self.target_missing, static_categories=static_categories)
+
+    def _network_config(self, data: SeriesData) -> NetworkConfig:
+        return NetworkConfig(
+            lookback=self.lookback, horizon=self.horizon, network=self.network,
+            d_model=self.d_model, num_blocks=self.num_blocks, slstm_at=tuple(self.slstm_at),
+            num_heads=self.num_heads, dropout=self.dropout, patch_len=self.patch_len,
+            patch_stride=self.patch_stride, head=self.head, loss=self.loss,
+            quantiles=tuple(float(q) for q in self.quantiles),
+            n_past=data.past.shape[1], n_future=data.future.shape[1],
+            n_static=data.static.shape[1]).validate()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
+                               "Call 'fit' with appropriate arguments before using this "
+                               "estimator.")
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, df, static_df=None, val_size: int | None = None, *, resume: bool = False,
+            ckpt_path: str | None = None):
+        """Train on the long frame ``df`` (see the class docstring for the columns).
+
+        ``resume=True`` continues from ``checkpoint_dir/last.ckpt`` (or ``ckpt_path``)
+        and ends where an uninterrupted fit would.
+        """
+        self._validate_params()
+        val = self.val_size if val_size is None else val_size
+        val = self.horizon if val is None else val
+        data = self._prepare(df, static_df)
+        data = check_min_length(data, self.lookback + self.horizon + val)
+        regions = time_split_regions(data, val, 0)
+        config = self._network_config(data)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        L.seed_everything(seed, workers=True, verbose=False)
+
+        total_steps = self.max_epochs * self.batches_per_epoch
+        module = ForecastModule(asdict(config), {
+            "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+            "schedule": self.schedule, "warmup": self.warmup, "total_steps": total_steps})
+        datamodule = WindowDataModule(
+            data, self.lookback, self.horizon, train_region=regions["train"],
+            val_region=regions["val"] if val else None, batch_size=self.batch_size,
+            samples_per_epoch=self.batches_per_epoch * self.batch_size, seed=seed)
+        directory = self.checkpoint_dir or tempfile.mkdtemp(prefix="xlstm_ts_")
+        if resume and ckpt_path is None:
+            ckpt_path = os.path.join(directory, "last.ckpt")
+            if not os.path.exists(ckpt_path):
+                raise ValueError(f"resume=True but {ckpt_path} does not exist; set "
+                                 f"checkpoint_dir to the directory of the killed fit.")
+        trainer, checkpoint = build_trainer(
+            max_epochs=self.max_epochs, checkpoint_dir=directory, patience=self.patience,
+            has_validation=bool(val), gradient_clip=self.gradient_clip,
+            accelerator=self.accelerator, devices=self.devices, precision=self.precision,
+            progress_bar=self.progress_bar, logger=self.logger,
+            callbacks=list(self.callbacks or ()), deterministic=False)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        best = checkpoint.best_model_path or checkpoint.last_model_path
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+        self.network_ = module.net.cpu().eval()
+        self.config_ = config
+        self.data_ = data
+        self.freq_ = data.freq
+        self.epochs_trained_ = trainer.current_epoch
+        self.history_ = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        return self
+
+    # ------------------------------------------------------------------ predict
+
+    @torch.no_grad()
+    def _forecast(self, data: SeriesData, future_ahead: torch.Tensor):
+        """Point (n, H) and quantiles (n, H, Q) or None, in data units."""
+        net = self.network_
+        batch = last_windows(data, self.lookback, future_ahead)
+        params, stats = net(batch)
+        point = net.denormalize(net.head.point(params), stats)
+        quant = None
+        if self.head != "point":
+            quant = net.denormalize(net.head.quantiles(params, self.config_.quantiles), stats)
+        return point, quant
+
+    def predict(self, df=None, future_df=None, horizon: int | None = None, static_df=None):
+        """Forecast ``horizon`` steps (default: the trained horizon) after the end of each
+        series: of the training data, or of the history ``df`` (same or new series).
+
+        Longer horizons than trained are rolled out recursively, feeding point forecasts
+        back as history. ``future_df`` supplies future-known covariates.
+        """
+        self._check_fitted()
+        horizon = self.horizon if horizon is None else horizon
+        check_positive_int("horizon", horizon)
+        if df is None:
+            data = self.data_
+        else:
+            data = self._prepare(df, static_df, self.data_.static_categories)
+            check_compatible(self.data_, data, allow_new_ids=True)
+        if self.config_.n_past and horizon > self.horizon:
+            raise ValueError(f"horizon {horizon} exceeds the trained horizon {self.horizon} and "
+                             f"past-only covariates cannot be rolled forward. Refit with "
+                             f"horizon={horizon} or without past_covariates.")
+        ahead = future_covariates(self.data_, data, future_df, horizon)
+        points, quants = [], []
+        current = data
+        for start in range(0, horizon, self.horizon):
+            block = ahead[:, start:start + self.horizon]
+            if block.shape[1] < self.horizon:  # last partial block: pad, keep the head shape
+                pad = self.horizon - block.shape[1]
+                block = torch.cat([block, block[:, -1:].expand(-1, pad, -1)], dim=1)
+            point, quant = self._forecast(current, block)
+            points.append(point)
+            quants.append(quant)
+            if start + self.horizon < horizon:
+                current = _append(current, point, block)
+        point = torch.cat(points, dim=1)[:, :horizon]
+        last = pl.Series(data.times[data.indptr[1:] - 1])
+        columns = {
+            self.id_col: np.repeat(data.ids, horizon),
+            self.time_col: data.freq.future(last, horizon) if data.freq is not None
+            else pl.Series([None] * (data.n_series * horizon)),
+            PRED_COL: point.reshape(-1).double().numpy(),
+        }
+        if quants[0] is not None:
+            quant = torch.cat(quants, dim=1)[:, :horizon]
+            for j, level in enumerate(self.config_.quantiles):
+                columns[quantile_column(level)] = quant[..., j].reshape(-1).double().numpy()
+        return from_polars(pl.DataFrame(columns), data.kind)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to directory ``path``: ``config.json`` and tensors
+        (``weights.pt``, ``history.pt``) loadable with ``weights_only=True``."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params().items() if k not in ("logger", "callbacks")}
+        d = self.data_
+        keep = last_windows(d, self.lookback, torch.zeros(d.n_series, 0, d.future.shape[1]))
+        config = {
+            "format_version": FORMAT_VERSION, "xlstm_ts_version": __version__,
+            "params": _jsonable(params), "network": _jsonable(asdict(self.config_)),
+            "freq": None if d.freq is None else [d.freq.kind, d.freq.step],
+            "ids": _jsonable(d.ids.tolist()), "kind": d.kind,
+            "static_categories": d.static_categories, "calendar": list(d.calendar),
+            "columns": _jsonable(asdict(d.columns)),
+            "time_dtype": str(d.times.dtype),
+        }
+        tensors = {"lengths": torch.from_numpy(d.lengths), "times": torch.from_numpy(
+            d.times.astype("datetime64[us]").astype(np.int64) if d.times.dtype.kind == "M"
+            else d.times.astype(np.int64)), **{k: v for k, v in keep.items()
+                                              if k in ("history", "history_mask", "past")},
+            "future": keep["future"], "static": d.static}
+        _atomic_write(path / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
+        _atomic_write(path / "history.pt", lambda f: torch.save(tensors, f))
+        _atomic_write(path / "config.json",
+                      lambda f: f.write(json.dumps(config, indent=2).encode()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
+        """Load a model written by :meth:`save` (no pickled objects are read)."""
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text())
+        version = config.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path} holds model format version {version!r}; this xlstm-ts "
+                             f"({__version__}) reads version {FORMAT_VERSION}. Re-save the model "
+                             f"with a matching xlstm-ts.")
+        params = config["params"]
+        for key in ("slstm_at", "quantiles", "future_covariates", "past_covariates", "calendar"):
+            params[key] = tuple(params[key])
+        model = cls(**params)
+        net_cfg = config["network"]
+        net_cfg["slstm_at"] = tuple(net_cfg["slstm_at"])
+        net_cfg["quantiles"] = tuple(net_cfg["quantiles"])
+        model.config_ = NetworkConfig(**net_cfg)
+        module = ForecastModule(asdict(model.config_), {})
+        module.net.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+        model.network_ = module.net.eval()
+        tensors = torch.load(path / "history.pt", weights_only=True)
+        model.data_ = _history_from(config, tensors, model.lookback)
+        model.freq_ = model.data_.freq
+        return model
+
+
+def _append(data: SeriesData, point: torch.Tensor, future_block: torch.Tensor) -> SeriesData:
+    """The panel with ``point`` (n, H) appended to each series (for recursive rollout)."""
+    from dataclasses import replace
+
+    n, H = point.shape
+    lengths = data.lengths
+    new_lengths = lengths + H
+    indptr = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+    old_rows = np.concatenate([np.arange(a, a + m) for a, m in zip(indptr[:-1], lengths,
+                                                                   strict=True)])
+    new_rows = np.concatenate([np.arange(a + m, a + m + H) for a, m in zip(indptr[:-1], lengths,
+                                                                           strict=True)])
+
+    def grow(old: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        out = old.new_zeros((indptr[-1], *old.shape[1:]))
+        out[torch.from_numpy(old_rows)] = old
+        out[torch.from_numpy(new_rows)] = added.reshape(n * H, *old.shape[1:]).to(old.dtype)
+        return out
+
+    times = np.zeros(indptr[-1], dtype=data.times.dtype)
+    times[old_rows] = data.times
+    last = pl.Series(data.times[data.indptr[1:] - 1])
+    times[new_rows] = data.freq.future(last, H).to_numpy()
+    return replace(data, indptr=indptr, times=times,
+                   target=grow(data.target, point),
+                   observed=grow(data.observed, torch.ones(n, H, dtype=torch.bool)),
+                   past=grow(data.past, torch.zeros(n, H, data.past.shape[1])),
+                   future=grow(data.future, future_block))
+
+
+def _history_from(config: dict, tensors: dict, lookback: int) -> SeriesData:
+    """Rebuild the saved last ``lookback`` steps of each series as a SeriesData."""
+    from .data import Columns
+
+    lengths = tensors["lengths"].numpy()
+    kept = np.minimum(lengths, lookback)
+    n = len(lengths)
+    mask = tensors["history_mask"]
+    start = lookback - kept
+    rows = torch.cat([torch.arange(s, lookback) + j * lookback for j, s in enumerate(start)])
+    flat = {k: tensors[k].reshape(n * lookback, *tensors[k].shape[2:])[rows]
+            for k in ("history", "past")}
+    future = tensors["future"][:, :lookback].reshape(n * lookback, -1)[rows]
+    observed = mask.reshape(-1)[rows]
+    times = tensors["times"].numpy()
+    all_ptr = np.concatenate([[0], np.cumsum(lengths)])
+    keep_rows = np.concatenate([np.arange(e - k, e) for e, k in zip(all_ptr[1:], kept,
+                                                                    strict=True)])
+    times = times[keep_rows]
+    if config["time_dtype"].startswith("datetime64"):
+        times = times.astype("datetime64[us]")
+    freq = None if config["freq"] is None else Frequency(*config["freq"])
+    cols = config["columns"]
+    columns = Columns(cols["id_col"], cols["time_col"], cols["target_col"],
+                      tuple(cols["future"]), tuple(cols["past"]), tuple(cols["static"]))
+    return SeriesData(
+        ids=np.array(config["ids"], dtype=object), indptr=np.concatenate([[0], np.cumsum(kept)]),
+        times=times, target=flat["history"], observed=observed, past=flat["past"],
+        future=future, static=tensors["static"], freq=freq, columns=columns,
+        kind=config["kind"], static_categories=config["static_categories"],
+        calendar=tuple(config["calendar"]))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,62 @@
+"""WindowDataModule: training and validation windows of one panel as dataloaders."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..data import SeriesData, WindowDataset
+
+
+class EpochSampler(Sampler[int]):
+    """``num_samples`` window indices drawn with replacement, a pure function of
+    (seed, epoch): a resumed fit draws exactly what the uninterrupted one would.
+    Lightning calls ``set_epoch`` at the start of every epoch."""
+
+    def __init__(self, n_items: int, num_samples: int, seed: int):
+        self.n_items, self.num_samples, self.seed, self.epoch = n_items, num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randint(self.n_items, (self.num_samples,), generator=generator).tolist())
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Windows of ``data``: training horizons in ``train_region``, validation horizons in
+    ``val_region`` (None: no validation). ``samples_per_epoch`` random training windows
+    per epoch (all windows, shuffled, when None)."""
+
+    def __init__(self, data: SeriesData, lookback: int, horizon: int, *, train_region,
+                 val_region=None, batch_size: int = 64, samples_per_epoch: int | None = None,
+                 min_history: int | None = None, seed: int = 0):
+        super().__init__()
+        self.train = WindowDataset(data, lookback, horizon, region=train_region,
+                                   min_history=min_history)
+        self.val = (WindowDataset(data, lookback, horizon, region=val_region,
+                                  min_history=min_history) if val_region is not None else None)
+        if len(self.train) == 0:
+            raise ValueError(
+                f"No training windows: every series is shorter than lookback ({lookback}) + "
+                f"horizon ({horizon}) before its validation part. Lower lookback or val_size."
+            )
+        self.batch_size = batch_size
+        self.samples = samples_per_epoch or len(self.train)
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = EpochSampler(len(self.train), self.samples, self.seed)
+        return DataLoader(self.train, batch_size=self.batch_size, sampler=sampler,
+                          collate_fn=WindowDataset.collate)
+
+    def val_dataloader(self):
+        if self.val is None or len(self.val) == 0:
+            return []
+        return DataLoader(self.val, batch_size=max(self.batch_size, 256),
+                          collate_fn=WindowDataset.collate)

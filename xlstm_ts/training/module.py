@@ -1,0 +1,82 @@
+"""ForecastModule: training and validation steps and the optimiser, nothing else."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from ..models import NetworkConfig, build_network
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"  # "cosine" (linear warm-up then cosine decay) or "onecycle"
+    warmup: float = 0.05  # share of all steps spent warming up
+    total_steps: int = 1000
+
+
+class ForecastModule(L.LightningModule):
+    """Wraps a forecasting network; the loss is the head's, in normalised units."""
+
+    def __init__(self, network: dict, optim: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_network(NetworkConfig(**network))
+        self.optim = OptimConfig(**optim)
+
+    def forward(self, batch):
+        return self.net(batch)
+
+    def _loss(self, batch) -> torch.Tensor:
+        params, stats = self.net(batch)
+        target = self.net.normalize_target(batch["target"], stats)
+        return self.net.head.loss(params, target, batch["target_mask"])
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step "
+                                     f"{self.global_step}; lower learning_rate.")
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        return loss
+
+    # The global RNG drives dropout; keeping its state in checkpoints lets a resumed fit
+    # draw the same masks as an uninterrupted one.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
+    def configure_optimizers(self):
+        o = self.optim
+        optimizer = torch.optim.AdamW(self.parameters(), lr=o.learning_rate,
+                                      weight_decay=o.weight_decay)
+        total = max(o.total_steps, 1)
+        if o.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=o.learning_rate, total_steps=total,
+                pct_start=max(o.warmup, 1e-3))
+        else:
+            warm = max(int(o.warmup * total), 1)
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                progress = min((step - warm) / max(total - warm, 1), 1.0)
+                return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
