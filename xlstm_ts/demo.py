@@ -1,108 +1,119 @@
-"""`make demo`: the xLSTM cells and stack at work on the bundled airline series.
+"""`make demo`: the forecaster on ETTh1, backtested against seasonal naive.
 
-1. The three mLSTM forms give the same numbers; chunkwise is linear in S.
-2. An embedding + XLSTMStack + linear head learns one-step-ahead forecasts of the
-   (log, standardised) airline passengers, trained on 1949-1958.
-3. 1959-1960 is forecast one step at a time with ``XLSTMStack.step``, the O(1)
-   streaming update carried from the training history, and scored against the
-   seasonal-naive forecast (same month last year).
-
-This is the foundation demo; the forecaster issue replaces it with the full job.
+All 7 ETTh1 channels as series (hourly), horizon 96, standard ETT borders: fit
+on rows [0, 11520) (the last 720 for validation and early stopping), then 10
+rolling forecasts inside the test rows [11520, 14400). Errors are reported on
+values standardised with train-only statistics, as in the ETT literature, per
+horizon bucket, beside the seasonal-naive baseline (same hours of the last day).
+Forecasts go to ``outputs/forecasts.csv`` and a plot to ``outputs/forecast.png``.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
-from .cells import mlstm
-from .models import XLSTMStack
+from . import XLSTMForecaster, datasets
 
-DATA = Path(__file__).resolve().parent.parent / "datasets" / "airline.csv"
-TEST_MONTHS = 24
-STEPS = 300
+HORIZON, TRAIN_END, TEST_END, WINDOWS, STEP = 96, 11520, 14400, 10, 288
+OUT = Path("outputs")
 
 
-def _random_inputs(S: int, dtype: torch.dtype) -> list[torch.Tensor]:
-    B, NH, D = 2, 4, 32
-    q, k, v = (torch.randn(B, NH, S, D, dtype=dtype) for _ in range(3))
-    return [q, k, v, torch.randn(B, NH, S, dtype=dtype), torch.randn(B, NH, S, dtype=dtype) + 3]
+def _seasonal_naive(history: pd.DataFrame, forecast: pd.DataFrame) -> pd.Series:
+    """Value 24 h before each forecast step, taken from the history (repeating the last day)."""
+    last_day = history.groupby("unique_id").tail(24)
+    last_day = last_day.assign(hour=last_day.ds.dt.hour)[["unique_id", "hour", "y"]]
+    merged = forecast.assign(hour=forecast.ds.dt.hour).merge(last_day, on=["unique_id", "hour"],
+                                                            suffixes=("", "_naive"))
+    return merged.set_index(forecast.index)["y_naive"]
 
 
-def _forms_agree() -> None:
-    inputs = _random_inputs(512, torch.float64)
-    h = {form: mlstm(*inputs, form=form) for form in ("parallel", "chunkwise", "recurrent")}
-    for form in ("parallel", "chunkwise"):
-        gap = (h[form] - h["recurrent"]).abs().max().item()
-        print(f"  float64, S=512: max |{form} - recurrent| = {gap:.1e}")
-    inputs = _random_inputs(2048, torch.float32)
-    for form in ("parallel", "chunkwise"):
-        start = time.perf_counter()
-        mlstm(*inputs, form=form)
-        print(f"  float32, S=2048: {form:<9} forward {time.perf_counter() - start:.3f} s")
-
-
-class _OneStepModel(torch.nn.Module):
-    def __init__(self, d_model: int = 32):
-        super().__init__()
-        self.embed = torch.nn.Linear(1, d_model)
-        self.stack = XLSTMStack(d_model, 2, slstm_at=(1,), num_heads=4)
-        self.head = torch.nn.Linear(d_model, 1)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S)
-        return self.head(self.stack(self.embed(y.unsqueeze(-1)))).squeeze(-1)
-
-
-def _airline() -> None:
-    passengers = pd.read_csv(DATA)["Passengers"].to_numpy(dtype=np.float64)
-    # Model month-on-month log growth: stationary, so the test years (above any
-    # training level) look like the training years to the network.
-    growth = np.diff(np.log(passengers))
-    n_train = len(growth) - TEST_MONTHS
-    mean, std = growth[:n_train].mean(), growth[:n_train].std()
-    z = torch.tensor((growth - mean) / std, dtype=torch.float32)
-
-    torch.manual_seed(0)
-    model = _OneStepModel()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-    z_train = z[:n_train].unsqueeze(0)
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        optimizer.zero_grad()
-        loss = (model(z_train[:, :-1]) - z_train[:, 1:])[:, 12:].pow(2).mean()
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - start
-    print(f"  trained {STEPS} steps in {seconds:.1f} s, train MSE {loss.item():.3f}")
-
-    model.eval()
-    with torch.no_grad():
-        # Warm the state up on the training history, then stream the test months.
-        hidden, state = model.stack(model.embed(z_train[..., None]), return_state=True)
-        preds = [model.head(hidden[:, -1]).item()]
-        for t in range(n_train, len(z) - 1):
-            h_t, state = model.stack.step(model.embed(z[t].view(1, 1)), state)
-            preds.append(model.head(h_t).item())
-    growth_hat = np.array(preds) * std + mean
-    forecast = passengers[-TEST_MONTHS - 1 : -1] * np.exp(growth_hat)
-    actual = passengers[-TEST_MONTHS:]
-    seasonal_naive = passengers[-TEST_MONTHS - 12 : -12]
-    mae_model = np.abs(forecast - actual).mean()
-    mae_naive = np.abs(seasonal_naive - actual).mean()
-    print(f"  one-step-ahead MAE over 1959-1960: xLSTM {mae_model:.1f} passengers, "
-          f"seasonal naive {mae_naive:.1f} (ratio {mae_model / mae_naive:.2f})")
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv")
+    os.close(fd)
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    print("mLSTM forms on random inputs (B=2, NH=4, DH=32):")
-    _forms_agree()
-    print("Airline passengers, one-step-ahead with streaming state:")
-    _airline()
+    df = datasets.load_etth1()
+    df = df.groupby("unique_id").head(TEST_END).reset_index(drop=True)
+    train = df.groupby("unique_id").head(TRAIN_END)
+    stats = train.groupby("unique_id").y.agg(["mean", "std"])
+
+    model = XLSTMForecaster(horizon=HORIZON, head="quantile", quantiles=(0.1, 0.5, 0.9),
+                            val_size=720, calendar=("hour", "dayofweek"), random_state=0)
+    start = time.perf_counter()
+    model.fit(train)
+    fit_s = time.perf_counter() - start
+    print(f"fit: {fit_s:.0f} s, {model.epochs_trained_} epochs, "
+          f"val_loss {model.history_.get('val_loss', float('nan')):.4f}")
+
+    start = time.perf_counter()
+    backtest = model.backtest(df, n_windows=WINDOWS, step=STEP)
+    print(f"backtest: {WINDOWS} windows x 7 series in {time.perf_counter() - start:.0f} s")
+
+    pieces = []
+    for cutoff, fc in backtest.groupby("cutoff"):
+        history = df[df.ds <= cutoff]
+        pieces.append(fc.assign(y_naive=_seasonal_naive(history, fc)))
+    result = pd.concat(pieces)
+    result["step"] = result.groupby(["unique_id", "cutoff"]).cumcount() + 1
+    scale = result.unique_id.map(stats["std"])
+    for col in ("y", "y_pred", "y_naive"):
+        result[f"{col}_std"] = (result[col] - result.unique_id.map(stats["mean"])) / scale
+
+    print("\nStandardised errors (train-only statistics), 7 channels x 10 windows:")
+    print(f"{'steps':>9} | {'xLSTM MSE':>9} {'MAE':>6} | {'seasonal naive MSE':>18} {'MAE':>6}")
+    for lo in range(1, HORIZON + 1, 24):
+        part = result[(result.step >= lo) & (result.step < lo + 24)]
+        err = part.y_pred_std - part.y_std
+        naive = part.y_naive_std - part.y_std
+        print(f"{lo:>4}-{lo + 23:<4} | {np.mean(err**2):9.3f} {np.mean(np.abs(err)):6.3f} | "
+              f"{np.mean(naive**2):18.3f} {np.mean(np.abs(naive)):6.3f}")
+    err, naive = result.y_pred_std - result.y_std, result.y_naive_std - result.y_std
+    print(f"{'all':>9} | {np.mean(err**2):9.3f} {np.mean(np.abs(err)):6.3f} | "
+          f"{np.mean(naive**2):18.3f} {np.mean(np.abs(naive)):6.3f}")
+    inside = (result.y >= result["y_pred_q0.1"]) & (result.y <= result["y_pred_q0.9"])
+    print(f"80% interval coverage: {inside.mean():.1%}")
+
+    OUT.mkdir(exist_ok=True)
+    _write_csv(result.drop(columns=[c for c in result.columns if c.endswith("_std")]),
+               OUT / "forecasts.csv")
+    _plot(df, result, OUT / "forecast.png")
+    print(f"\nwrote {OUT / 'forecasts.csv'} and {OUT / 'forecast.png'}")
+
+
+def _plot(df: pd.DataFrame, result: pd.DataFrame, path: Path) -> None:
+    last_cutoff = result.cutoff.max()
+    series = ["OT", "HUFL"]
+    fig, axes = plt.subplots(len(series), 1, figsize=(10, 6), sharex=True)
+    for ax, sid in zip(axes, series, strict=True):
+        fc = result[(result.unique_id == sid) & (result.cutoff == last_cutoff)]
+        hist = df[(df.unique_id == sid) & (df.ds <= last_cutoff)].tail(7 * 24)
+        ax.plot(hist.ds, hist.y, color="0.3", lw=1, label="history")
+        ax.plot(fc.ds, fc.y, color="0.3", lw=1, ls=":", label="actual")
+        ax.plot(fc.ds, fc.y_pred, color="C0", lw=1.5, label="xLSTM forecast")
+        ax.fill_between(fc.ds, fc["y_pred_q0.1"], fc["y_pred_q0.9"], color="C0", alpha=0.2,
+                        label="80% interval")
+        ax.set_ylabel(sid)
+    axes[0].legend(loc="upper left", ncol=4, fontsize=8)
+    axes[0].set_title("ETTh1: 96-hour forecast from the last backtest cutoff")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

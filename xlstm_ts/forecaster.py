@@ -33,7 +33,9 @@ from .data import (
     prepare_series,
     time_split_regions,
 )
-from .data.frames import from_polars
+from .data.frames import from_polars, to_polars
+from .data.series import SINGLE_SERIES_ID
+from .metrics import evaluate
 from .models import HEADS, NETWORKS, NetworkConfig
 from .training import ForecastModule, WindowDataModule, build_trainer
 
@@ -288,6 +290,66 @@ class XLSTMForecaster(BaseEstimator):
             for j, level in enumerate(self.config_.quantiles):
                 columns[quantile_column(level)] = quant[..., j].reshape(-1).double().numpy()
         return from_polars(pl.DataFrame(columns), data.kind)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def backtest(self, df, n_windows: int = 3, step: int | None = None,
+                 refit: bool | int = False, static_df=None):
+        """Rolling-origin evaluation on the long frame ``df``.
+
+        The last ``n_windows`` cutoffs of every series are ``step`` (default: horizon)
+        apart, the last one leaving exactly ``horizon`` steps after it. At each cutoff
+        the model forecasts from the history before it: fitted once on the history
+        before the first cutoff when ``refit=False`` (or not yet fitted), refitted at
+        every cutoff with ``True``, every ``refit`` cutoffs with an int. Returns the
+        forecasts with ``cutoff`` (last history time) and the actual ``target_col``.
+        """
+        check_positive_int("n_windows", n_windows)
+        step = self.horizon if step is None else check_positive_int("step", step)
+        if isinstance(refit, bool):
+            refit_every = 1 if refit else 0
+        else:
+            refit_every = check_positive_int("refit", refit)
+        frame, kind = to_polars(df)
+        if self.id_col not in frame.columns:
+            frame = frame.with_columns(pl.lit(SINGLE_SERIES_ID).alias(self.id_col))
+        frame = frame.sort(self.id_col, self.time_col).with_columns(
+            pl.int_range(pl.len()).over(self.id_col).alias("__pos"),
+            pl.len().over(self.id_col).alias("__len"))
+        results = []
+        for k in range(n_windows):
+            offset = self.horizon + (n_windows - 1 - k) * step  # steps after the cutoff
+            history = frame.filter(pl.col("__pos") < pl.col("__len") - offset)
+            actual = frame.filter((pl.col("__pos") >= pl.col("__len") - offset)
+                                  & (pl.col("__pos") < pl.col("__len") - offset + self.horizon))
+            history, actual = history.drop("__pos", "__len"), actual.drop("__pos", "__len")
+            if (refit_every and k % refit_every == 0) or not hasattr(self, "network_"):
+                self.fit(history, static_df=static_df)
+            future = actual if (self.future_covariates or self.calendar) else None
+            forecast = self.predict(df=history, future_df=future, static_df=static_df)
+            forecast = pl.from_pandas(forecast) if not isinstance(forecast, pl.DataFrame) \
+                else forecast
+            cutoffs = history.group_by(self.id_col).agg(pl.col(self.time_col).max()
+                                                        .alias("cutoff"))
+            forecast = forecast.with_columns(pl.col(self.time_col).cast(
+                actual[self.time_col].dtype))
+            joined = forecast.join(cutoffs, on=self.id_col).join(
+                actual.select(self.id_col, self.time_col, self.target_col),
+                on=[self.id_col, self.time_col], how="left")
+            results.append(joined)
+        out = pl.concat(results).select(self.id_col, self.time_col, "cutoff", self.target_col,
+                                        pl.exclude(self.id_col, self.time_col, "cutoff",
+                                                   self.target_col))
+        return from_polars(out, kind)
+
+    def score(self, df, metric: str = "mae", static_df=None) -> float:
+        """``metric`` (``"mae"``, ``"mse"``, ``"rmse"``, ``"smape"``; lower is better) of
+        forecasts for the last ``horizon`` steps of each series of ``df``, made from the
+        history before them with the fitted model."""
+        self._check_fitted()
+        forecasts = self.backtest(df, n_windows=1, refit=False, static_df=static_df)
+        return evaluate(forecasts, metrics=(metric,), id_col=self.id_col,
+                        target_col=self.target_col)[metric]
 
     # ------------------------------------------------------------------ persistence
 
