@@ -245,14 +245,20 @@ class XLSTMForecaster(BaseEstimator):
             quant = net.denormalize(net.head.quantiles(params, self.config_.quantiles), stats)
         return point, quant
 
-    def predict(self, df=None, future_df=None, horizon: int | None = None, static_df=None):
+    def predict(self, df=None, future_df=None, horizon: int | None = None, static_df=None,
+                level: tuple[float, ...] = ()):
         """Forecast ``horizon`` steps (default: the trained horizon) after the end of each
         series: of the training data, or of the history ``df`` (same or new series).
 
         Longer horizons than trained are rolled out recursively, feeding point forecasts
-        back as history. ``future_df`` supplies future-known covariates.
+        back as history. ``future_df`` supplies future-known covariates. ``level`` (e.g.
+        ``(80, 95)``) adds conformal intervals calibrated by :meth:`conformalize`.
         """
         self._check_fitted()
+        if level and not hasattr(self, "conformal_errors_"):
+            raise ValueError("level= needs conformal calibration: call conformalize(df) first.")
+        if any(not 0 < float(lv) < 100 for lv in level):
+            raise ValueError(f"level must hold percentages in (0, 100). Got {level}.")
         horizon = self.horizon if horizon is None else horizon
         check_positive_int("horizon", horizon)
         if df is None:
@@ -289,6 +295,10 @@ class XLSTMForecaster(BaseEstimator):
             quant = torch.cat(quants, dim=1)[:, :horizon]
             for j, level in enumerate(self.config_.quantiles):
                 columns[quantile_column(level)] = quant[..., j].reshape(-1).double().numpy()
+        for lv in level:
+            half = np.tile(self._conformal_halfwidth(float(lv), horizon), data.n_series)
+            columns[f"{PRED_COL}_lo{lv:g}"] = columns[PRED_COL] - half
+            columns[f"{PRED_COL}_hi{lv:g}"] = columns[PRED_COL] + half
         return from_polars(pl.DataFrame(columns), data.kind)
 
     # ------------------------------------------------------------------ evaluation
@@ -351,6 +361,40 @@ class XLSTMForecaster(BaseEstimator):
         return evaluate(forecasts, metrics=(metric,), id_col=self.id_col,
                         target_col=self.target_col)[metric]
 
+    def conformalize(self, df, n_windows: int = 5, step: int | None = None, static_df=None):
+        """Calibrate split-conformal intervals on backtest residuals of the fitted model.
+
+        Runs :meth:`backtest` (no refit) on ``df`` and keeps the absolute errors per
+        horizon step; afterwards ``predict(level=...)`` adds symmetric intervals
+        ``y_pred_lo{level}`` / ``y_pred_hi{level}`` whose half-width at step h is the
+        finite-sample-corrected ``level`` quantile of those errors.
+        """
+        self._check_fitted()
+        forecasts = self.backtest(df, n_windows=n_windows, step=step, refit=False,
+                                  static_df=static_df)
+        frame, _ = to_polars(forecasts)
+        frame = frame.with_columns(
+            pl.int_range(pl.len()).over(self.id_col, "cutoff").alias("__step"),
+            (pl.col(self.target_col) - pl.col(PRED_COL)).abs().alias("__err"))
+        errors = np.full((frame.height // self.horizon, self.horizon), np.nan)
+        for h in range(self.horizon):
+            err = frame.filter(pl.col("__step") == h)["__err"].to_numpy()
+            errors[: len(err), h] = err
+        self.conformal_errors_ = errors
+        return self
+
+    def _conformal_halfwidth(self, level: float, horizon: int) -> np.ndarray:
+        """(horizon,) half-widths; steps beyond the calibrated horizon reuse the last one."""
+        errors = self.conformal_errors_
+        widths = []
+        for h in range(errors.shape[1]):
+            e = np.sort(errors[:, h][~np.isnan(errors[:, h])])
+            rank = min(int(np.ceil((len(e) + 1) * level / 100.0)), len(e)) - 1
+            widths.append(e[max(rank, 0)])
+        widths = np.array(widths)
+        return np.concatenate([widths, np.full(max(horizon - len(widths), 0), widths[-1])])[
+            :horizon]
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike) -> None:
@@ -376,6 +420,8 @@ class XLSTMForecaster(BaseEstimator):
             else d.times.astype(np.int64)), **{k: v for k, v in keep.items()
                                               if k in ("history", "history_mask", "past")},
             "future": keep["future"], "static": d.static}
+        if hasattr(self, "conformal_errors_"):
+            tensors["conformal_errors"] = torch.from_numpy(self.conformal_errors_)
         _atomic_write(path / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
         _atomic_write(path / "history.pt", lambda f: torch.save(tensors, f))
         _atomic_write(path / "config.json",
@@ -405,6 +451,8 @@ class XLSTMForecaster(BaseEstimator):
         tensors = torch.load(path / "history.pt", weights_only=True)
         model.data_ = _history_from(config, tensors, model.lookback)
         model.freq_ = model.data_.freq
+        if "conformal_errors" in tensors:
+            model.conformal_errors_ = tensors["conformal_errors"].numpy()
         return model
 
 
