@@ -166,3 +166,24 @@ def test_beats_seasonal_naive_on_airline():
     mae = evaluate(model.predict().merge(test, on=["unique_id", "ds"]), metrics=("mae",))["mae"]
     naive = SeasonalNaive(12).fit(train).predict(12).merge(test, on=["unique_id", "ds"])
     assert mae < 0.6 * evaluate(naive, metrics=("mae",))["mae"]  # measured: 14.0 vs 47.8
+
+
+def test_future_covariates_and_static_features_drive_the_forecast():
+    df = datasets.synthetic(4, 24 * 20, seasonalities=(24,), covariate_effect=3.0, noise=0.1,
+                            seed=9)
+    static = pd.DataFrame({"unique_id": ["s0", "s1", "s2", "s3"], "site": ["a", "b", "a", "b"]})
+    train = df.groupby("unique_id").head(24 * 19)
+    future = df.groupby("unique_id").tail(24)
+    model = XLSTMForecaster(**{**FAST, "max_epochs": 8, "learning_rate": 1e-2},
+                            future_covariates=("x",))
+    model.fit(train, static_df=static)
+    base = model.predict(future_df=future.assign(x=0.0))
+    one_step = future.assign(x=0.0)
+    one_step.loc[one_step.groupby("unique_id").cumcount() == 10, "x"] = 1.0
+    lift = (model.predict(future_df=one_step).y_pred - base.y_pred).to_numpy().reshape(4, 24)
+    assert lift[:, 10].mean() > 1.5  # true effect +3 (measured 2.2-3.2 per series)
+    assert abs(lift[:, [0, 5, 20]]).mean() < 0.3  # other steps barely move
+    with pytest.raises(ValueError, match="lacks covariate values"):
+        model.predict(future_df=future.iloc[:-1])
+    with pytest.raises(ValueError, match="pass future_df"):
+        model.predict()
