@@ -12,14 +12,21 @@ class RevIN(nn.Module):
     ``normalize(x (B, L, C), mask (B, L) | None) -> (x_norm, stats)``: statistics over
     the observed steps only; masked steps come out as 0.
     ``denormalize(y (B, H, C), stats) -> y`` in the original units. With ``affine`` a
-    learnable per-channel scale and shift sit between the two.
+    learnable per-channel scale and shift sit between the two. The scale is kept
+    positive (``exp`` of a parameter): the original formulation divides by a free
+    weight, and when training drives it through zero the outputs explode (measured:
+    ETTh1 MSE 9665 at learning rate 1e-2).
     """
 
     def __init__(self, num_features: int = 1, affine: bool = True, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.log_weight = nn.Parameter(torch.zeros(num_features)) if affine else None
         self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+
+    @property
+    def weight(self) -> torch.Tensor | None:
+        return None if self.log_weight is None else self.log_weight.exp()
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         m = torch.ones_like(x[..., :1]) if mask is None else mask.unsqueeze(-1).to(x.dtype)
@@ -28,12 +35,12 @@ class RevIN(nn.Module):
         var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
         std = torch.sqrt(var + self.eps)
         y = (x - mean) / std * m
-        if self.weight is not None:
+        if self.log_weight is not None:
             y = y * self.weight + self.bias
         return y, (mean, std)
 
     def denormalize(self, y: torch.Tensor, stats) -> torch.Tensor:
         mean, std = stats
-        if self.weight is not None:
-            y = (y - self.bias) / (self.weight + self.eps**2)  # as in the RevIN paper's code
+        if self.log_weight is not None:
+            y = (y - self.bias) / self.weight
         return y * std + mean
