@@ -53,8 +53,11 @@ class XLSTMForecaster(BaseEstimator):
 
     Defaults (patched xLSTM encoder, lookback 168, patches of 16 with stride 8,
     d_model 64, blocks [mLSTM, sLSTM], 20 epochs of 50 batches of 64 windows,
-    AdamW 1e-3 with warm-up + cosine) suit hourly data; for daily data lower
-    ``lookback`` (e.g. 56) and ``patch_len`` (7).
+    AdamW with warm-up + cosine) suit hourly data; for daily data lower
+    ``lookback`` (e.g. 56) and ``patch_len`` (7). The learning rate 1e-2 was
+    chosen by ``benchmarks/defaults.py``: best of {1e-3, 3e-3, 1e-2} both on ETTh1
+    (backtest MSE 0.315 vs 0.326 at 1e-3) and on a panel with a future covariate
+    (MAE 0.153 vs 0.700), one seed each.
 
     Args (all keyword-only, stored as given):
         lookback, horizon: history length fed to the network, steps forecast at once.
@@ -86,7 +89,7 @@ class XLSTMForecaster(BaseEstimator):
                  d_model: int = 64, num_blocks: int = 2, slstm_at: tuple = (1,),
                  num_heads: int = 4, dropout: float = 0.1, patch_len: int = 16,
                  patch_stride: int = 8, head: str = "point", loss: str = "mse",
-                 quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-3,
+                 quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-2,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
                  val_size: int | None = None, patience: int = 5,
@@ -293,8 +296,8 @@ class XLSTMForecaster(BaseEstimator):
         }
         if quants[0] is not None:
             quant = torch.cat(quants, dim=1)[:, :horizon]
-            for j, level in enumerate(self.config_.quantiles):
-                columns[quantile_column(level)] = quant[..., j].reshape(-1).double().numpy()
+            for j, q in enumerate(self.config_.quantiles):
+                columns[quantile_column(q)] = quant[..., j].reshape(-1).double().numpy()
         for lv in level:
             half = np.tile(self._conformal_halfwidth(float(lv), horizon), data.n_series)
             columns[f"{PRED_COL}_lo{lv:g}"] = columns[PRED_COL] - half
