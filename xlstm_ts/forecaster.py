@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator
 from . import __version__
 from ._checks import check_choice, check_positive_int
 from .data import (
+    Columns,
     Frequency,
     SeriesData,
     check_compatible,
@@ -461,8 +462,6 @@ class XLSTMForecaster(BaseEstimator):
 
 def _append(data: SeriesData, point: torch.Tensor, future_block: torch.Tensor) -> SeriesData:
     """The panel with ``point`` (n, H) appended to each series (for recursive rollout)."""
-    from dataclasses import replace
-
     n, H = point.shape
     lengths = data.lengths
     new_lengths = lengths + H
@@ -491,8 +490,6 @@ def _append(data: SeriesData, point: torch.Tensor, future_block: torch.Tensor) -
 
 def _history_from(config: dict, tensors: dict, lookback: int) -> SeriesData:
     """Rebuild the saved last ``lookback`` steps of each series as a SeriesData."""
-    from .data import Columns
-
     lengths = tensors["lengths"].numpy()
     kept = np.minimum(lengths, lookback)
     n = len(lengths)
