@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BUDGET_GB = 16.0  # skip runs extrapolated to need more (the machine has 24 GiB)
@@ -250,11 +251,7 @@ def main() -> None:
         lines += ["", f"Agreement with mlstm-kernels (float64, S=256, chunkwise): "
                       f"max |difference| = {agreement_with_mlstm_kernels():.1e}."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
+    write_result("cells-cpu.md", text, args.out)
 
 
 if __name__ == "__main__":

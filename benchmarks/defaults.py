@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 from xlstm_ts import XLSTMForecaster, datasets
 
-ROOT = Path(__file__).resolve().parent.parent
 RATES = (1e-3, 3e-3, 1e-2)
 
 
@@ -62,11 +61,7 @@ def main() -> None:
         "Defaults otherwise (patch network, lookback 168, 20 epochs x 50 batches of 64).", "",
         "| learning rate | ETTh1 MSE | ETTh1 MAE | ETTh1 fit (s) | synthetic+covariate MAE |",
         "|---:|---:|---:|---:|---:|", *rows]) + "\n"
-    print(text)
-    out = ROOT / "benchmarks/results/defaults-cpu.md"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_result("defaults-cpu.md", text)
 
 
 if __name__ == "__main__":

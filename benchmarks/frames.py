@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _results import write_result
 
 from xlstm_ts.data import prepare_series
 
-ROOT = Path(__file__).resolve().parent.parent
 N_SERIES, LENGTH, REPEATS = 10_000, 1_000, 3
 
 
@@ -69,11 +68,7 @@ def main() -> None:
         "|---|---|---:|---:|",
         *rows,
     ]) + "\n"
-    print(text)
-    out = ROOT / "benchmarks/results/frames-cpu.md"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_result("frames-cpu.md", text)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _results import write_result
+
 TUNED = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 # (label, batch, sequence length, d_model, blocks)
 CASES = [("XLSTMStack 4 blocks [m,s,m,m], D=128", 16, 512, 128, 4),
@@ -81,11 +81,7 @@ def main() -> None:
                      f"{default / tuned:.2f}x |")
         print(lines[-1], file=sys.stderr, flush=True)
     text = "\n".join(lines) + "\n"
-    print(text)
-    out = ROOT / "benchmarks/results/malloc-cpu.md"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_result("malloc-cpu.md", text)
 
 
 if __name__ == "__main__":
