@@ -1,0 +1,66 @@
+"""Real Optuna studies: pruning, persistence, failed trials, search spaces."""
+
+import optuna
+import pytest
+
+from xlstm_ts import datasets
+from xlstm_ts.tuning import default_search_space, load_search_space, tune
+
+FIXED = {"horizon": 24, "lookback": 96, "patch_len": 24, "patch_stride": 12, "max_epochs": 4,
+         "batches_per_epoch": 8, "num_blocks": 2}
+
+
+@pytest.fixture(scope="module")
+def df():
+    return datasets.synthetic(3, 24 * 20, seasonalities=(24,), noise=0.3, seed=1)
+
+
+def test_pruned_trials_train_fewer_epochs(df, tmp_path):
+    space = {"learning_rate": {"type": "float", "low": 1e-5, "high": 3e-2, "log": True},
+             "d_model": {"type": "categorical", "choices": [16, 32]},
+             "n_slstm": {"type": "int", "low": 0, "high": 1}}
+    result = tune(df, space, n_trials=6, refit=True, storage=tmp_path / "study.db",
+                  study_name="prune", **FIXED)
+    states = {t.number: t.state for t in result.study.trials}
+    pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pruned, states
+    assert max(t.user_attrs["epochs_trained"] for t in pruned) < min(
+        t.user_attrs["epochs_trained"] for t in complete)
+    assert result.best_score == min(t.value for t in complete)
+    assert result.forecaster is not None and len(result.forecaster.predict()) == 3 * 24
+
+
+def test_same_study_name_continues_the_study(df, tmp_path):
+    space = {"d_model": {"type": "categorical", "choices": [16, 32]}}
+    storage = tmp_path / "continue.db"
+    tune(df, space, n_trials=2, refit=False, storage=storage, study_name="s", **FIXED)
+    result = tune(df, space, n_trials=2, refit=False, storage=storage, study_name="s",
+                  **FIXED)
+    assert [t.number for t in result.study.trials] == [0, 1, 2, 3]
+    loaded = optuna.load_study(study_name="s", storage=f"sqlite:///{storage}")
+    assert len(loaded.trials) == 4
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(df):
+    space = {"learning_rate": {"type": "categorical", "choices": [1e9, 1e-2]}}
+    result = tune(df, space, n_trials=4, refit=False, sampler="random", **FIXED)
+    failed = [t for t in result.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and all(t.params["learning_rate"] == 1e9 for t in failed)
+    assert all("FloatingPointError" in t.user_attrs["fail_reason"] for t in failed)
+    assert result.best_params == {"learning_rate": 1e-2}
+
+
+def test_search_space_from_yaml_and_validation(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("d_model:\n  type: categorical\n  choices: [16, 32]\n"
+                    "dropout:\n  type: float\n  low: 0.0\n  high: 0.2\n")
+    assert load_search_space(path)["dropout"] == {"type": "float", "low": 0.0, "high": 0.2}
+    with pytest.raises(ValueError, match="unknown parameter 'depth'"):
+        load_search_space({"depth": {"type": "int", "low": 1, "high": 2}})
+    with pytest.raises(ValueError, match=r"search_space.dropout: needs low <= high"):
+        load_search_space({"dropout": {"type": "float", "low": 0.5, "high": 0.1}})
+    with pytest.raises(ValueError, match=r"needs type in"):
+        load_search_space({"dropout": {"type": "uniform"}})
+    hourly = default_search_space("h")
+    assert all(p <= min(hourly["lookback"]["choices"]) for p in hourly["patch_len"]["choices"])

@@ -1,0 +1,236 @@
+"""Hyperparameter search for XLSTMForecaster with Optuna.
+
+``tune(df, ...)`` runs a real Optuna study: each trial fits a forecaster on the
+history before the last ``horizon`` steps of every series and scores its
+forecast of those steps. Validation losses are reported every epoch, so a
+pruner stops bad trials early. Studies live in memory or in any RDB storage
+(a path means SQLite); re-running with the same study name continues it and
+several processes can share one study. Failed trials (NaN loss, out of
+memory, invalid combinations) are recorded with their reason and the study
+goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import polars as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+
+from .data import prepare_series
+from .data.frames import from_polars, to_polars
+from .forecaster import XLSTMForecaster
+
+# Virtual parameter: how many of the num_blocks blocks are sLSTM (spread evenly).
+N_SLSTM = "n_slstm"
+_KINDS = ("int", "float", "categorical")
+# Trial failures that should not stop a study: NaN losses, invalid combinations, OOM.
+_CAUGHT = (FloatingPointError, ValueError, RuntimeError, torch.OutOfMemoryError)
+
+
+def default_search_space(freq: str | None = None) -> dict[str, dict]:
+    """A sensible space for the data's frequency (``"h"``, ``"d"``, ``"mo"`` or None)."""
+    lookbacks = {"h": [96, 168, 336], "d": [28, 56, 112], "mo": [24, 36, 48]}.get(
+        freq or "h", [48, 96, 168])
+    patches = {"h": [8, 16, 24], "d": [7, 14], "mo": [6, 12]}.get(freq or "h", [8, 16])
+    return {
+        "network": {"type": "categorical", "choices": ["patch", "xlstmtime"]},
+        "lookback": {"type": "categorical", "choices": lookbacks},
+        "patch_len": {"type": "categorical", "choices": patches},
+        "d_model": {"type": "categorical", "choices": [32, 64, 128]},
+        "num_blocks": {"type": "int", "low": 1, "high": 4},
+        N_SLSTM: {"type": "int", "low": 0, "high": 2},
+        "num_heads": {"type": "categorical", "choices": [2, 4]},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.3},
+        "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+        "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+        "loss": {"type": "categorical", "choices": ["mse", "mae", "huber"]},
+    }
+
+
+def load_search_space(space: Mapping | str | Path | None, freq: str | None = None) -> dict:
+    """A validated search space from a dict, a YAML file, or the default."""
+    if space is None:
+        return default_search_space(freq)
+    if isinstance(space, (str, Path)):
+        with open(space) as f:
+            space = yaml.safe_load(f)
+    if not isinstance(space, Mapping):
+        raise TypeError(f"search_space must be a dict or a YAML file path. Got {type(space)}.")
+    known = set(XLSTMForecaster().get_params()) | {N_SLSTM}
+    out = {}
+    for name, spec in space.items():
+        if name not in known:
+            raise ValueError(f"search_space: unknown parameter {name!r}. Tunable parameters "
+                             f"are XLSTMForecaster arguments and {N_SLSTM!r}.")
+        if not isinstance(spec, Mapping) or spec.get("type") not in _KINDS:
+            raise ValueError(f"search_space.{name}: needs type in {list(_KINDS)}. Got {spec!r}.")
+        if spec["type"] == "categorical":
+            if not spec.get("choices"):
+                raise ValueError(f"search_space.{name}: categorical needs non-empty choices.")
+        elif not ("low" in spec and "high" in spec and spec["low"] <= spec["high"]):
+            raise ValueError(f"search_space.{name}: needs low <= high. Got {spec!r}.")
+        out[name] = dict(spec)
+    return out
+
+
+def _suggest(trial: optuna.Trial, space: dict) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        if spec["type"] == "int":
+            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
+                                             step=int(spec.get("step", 1)),
+                                             log=bool(spec.get("log", False)))
+        elif spec["type"] == "float":
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               log=bool(spec.get("log", False)))
+        else:
+            params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+    return params
+
+
+def _to_forecaster_params(params: dict, fixed: dict) -> dict:
+    """Resolve the virtual ``n_slstm`` into ``slstm_at`` and keep patches inside the lookback."""
+    merged = {**fixed, **params}
+    n_slstm = merged.pop(N_SLSTM, None)
+    if n_slstm is not None:
+        blocks = merged.get("num_blocks", XLSTMForecaster().num_blocks)
+        k = min(int(n_slstm), blocks)
+        merged["slstm_at"] = tuple(sorted({round((i + 0.5) * blocks / k - 0.5)
+                                           for i in range(k)})) if k else ()
+    if "patch_len" in merged:
+        merged.setdefault("patch_stride", max(1, merged["patch_len"] // 2))
+    return merged
+
+
+class OptunaPruning(Callback):
+    """Report ``val_loss`` to the trial after every validation; raise TrialPruned when the
+    pruner says so. Records the epochs trained as a trial attribute."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        epoch = trainer.current_epoch
+        value = float(trainer.callback_metrics["val_loss"])
+        self.trial.set_user_attr("epochs_trained", epoch + 1)
+        self.trial.report(value if math.isfinite(value) else float("inf"), step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} with val_loss {value:.4g}")
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`."""
+
+    best_params: dict
+    best_score: float
+    study: optuna.Study
+    forecaster: XLSTMForecaster | None
+
+
+def _storage(storage: str | Path | None):
+    if storage is None:
+        return None
+    text = str(storage)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def _pruner(name: str | None, max_epochs: int):
+    if name is None:
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
+    raise ValueError(f"pruner must be 'median', 'hyperband' or None. Got {name!r}.")
+
+
+def _sampler(name: str, seed: int | None):
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    if name not in samplers:
+        raise ValueError(f"sampler must be one of {list(samplers)}. Got {name!r}.")
+    return samplers[name](seed=seed)
+
+
+def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None = None,
+         metric: str = "mae", direction: str = "minimize", storage=None,
+         study_name: str | None = None, pruner: str | None = "median", sampler: str = "tpe",
+         n_jobs: int = 1, refit: bool = True, static_df=None, random_state: int | None = 0,
+         **fixed_params) -> TuneResult:
+    """Search XLSTMForecaster hyperparameters on ``df``.
+
+    Args:
+        df: long frame as for :meth:`XLSTMForecaster.fit`.
+        search_space: dict or YAML path of ``{param: {type: int|float|categorical, ...}}``;
+            ``n_slstm`` sets how many blocks are sLSTM. Default: by the data's frequency.
+        n_trials, timeout: stop after either.
+        metric: forecast metric on each series' last ``horizon`` steps (``mae``, ``mse``,
+            ``rmse``, ``smape``).
+        storage: None (in memory), a file path (SQLite) or any SQLAlchemy URL.
+        study_name: with a storage, re-running with the same name continues the study.
+        pruner: ``"median"``, ``"hyperband"`` or None. sampler: ``"tpe"`` or ``"random"``.
+        refit: fit a forecaster with the best parameters on all of ``df``.
+        **fixed_params: XLSTMForecaster arguments held fixed (e.g. ``horizon=24``).
+    """
+    fixed = {"progress_bar": False, "random_state": random_state, **fixed_params}
+    horizon = fixed.get("horizon", XLSTMForecaster().horizon)
+    probe = prepare_series(df, id_col=fixed.get("id_col", "unique_id"),
+                           time_col=fixed.get("time_col", "ds"),
+                           target_col=fixed.get("target_col", "y"))
+    freq = None if probe.freq is None else "".join(c for c in str(probe.freq) if c.isalpha())
+    space = load_search_space(search_space, freq)
+    history, _ = _split_last(df, horizon, fixed.get("id_col", "unique_id"),
+                             fixed.get("time_col", "ds"))
+
+    def objective(trial: optuna.Trial) -> float:
+        params = _to_forecaster_params(_suggest(trial, space), fixed)
+        callbacks = [*(params.pop("callbacks", None) or ()), OptunaPruning(trial)]
+        try:
+            model = XLSTMForecaster(**params, callbacks=callbacks)
+            model.fit(history, static_df=static_df)
+            trial.set_user_attr("epochs_trained", model.epochs_trained_)
+            score = model.score(df, metric=metric, static_df=static_df)
+            if not math.isfinite(score):
+                raise FloatingPointError(f"{metric} is {score}")
+        except _CAUGHT as err:  # recorded with the trial, which Optuna marks FAIL
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            raise
+        return score
+
+    study = optuna.create_study(
+        storage=_storage(storage), study_name=study_name, direction=direction,
+        pruner=_pruner(pruner, fixed.get("max_epochs", XLSTMForecaster().max_epochs)),
+        sampler=_sampler(sampler, random_state), load_if_exists=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
+                   catch=_CAUGHT)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"No trial of study {study.study_name!r} completed; see "
+                           f"study.trials for the failures.")
+    best = study.best_trial
+    forecaster = None
+    if refit:
+        forecaster = XLSTMForecaster(**_to_forecaster_params(best.params, fixed))
+        forecaster.fit(df, static_df=static_df)
+    return TuneResult(best.params, best.value, study, forecaster)
+
+
+def _split_last(df, horizon: int, id_col: str, time_col: str):
+    """The frame without the last ``horizon`` rows of each series (caller's library)."""
+    frame, kind = to_polars(df)
+    if id_col not in frame.columns:
+        return from_polars(frame.sort(time_col).head(frame.height - horizon), kind), kind
+    position = pl.int_range(pl.len()).over(id_col)
+    kept = frame.sort(id_col, time_col).filter(position < pl.len().over(id_col) - horizon)
+    return from_polars(kept, kind), kind
