@@ -1,4 +1,9 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written.
+
+Blocks fenced as ```python run here; ```py marks fragments that need a fitted model
+or a server (tuning, tracking), whose behaviour tests/test_tuning.py and
+tests/test_tracking.py cover.
+"""
 
 import re
 from pathlib import Path

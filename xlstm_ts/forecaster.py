@@ -16,12 +16,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
+import mlflow
 import numpy as np
 import polars as pl
 import torch
 from sklearn.base import BaseEstimator
 
 from . import __version__
+from . import tracking as tracking_lib
 from ._checks import check_choice, check_positive_int
 from .data import (
     Columns,
@@ -186,13 +188,44 @@ class XLSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     def fit(self, df, static_df=None, val_size: int | None = None, *, resume: bool = False,
-            ckpt_path: str | None = None):
+            ckpt_path: str | None = None, tracking=None,
+            registered_model_name: str | None = None, log_model: bool = True):
         """Train on the long frame ``df`` (see the class docstring for the columns).
 
         ``resume=True`` continues from ``checkpoint_dir/last.ckpt`` (or ``ckpt_path``)
-        and ends where an uninterrupted fit would.
+        and ends where an uninterrupted fit would. ``tracking`` (True, a URI, an
+        experiment name or a dict, see :mod:`xlstm_ts.tracking`) records the run in
+        MLflow: parameters, data summary, per-epoch losses, a forecast plot and the
+        model as a pyfunc (registered under ``registered_model_name`` if given).
         """
         self._validate_params()
+        target = tracking_lib.resolve(tracking)
+        if target is None:
+            return self._fit(df, static_df, val_size, resume, ckpt_path, [])
+        tracking_lib.activate(target)  # fail fast, before training
+        with mlflow.start_run(nested=mlflow.active_run() is not None):
+            params = {k: str(v) for k, v in self.get_params().items()
+                      if k not in ("logger", "callbacks")}
+            mlflow.log_params(params)
+            mlflow.set_tags({**tracking_lib.package_versions(),
+                             "git_commit": tracking_lib.git_commit() or "unknown"})
+            self._fit(df, static_df, val_size, resume, ckpt_path, [tracking_lib.EpochMetrics()])
+            try:
+                mlflow.log_params(tracking_lib.data_summary(self.data_))
+                history = _as_pandas(df)
+                figure = tracking_lib.forecast_figure(
+                    history, _as_pandas(self.predict()), self.id_col, self.time_col,
+                    self.target_col)
+                mlflow.log_figure(figure, "forecast.png")
+                if log_model:
+                    self.model_uri_ = tracking_lib.log_forecaster(self, history,
+                                                                  registered_model_name)
+                self.run_id_ = mlflow.active_run().info.run_id
+            except Exception as err:  # the trained model must survive a logging failure
+                tracking_lib.warn_logging_failed(err)
+        return self
+
+    def _fit(self, df, static_df, val_size, resume, ckpt_path, extra_callbacks):
         val = self.val_size if val_size is None else val_size
         val = self.horizon if val is None else val
         data = self._prepare(df, static_df)
@@ -221,7 +254,7 @@ class XLSTMForecaster(BaseEstimator):
             has_validation=bool(val), gradient_clip=self.gradient_clip,
             accelerator=self.accelerator, devices=self.devices, precision=self.precision,
             progress_bar=self.progress_bar, logger=self.logger,
-            callbacks=list(self.callbacks or ()), deterministic=False)
+            callbacks=[*(self.callbacks or ()), *extra_callbacks], deterministic=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         best = checkpoint.best_model_path or checkpoint.last_model_path
         if best:
@@ -308,7 +341,7 @@ class XLSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------------ evaluation
 
     def backtest(self, df, n_windows: int = 3, step: int | None = None,
-                 refit: bool | int = False, static_df=None):
+                 refit: bool | int = False, static_df=None, tracking=None):
         """Rolling-origin evaluation on the long frame ``df``.
 
         The last ``n_windows`` cutoffs of every series are ``step`` (default: horizon)
@@ -317,7 +350,29 @@ class XLSTMForecaster(BaseEstimator):
         before the first cutoff when ``refit=False`` (or not yet fitted), refitted at
         every cutoff with ``True``, every ``refit`` cutoffs with an int. Returns the
         forecasts with ``cutoff`` (last history time) and the actual ``target_col``.
+        With ``tracking``, MAE and MSE per horizon step are logged to an MLflow run.
         """
+        target = tracking_lib.resolve(tracking)
+        if target is None:
+            return self._backtest(df, n_windows, step, refit, static_df)
+        tracking_lib.activate(target)
+        with mlflow.start_run(nested=mlflow.active_run() is not None, run_name="backtest"):
+            result = self._backtest(df, n_windows, step, refit, static_df)
+            frame, _ = to_polars(result)
+            per_step = frame.with_columns(
+                pl.int_range(pl.len()).over(self.id_col, "cutoff").alias("step"),
+                (pl.col(PRED_COL) - pl.col(self.target_col)).alias("err"),
+            ).group_by("step").agg(pl.col("err").abs().mean().alias("mae"),
+                                   (pl.col("err") ** 2).mean().alias("mse")).sort("step")
+            for row in per_step.iter_rows(named=True):
+                mlflow.log_metrics({"backtest_mae": row["mae"], "backtest_mse": row["mse"]},
+                                   step=row["step"] + 1)
+            mlflow.log_metrics({"backtest_mae_all": float(per_step["mae"].mean()),
+                                "backtest_mse_all": float(per_step["mse"].mean())})
+            mlflow.log_params({"backtest.n_windows": n_windows, "backtest.refit": str(refit)})
+        return result
+
+    def _backtest(self, df, n_windows, step, refit, static_df):
         check_positive_int("n_windows", n_windows)
         step = self.horizon if step is None else check_positive_int("step", step)
         if isinstance(refit, bool):
@@ -433,7 +488,10 @@ class XLSTMForecaster(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
-        """Load a model written by :meth:`save` (no pickled objects are read)."""
+        """Load a model written by :meth:`save` (no pickled objects are read), or logged to
+        MLflow (``runs:/<run_id>/model``, ``models:/<name>/<version>``)."""
+        if str(path).startswith(("runs:/", "models:/")):
+            path = tracking_lib.download_model(str(path))
         path = Path(path)
         config = json.loads((path / "config.json").read_text())
         version = config.get("format_version")
@@ -517,6 +575,11 @@ def _history_from(config: dict, tensors: dict, lookback: int) -> SeriesData:
         future=future, static=tensors["static"], freq=freq, columns=columns,
         kind=config["kind"], static_categories=config["static_categories"],
         calendar=tuple(config["calendar"]))
+
+
+def _as_pandas(df):
+    frame, _ = to_polars(df)
+    return frame.to_pandas()
 
 
 def _jsonable(value):

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import optuna
 import polars as pl
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from . import tracking as tracking_lib
 from .data import prepare_series
 from .data.frames import from_polars, to_polars
 from .forecaster import XLSTMForecaster
@@ -166,7 +168,7 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
          metric: str = "mae", direction: str = "minimize", storage=None,
          study_name: str | None = None, pruner: str | None = "median", sampler: str = "tpe",
          n_jobs: int = 1, refit: bool = True, static_df=None, random_state: int | None = 0,
-         **fixed_params) -> TuneResult:
+         tracking=None, **fixed_params) -> TuneResult:
     """Search XLSTMForecaster hyperparameters on ``df``.
 
     Args:
@@ -180,8 +182,28 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
         study_name: with a storage, re-running with the same name continues the study.
         pruner: ``"median"``, ``"hyperband"`` or None. sampler: ``"tpe"`` or ``"random"``.
         refit: fit a forecaster with the best parameters on all of ``df``.
+        tracking: record the study in MLflow: a parent run with one nested run per
+            trial (parameters, losses, score) and the refitted model.
         **fixed_params: XLSTMForecaster arguments held fixed (e.g. ``horizon=24``).
     """
+    target = tracking_lib.resolve(tracking)
+    if target is None:
+        return _tune(df, search_space, n_trials, timeout, metric, direction, storage,
+                     study_name, pruner, sampler, n_jobs, refit, static_df, random_state,
+                     None, fixed_params)
+    tracking_lib.activate(target)
+    with mlflow.start_run(run_name=f"tune:{study_name or 'study'}"):
+        result = _tune(df, search_space, n_trials, timeout, metric, direction, storage,
+                       study_name, pruner, sampler, n_jobs, refit, static_df, random_state,
+                       {"uri": target.uri, "experiment": target.experiment}, fixed_params)
+        mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+        mlflow.log_metric(f"best_{metric}", result.best_score)
+        mlflow.set_tag("optuna.study_name", result.study.study_name)
+    return result
+
+
+def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study_name, pruner,
+          sampler, n_jobs, refit, static_df, random_state, tracking, fixed_params):
     fixed = {"progress_bar": False, "random_state": random_state, **fixed_params}
     horizon = fixed.get("horizon", XLSTMForecaster().horizon)
     probe = prepare_series(df, id_col=fixed.get("id_col", "unique_id"),
@@ -197,9 +219,13 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
         callbacks = [*(params.pop("callbacks", None) or ()), OptunaPruning(trial)]
         try:
             model = XLSTMForecaster(**params, callbacks=callbacks)
-            model.fit(history, static_df=static_df)
+            model.fit(history, static_df=static_df, tracking=tracking, log_model=False)
             trial.set_user_attr("epochs_trained", model.epochs_trained_)
             score = model.score(df, metric=metric, static_df=static_df)
+            if tracking is not None:
+                client = mlflow.MlflowClient()
+                client.log_metric(model.run_id_, metric, score)
+                client.set_tag(model.run_id_, "optuna.trial", str(trial.number))
             if not math.isfinite(score):
                 raise FloatingPointError(f"{metric} is {score}")
         except _CAUGHT as err:  # recorded with the trial, which Optuna marks FAIL
@@ -222,7 +248,7 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
     forecaster = None
     if refit:
         forecaster = XLSTMForecaster(**_to_forecaster_params(best.params, fixed))
-        forecaster.fit(df, static_df=static_df)
+        forecaster.fit(df, static_df=static_df, tracking=tracking)
     return TuneResult(best.params, best.value, study, forecaster)
 
 

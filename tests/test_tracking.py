@@ -1,0 +1,93 @@
+"""A real MLflow store (SQLite in a temp dir): runs, metrics, artifacts, pyfunc, registry."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlstm_ts import XLSTMForecaster, datasets
+from xlstm_ts.tracking import DEFAULT_URI, resolve
+from xlstm_ts.tuning import tune
+
+SMALL = {"lookback": 96, "horizon": 24, "patch_len": 24, "patch_stride": 12, "max_epochs": 2,
+         "batches_per_epoch": 5, "d_model": 16, "num_heads": 2, "progress_bar": False,
+         "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    yield uri
+    mlflow.set_tracking_uri(DEFAULT_URI)
+
+
+@pytest.fixture(scope="module")
+def df():
+    return datasets.synthetic(2, 24 * 12, seasonalities=(24,), noise=0.3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tracked(store, df):
+    model = XLSTMForecaster(**SMALL)
+    model.fit(df, tracking={"uri": store, "experiment": "fit"},
+              registered_model_name="synthetic-xlstm")
+    return model
+
+
+def test_fit_logs_params_metrics_artifacts_and_model(tracked, store):
+    client = mlflow.MlflowClient(store)
+    run = client.get_run(tracked.run_id_)
+    assert run.data.params["d_model"] == "16" and run.data.params["data.n_series"] == "2"
+    assert "version.torch" in run.data.tags and "git_commit" in run.data.tags
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "forecast.png" in artifacts
+
+
+def test_pyfunc_and_uri_loading_give_identical_forecasts(tracked, store, df):
+    mlflow.set_tracking_uri(store)
+    history = df.groupby("unique_id").head(24 * 10)
+    pyfunc = mlflow.pyfunc.load_model(tracked.model_uri_)
+    pd.testing.assert_frame_equal(pyfunc.predict(history), tracked.predict(df=history))
+    by_run = XLSTMForecaster.load(f"runs:/{tracked.run_id_}/model")
+    np.testing.assert_array_equal(by_run.predict()["y_pred"], tracked.predict()["y_pred"])
+    registered = XLSTMForecaster.load("models:/synthetic-xlstm/1")
+    np.testing.assert_array_equal(registered.predict()["y_pred"], tracked.predict()["y_pred"])
+
+
+def test_tune_makes_a_parent_run_with_nested_trials(store, df):
+    space = {"d_model": {"type": "categorical", "choices": [8, 16]}}
+    tune(df, space, n_trials=2, tracking={"uri": store, "experiment": "tune"},
+         study_name="nested", **{k: v for k, v in SMALL.items() if k != "d_model"})
+    runs = mlflow.search_runs(experiment_names=["tune"], output_format="list")
+    parents = [r for r in runs if r.info.run_name == "tune:nested"]
+    assert len(parents) == 1 and "best_mae" in parents[0].data.metrics
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") ==
+                parents[0].info.run_id]
+    trials = [r for r in children if "optuna.trial" in r.data.tags]
+    assert len(trials) == 2 and all("mae" in r.data.metrics for r in trials)
+
+
+def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
+    tracked.backtest(df, n_windows=2, tracking={"uri": store, "experiment": "backtest"})
+    run = mlflow.search_runs(experiment_names=["backtest"], output_format="list")[0]
+    history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "backtest_mae")
+    assert sorted(m.step for m in history) == list(range(1, 25))
+
+
+def test_bad_tracking_uri_fails_before_training(df, monkeypatch):
+    model = XLSTMForecaster(**SMALL)
+    with pytest.raises(ValueError, match=r"MLflow tracking store 'nosuch://x' is not usable"):
+        model.fit(df, tracking="nosuch://x")
+    assert not hasattr(model, "network_")
+
+
+def test_tracking_argument_forms(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve(True).uri == "sqlite:///mlflow.db"
+    assert resolve("my-experiment").experiment == "my-experiment"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert resolve(True).uri == "http://mlflow.example:5000"
+    assert resolve(None) is None and resolve(False) is None
+    with pytest.raises(TypeError, match="tracking must be"):
+        resolve(3)
