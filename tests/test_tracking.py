@@ -41,7 +41,7 @@ def test_fit_logs_params_metrics_artifacts_and_model(tracked, store):
     assert "version.torch" in run.data.tags and "git_commit" in run.data.tags
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert "forecast.png" in artifacts
+    assert {"forecast.png", "config.json"} <= artifacts
 
 
 def test_pyfunc_and_uri_loading_give_identical_forecasts(tracked, store, df):

@@ -217,6 +217,8 @@ class XLSTMForecaster(BaseEstimator):
                     history, _as_pandas(self.predict()), self.id_col, self.time_col,
                     self.target_col)
                 mlflow.log_figure(figure, "forecast.png")
+                mlflow.log_dict({"params": params, "network": _jsonable(asdict(self.config_))},
+                                "config.json")
                 if log_model:
                     self.model_uri_ = tracking_lib.log_forecaster(self, history,
                                                                   registered_model_name)
