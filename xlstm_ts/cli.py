@@ -1,24 +1,258 @@
-"""Command-line entry point ``xlstm-ts`` (also ``python -m xlstm_ts``)."""
+"""Command-line entry point ``xlstm-ts`` (also ``python -m xlstm_ts``).
+
+Exit codes: 0 success, 2 bad config or input (one-paragraph message, traceback only
+with ``--debug``), 1 unexpected failure. Logs go to stderr. Outputs are written to
+a temporary file in the target directory and renamed, so a killed job leaves the
+previous output intact and never a partial file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
+log = logging.getLogger("xlstm_ts")
+
+
+class InputError(ValueError):
+    """Bad input files or arguments (exit code 2)."""
+
+
+def read_frame(path: str | Path):
+    """A polars frame from a CSV or Parquet file (dates parsed)."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist.")
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    if path.suffix == ".csv":
+        return pl.read_csv(path, try_parse_dates=True)
+    raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet.")
+
+
+def write_frame(frame, path: str | Path) -> None:
+    """Write a polars frame atomically (temporary file in the same directory, rename)."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise InputError(f"{path}: unsupported output type {path.suffix!r}; use .csv or .parquet.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        if path.suffix == ".parquet":
+            frame.write_parquet(tmp)
+        else:
+            frame.write_csv(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_model_atomically(model, directory: str | Path) -> None:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        model.save(tmp)
+        old = directory.with_name(f".{directory.name}.old")
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _model(config, interactive: bool):
+    from .forecaster import XLSTMForecaster
+
+    data = config.data
+    return XLSTMForecaster(**{"id_col": data.id_col, "time_col": data.time_col,
+                              "target_col": data.target_col, "progress_bar": interactive,
+                              **config.model})
+
+
+def _data(config):
+    """The configured data as a long polars frame."""
+    from .data import wide_to_long
+
+    frame = read_frame(config.data.path)
+    if config.data.layout == "wide":
+        d = config.data
+        frame = wide_to_long(frame, time_col=d.time_col, id_col=d.id_col, target_col=d.target_col)
+    return frame
+
+
+def _static(config):
+    return read_frame(config.data.static_path) if config.data.static_path else None
+
+
+def cmd_validate(args) -> int:
+    from .config import load_config
+    from .data import check_min_length
+
+    config = load_config(args.config, args.set)
+    model = _model(config, args.interactive)
+    model._validate_params()
+    data = model._prepare(_data(config), _static(config))
+    val = model.val_size if model.val_size is not None else model.horizon
+    check_min_length(data, model.lookback + model.horizon + val)
+    log.info("config and data are valid: %d series, %d rows, frequency %s", data.n_series,
+             int(data.lengths.sum()), data.freq)
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config, args.set)
+    model = _model(config, args.interactive).fit(_data(config), static_df=_static(config),
+                               tracking=config.tracking_arg(),
+                               registered_model_name=config.tracking.registered_model_name)
+    _save_model_atomically(model, config.output.model_dir)
+    log.info("model saved to %s", config.output.model_dir)
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config, args.set)
+    b = config.backtest
+    result = _model(config, args.interactive).backtest(_data(config), n_windows=b.n_windows,
+                                     step=b.step, refit=b.refit, static_df=_static(config),
+                                     tracking=config.tracking_arg())
+    write_frame(result, config.output.backtest)
+    log.info("backtest written to %s", config.output.backtest)
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from .config import load_config
+    from .tuning import tune
+
+    config = load_config(args.config, args.set)
+    t = config.tuning
+    data = config.data
+    fixed = {"id_col": data.id_col, "time_col": data.time_col, "target_col": data.target_col,
+             "progress_bar": False, **config.model}
+    result = tune(_data(config), t.search_space, n_trials=t.n_trials,
+                  timeout=t.timeout, metric=t.metric, storage=args.storage or t.storage,
+                  study_name=args.study or t.study_name, pruner=t.pruner, sampler=t.sampler,
+                  static_df=_static(config), tracking=config.tracking_arg(), **fixed)
+    _save_model_atomically(result.forecaster, config.output.model_dir)
+    summary = Path(config.output.model_dir) / "best_params.json"
+    summary.write_text(json.dumps({"best_params": result.best_params,
+                                   "best_score": result.best_score}, indent=2, default=str))
+    log.info("best %s %.4g with %s", t.metric, result.best_score, result.best_params)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pandas as pd
+    import polars as pl
+
+    from .data.series import SINGLE_SERIES_ID, normalise_time
+    from .forecaster import XLSTMForecaster
+
+    model = XLSTMForecaster.load(args.model)
+    history = read_frame(args.input)
+    if model.time_col not in history.columns:
+        raise InputError(f"{args.input}: time column {model.time_col!r} is missing.")
+    history = normalise_time(history, model.time_col)
+    if model.id_col not in history.columns:  # a single series, as in fit
+        history = history.with_columns(pl.lit(SINGLE_SERIES_ID).alias(model.id_col))
+    if args.as_of is not None:
+        temporal = history[model.time_col].dtype.is_temporal()
+        try:
+            as_of = pd.Timestamp(args.as_of).to_datetime64() if temporal else int(args.as_of)
+        except ValueError:
+            raise InputError(f"--as-of {args.as_of!r} is not a time like the column "
+                             f"{model.time_col!r}.") from None
+        history = history.filter(pl.col(model.time_col) <= as_of)
+        if history.is_empty():
+            raise InputError(f"--as-of {args.as_of}: no rows at or before it in {args.input}.")
+    forecast = model.predict(df=history, horizon=args.horizon)
+    cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
+    forecast = forecast.join(cutoffs, on=model.id_col, how="left").with_columns(
+        pl.lit(str(args.model)).alias("model_id"))
+    write_frame(forecast, args.output)
+    log.info("%d forecasts for %d series written to %s", forecast.height,
+             forecast[model.id_col].n_unique(), args.output)
+    return 0
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xlstm-ts", description="Time-series forecasting with xLSTM."
-    )
+    parser = argparse.ArgumentParser(prog="xlstm-ts",
+                                     description="Time-series forecasting with xLSTM.")
     parser.add_argument("--version", action="version", version=f"xlstm-ts {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, func, text: str):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, help="YAML config file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set model.max_epochs=5")
+        p.set_defaults(func=func)
+        return p
+
+    with_config("fit", cmd_fit, "train a model and save it to output.model_dir")
+    with_config("backtest", cmd_backtest, "rolling-origin evaluation")
+    tune = with_config("tune", cmd_tune, "hyperparameter search with Optuna")
+    tune.add_argument("--storage", help="Optuna storage URL shared by workers")
+    tune.add_argument("--study", help="Optuna study name")
+    with_config("validate", cmd_validate, "check config and data without training")
+    predict = sub.add_parser("predict", help="forecast from a saved or logged model")
+    predict.add_argument("--model", required=True, help="model dir, runs:/... or models:/...")
+    predict.add_argument("--input", required=True, help="history (.csv or .parquet)")
+    predict.add_argument("--output", required=True, help="forecasts (.csv or .parquet)")
+    predict.add_argument("--horizon", type=int)
+    predict.add_argument("--as-of", help="ignore history after this time")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; returns the process exit code."""
-    parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    """Parse ``argv``, run the command and return the process exit code."""
+    args = build_parser().parse_args(argv)
+    level = logging.ERROR if args.quiet else getattr(logging, args.log_level)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
+    if args.quiet or level > logging.INFO:
+        for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Lightning's progress bar only when a person watches (and is not asking for quiet)
+    args.interactive = sys.stderr.isatty() and not args.quiet
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        if args.debug:
+            raise
+        print(f"xlstm-ts {args.command}: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # unexpected: say so, keep the traceback behind --debug
+        if args.debug:
+            raise
+        print(f"xlstm-ts {args.command}: unexpected {type(err).__name__}: {err} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

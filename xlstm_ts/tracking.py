@@ -131,7 +131,8 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 
         self.forecaster = XLSTMForecaster.load(context.artifacts["forecaster"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None
+                ) -> pd.DataFrame:
         return self.forecaster.predict(df=pd.DataFrame(model_input))
 
 

@@ -134,7 +134,8 @@ def _check_object_times(df: object, time_col: str) -> None:
             )
 
 
-def _normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
+def normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
+    """The frame with ``time_col`` as Datetime(us) or Int64, strings parsed."""
     dtype = frame[time_col].dtype
     col = pl.col(time_col)
     if dtype == pl.Date or isinstance(dtype, pl.Datetime):
@@ -423,7 +424,7 @@ def prepare_series(
     if frame[id_col].null_count():
         raise ValueError(f"Column {id_col!r} (id_col) has missing ids; every row needs one.")
     frame = frame.select(id_col, time_col, target_col, *future, *past)
-    frame = _normalise_time(frame, time_col)
+    frame = normalise_time(frame, time_col)
     if frame[time_col].null_count():
         bad = frame.filter(pl.col(time_col).is_null())[id_col].unique()
         raise ValueError(
@@ -539,7 +540,7 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
         if len(unknown):
             raise ValueError(f"future_df has series ids without history: {_listed(unknown)}. "
                              f"Pass their history in df, or leave them out of future_df.")
-        future = _normalise_time(future.select(cols.id_col, cols.time_col, *given),
+        future = normalise_time(future.select(cols.id_col, cols.time_col, *given),
                                  cols.time_col)
         future = future.with_columns(pl.col(cols.id_col).cast(grid[cols.id_col].dtype))
         grid = grid.join(future, on=[cols.id_col, cols.time_col], how="left",

@@ -1,0 +1,171 @@
+"""YAML configs for the command line, validated into typed sections.
+
+Every key is checked: unknown keys and wrong types are rejected with the key path
+(``model.lookbak: unknown key``), so a typo never silently falls back to a
+default. ``model`` takes any :class:`XLSTMForecaster` argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the key path."""
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # CSV or Parquet file
+    layout: str = "long"  # "long" (id, time, target rows) or "wide" (time + one column per series)
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_col: str = "y"
+    static_path: str | None = None
+
+
+@dataclass
+class BacktestConfig:
+    n_windows: int = 3
+    step: int | None = None
+    refit: bool = False
+
+
+@dataclass
+class TuningConfig:
+    n_trials: int = 20
+    timeout: float | None = None
+    metric: str = "mae"
+    storage: str | None = None
+    study_name: str | None = None
+    pruner: str | None = "median"
+    sampler: str = "tpe"
+    search_space: dict | str | None = None
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = False
+    uri: str | None = None
+    experiment: str = "xlstm-ts"
+    registered_model_name: str | None = None
+
+
+@dataclass
+class OutputConfig:
+    model_dir: str = "outputs/model"
+    forecasts: str = "outputs/forecasts.csv"
+    backtest: str = "outputs/backtest.csv"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict = field(default_factory=dict)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def tracking_arg(self):
+        t = self.tracking
+        if not t.enabled:
+            return None
+        return {"experiment": t.experiment, **({"uri": t.uri} if t.uri else {})}
+
+
+_SECTIONS = {"data": DataConfig, "backtest": BacktestConfig, "tuning": TuningConfig,
+             "tracking": TrackingConfig, "output": OutputConfig}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    allowed = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict,
+               "None": type(None)}
+    for part in annotation.replace(" ", "").split("|"):
+        kind = allowed.get(part)
+        if kind is None:
+            continue
+        if part in ("int", "float") and isinstance(value, bool):
+            continue
+        if isinstance(value, kind):
+            return True
+    return False
+
+
+def _forecaster_params() -> dict[str, inspect.Parameter]:
+    from .forecaster import XLSTMForecaster
+
+    return dict(inspect.signature(XLSTMForecaster.__init__).parameters)
+
+
+def parse_config(raw: Mapping) -> Config:
+    """Validate a parsed YAML mapping into a :class:`Config`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}.")
+    unknown = set(raw) - {*_SECTIONS, "model"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section. Sections are "
+                          f"{sorted([*_SECTIONS, 'model'])}.")
+    config = Config()
+    for name, cls in _SECTIONS.items():
+        section = raw.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}.")
+        known = {f.name: f for f in fields(cls)}
+        for key, value in section.items():
+            if key not in known:
+                raise ConfigError(f"{name}.{key}: unknown key. Known keys: {sorted(known)}.")
+            if not _type_ok(value, str(known[key].type)):
+                raise ConfigError(f"{name}.{key}: expected {known[key].type}, "
+                                  f"got {type(value).__name__} {value!r}.")
+        setattr(config, name, cls(**section))
+    model = raw.get("model") or {}
+    if not isinstance(model, Mapping):
+        raise ConfigError(f"model: expected a mapping, got {type(model).__name__}.")
+    params = _forecaster_params()
+    for key, value in model.items():
+        if key not in params or key == "self":
+            raise ConfigError(f"model.{key}: unknown key. Known keys are the XLSTMForecaster "
+                              f"arguments, e.g. lookback, horizon, d_model.")
+        default = params[key].default
+        if default is not None and not isinstance(default, (tuple, str)) and not (
+                isinstance(value, type(default)) or (isinstance(default, float)
+                                                     and isinstance(value, int))):
+            raise ConfigError(f"model.{key}: expected {type(default).__name__}, "
+                              f"got {type(value).__name__} {value!r}.")
+    config.model = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
+    if config.data.layout not in ("long", "wide"):
+        raise ConfigError(f"data.layout: expected 'long' or 'wide', got {config.data.layout!r}.")
+    if not config.data.path:
+        raise ConfigError("data.path: required, the CSV or Parquet file to read.")
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config and apply ``key.path=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist.")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err}).") from None
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value.")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section.")
+        node[leaf] = yaml.safe_load(text)
+    return parse_config(raw)
