@@ -187,3 +187,11 @@ def test_future_covariates_and_static_features_drive_the_forecast():
         model.predict(future_df=future.iloc[:-1])
     with pytest.raises(ValueError, match="pass future_df"):
         model.predict()
+
+
+def test_chunked_prediction_equals_one_batch(fitted, monkeypatch):
+    import xlstm_ts.forecaster as forecaster_module
+
+    whole = fitted.predict()
+    monkeypatch.setattr(forecaster_module, "PREDICT_CHUNK", 4)  # 6 series -> chunks of 4 + 2
+    pd.testing.assert_frame_equal(fitted.predict(), whole)

@@ -44,6 +44,7 @@ from .training import ForecastModule, WindowDataModule, build_trainer
 
 FORMAT_VERSION = 1
 PRED_COL = "y_pred"
+PREDICT_CHUNK = 1024  # series per network call at predict time
 
 
 def quantile_column(level: float) -> str:
@@ -274,15 +275,22 @@ class XLSTMForecaster(BaseEstimator):
 
     @torch.no_grad()
     def _forecast(self, data: SeriesData, future_ahead: torch.Tensor):
-        """Point (n, H) and quantiles (n, H, Q) or None, in data units."""
+        """Point (n, H) and quantiles (n, H, Q) or None, in data units.
+
+        The network sees ``PREDICT_CHUNK`` series at a time, so activation memory stays
+        bounded however many series are forecast.
+        """
         net = self.network_
-        batch = last_windows(data, self.lookback, future_ahead)
-        params, stats = net(batch)
-        point = net.denormalize(net.head.point(params), stats)
-        quant = None
-        if self.head != "point":
-            quant = net.denormalize(net.head.quantiles(params, self.config_.quantiles), stats)
-        return point, quant
+        windows = last_windows(data, self.lookback, future_ahead)
+        points, quants = [], []
+        for start in range(0, data.n_series, PREDICT_CHUNK):
+            chunk = {k: v[start:start + PREDICT_CHUNK] for k, v in windows.items()}
+            params, stats = net(chunk)
+            points.append(net.denormalize(net.head.point(params), stats))
+            if self.head != "point":
+                quants.append(net.denormalize(
+                    net.head.quantiles(params, self.config_.quantiles), stats))
+        return torch.cat(points), (torch.cat(quants) if quants else None)
 
     def predict(self, df=None, future_df=None, horizon: int | None = None, static_df=None,
                 level: tuple[float, ...] = ()):
