@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._io import atomic_write
 
 log = logging.getLogger("xlstm_ts")
 
@@ -47,18 +47,10 @@ def write_frame(frame, path: str | Path) -> None:
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise InputError(f"{path}: unsupported output type {path.suffix!r}; use .csv or .parquet.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        if path.suffix == ".parquet":
-            frame.write_parquet(tmp)
-        else:
-            frame.write_csv(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.suffix == ".parquet":
+        atomic_write(path, frame.write_parquet)
+    else:
+        atomic_write(path, frame.write_csv)
 
 
 def _save_model_atomically(model, directory: str | Path) -> None:

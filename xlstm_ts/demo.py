@@ -10,8 +10,6 @@ Forecasts go to ``outputs/forecasts.csv`` and a plot to ``outputs/forecast.png``
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import XLSTMForecaster, datasets
+from ._io import atomic_write
 
 HORIZON, TRAIN_END, TEST_END, WINDOWS, STEP = 96, 11520, 14400, 10, 288
 OUT = Path("outputs")
@@ -35,13 +34,6 @@ def _seasonal_naive(history: pd.DataFrame, forecast: pd.DataFrame) -> pd.Series:
     merged = forecast.assign(hour=forecast.ds.dt.hour).merge(last_day, on=["unique_id", "hour"],
                                                             suffixes=("", "_naive"))
     return merged.set_index(forecast.index)["y_naive"]
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv")
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -87,8 +79,8 @@ def main() -> None:
     print(f"80% interval coverage: {inside.mean():.1%}")
 
     OUT.mkdir(exist_ok=True)
-    _write_csv(result.drop(columns=[c for c in result.columns if c.endswith("_std")]),
-               OUT / "forecasts.csv")
+    table = result.drop(columns=[c for c in result.columns if c.endswith("_std")])
+    atomic_write(OUT / "forecasts.csv", lambda tmp: table.to_csv(tmp, index=False))
     _plot(df, result, OUT / "forecast.png")
     print(f"\nwrote {OUT / 'forecasts.csv'} and {OUT / 'forecast.png'}")
 
@@ -109,11 +101,8 @@ def _plot(df: pd.DataFrame, result: pd.DataFrame, path: Path) -> None:
     axes[0].legend(loc="upper left", ncol=4, fontsize=8)
     axes[0].set_title("ETTh1: 96-hour forecast from the last backtest cutoff")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 from . import __version__
 from . import tracking as tracking_lib
 from ._checks import check_choice, check_positive_int
+from ._io import atomic_write
 from .data import (
     Columns,
     Frequency,
@@ -491,10 +492,10 @@ class XLSTMForecaster(BaseEstimator):
             "future": keep["future"], "static": d.static}
         if hasattr(self, "conformal_errors_"):
             tensors["conformal_errors"] = torch.from_numpy(self.conformal_errors_)
-        _atomic_write(path / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
-        _atomic_write(path / "history.pt", lambda f: torch.save(tensors, f))
-        _atomic_write(path / "config.json",
-                      lambda f: f.write(json.dumps(config, indent=2).encode()))
+        atomic_write(path / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
+        atomic_write(path / "history.pt", lambda f: torch.save(tensors, f))
+        atomic_write(path / "config.json",
+                     lambda f: Path(f).write_text(json.dumps(config, indent=2)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
@@ -600,15 +601,3 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _atomic_write(target: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
