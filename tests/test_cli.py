@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from xlstm_ts.cli import main
+from xlstm_ts.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -83,7 +84,8 @@ def test_validate_and_backtest(workspace):
     ("trackin.enabled=true", "trackin: unknown section"),
     ("data.path=/no/such/file.csv", "does not exist"),
     ("model.horizon=-2", "horizon must be a positive int"),
-    ("data.layout=tall", "data.layout: expected 'long' or 'wide'"),
+    ("data.layout=tall", "data.layout: expected 'long', 'wide' or 'rows'"),
+    ("predict.update=maybe", "predict.update: expected bool"),
 ])
 def test_bad_configs_exit_2_with_the_key_path(workspace, capsys, override, message):
     _, config = workspace
@@ -121,3 +123,65 @@ def test_killed_prediction_leaves_the_previous_output_intact(workspace):
         if finished:
             break
     assert finished and out.read_bytes() == reference.read_bytes()
+
+
+def test_predict_from_a_config(workspace, tmp_path):
+    tmp, _ = workspace
+    config = tmp_path / "batch.yaml"
+    config.write_text(f"""
+data: {{path: {tmp / 'airline.csv'}, time_col: Date, target_col: Passengers}}
+predict: {{model: {tmp / 'out' / 'model'}, horizon: 6, as_of: '1959-12-01'}}
+output: {{forecasts: {tmp_path / 'batch.csv'}}}
+""")
+    assert main(["--quiet", "predict", "--config", str(config)]) == 0
+    frame = pl.read_csv(tmp_path / "batch.csv", try_parse_dates=True)
+    assert frame.height == 6 and str(frame["Date"].min())[:10] == "1960-01-01"
+    flags = tmp_path / "flags.csv"
+    assert main(predict_args(tmp, flags, "--horizon", "6", "--as-of", "1959-12-01")) == 0
+    assert flags.read_bytes() == (tmp_path / "batch.csv").read_bytes()
+    assert main(["--quiet", "predict", "--config", str(config), "--set",
+                 "predict.horizon=3"]) == 0
+    assert pl.read_csv(tmp_path / "batch.csv").height == 3
+
+
+def test_predict_without_model_or_output_is_a_usage_error(capsys):
+    assert main(["predict", "--input", "x.csv"]) == 2
+    assert "predict needs --model, --output" in capsys.readouterr().err
+
+
+def test_scheduled_updates_absorb_new_rows_once(tmp_path):
+    airline = pl.read_csv(ROOT / "datasets" / "airline.csv")  # Date as text, "1949-01"
+    airline.filter(pl.col("Date") < "1960-01").write_csv(tmp_path / "train.csv")
+    airline.write_csv(tmp_path / "latest.csv")
+    config = tmp_path / "stream.yaml"
+    config.write_text(CONFIG.format(data=tmp_path / "train.csv", out=tmp_path))
+    assert main(["--quiet", "fit", "--config", str(config), "--set",
+                 "model.network=xlstmtime"]) == 0
+    model = tmp_path / "model"
+
+    def run(as_of, output):
+        return main(["--quiet", "predict", "--model", str(model), "--input",
+                     str(tmp_path / "latest.csv"), "--output", str(output), "--update",
+                     "--as-of", as_of])
+
+    assert run("1960-03-01", tmp_path / "a.csv") == 0  # absorbs Jan..Mar 1960
+    first = pl.read_csv(tmp_path / "a.csv", try_parse_dates=True)
+    assert str(first["Date"].min())[:10] == "1960-04-01"
+    assert str(first["cutoff"].unique().item())[:10] == "1960-03-01"
+    assert (model / "stream.pt").exists()
+    assert run("1960-03-01", tmp_path / "b.csv") == 0  # a re-run: nothing new to absorb
+    assert (tmp_path / "b.csv").read_bytes() == (tmp_path / "a.csv").read_bytes()
+    assert run("1960-06-01", tmp_path / "c.csv") == 0  # three more months
+    later = pl.read_csv(tmp_path / "c.csv", try_parse_dates=True)
+    assert str(later["Date"].min())[:10] == "1960-07-01" and later["y_pred"].is_finite().all()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_parse(name):
+    config = load_config(ROOT / "configs" / name)
+    assert (ROOT / config.data.path).exists()
+
+
+def test_m4_config_validates_its_data(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["--quiet", "validate", "--config", "configs/m4_hourly.yaml"]) == 0

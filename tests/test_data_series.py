@@ -10,11 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xlstm_ts import datasets
 from xlstm_ts.data import (
     Frequency,
     check_min_length,
     long_to_wide,
     prepare_series,
+    rows_to_long,
     wide_to_long,
 )
 
@@ -124,6 +126,27 @@ def test_wide_long_round_trip_keeps_library():
     assert back.equals(wide)
     long_pd = wide_to_long(wide.to_pandas(), time_col="date")
     assert isinstance(long_pd, pd.DataFrame) and len(long_pd) == 10
+
+
+def test_rows_layout_drops_trailing_blanks_only():
+    rows = pl.DataFrame({"V1": ["H1", "H2"], "V2": [1.0, 4.0], "V3": [2.0, None],
+                         "V4": [3.0, 6.0], "V5": [None, None]})
+    long = rows_to_long(rows, id_col="V1")
+    assert long.columns == ["V1", "ds", "y"]
+    assert long.filter(pl.col("V1") == "H1")["y"].to_list() == [1.0, 2.0, 3.0]
+    assert long.filter(pl.col("V1") == "H2")["y"].to_list() == [4.0, None, 6.0]  # kept
+    assert long["ds"].to_list() == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(ValueError, match="'id'"):
+        rows_to_long(rows, id_col="id")
+    with pytest.raises(TypeError, match="numeric"):
+        rows_to_long(rows.with_columns(pl.col("V3").cast(pl.String)), id_col="V1")
+
+
+def test_m4_loader_reads_the_rows_layout():
+    train = datasets.load_m4_hourly("train", frame="polars")
+    lengths = train.group_by("unique_id").len()["len"]
+    assert train["unique_id"].n_unique() == 414 and lengths.min() == 700
+    assert lengths.max() == 960 and train["y"].null_count() == 0
 
 
 # --------------------------------------------------------------------------- rejections

@@ -38,7 +38,10 @@ def read_frame(path: str | Path):
     if path.suffix == ".parquet":
         return pl.read_parquet(path)
     if path.suffix == ".csv":
-        return pl.read_csv(path, try_parse_dates=True)
+        try:
+            return pl.read_csv(path, try_parse_dates=True)
+        except pl.exceptions.ComputeError:  # types guessed from the first rows were wrong
+            return pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
     raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet.")
 
 
@@ -79,14 +82,17 @@ def _model(config, interactive: bool):
                               **config.model})
 
 
-def _data(config):
-    """The configured data as a long polars frame."""
-    from .data import wide_to_long
+def _data(config, path: str | None = None):
+    """The configured data (or the file ``path`` in the configured layout) as a long
+    polars frame."""
+    from .data import rows_to_long, wide_to_long
 
-    frame = read_frame(config.data.path)
-    if config.data.layout == "wide":
-        d = config.data
+    frame = read_frame(path or config.data.path)
+    d = config.data
+    if d.layout == "wide":
         frame = wide_to_long(frame, time_col=d.time_col, id_col=d.id_col, target_col=d.target_col)
+    elif d.layout == "rows":
+        frame = rows_to_long(frame, id_col=d.id_col, time_col=d.time_col, target_col=d.target_col)
     return frame
 
 
@@ -155,6 +161,29 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def _predict_settings(args):
+    """Model, input, output, horizon, as-of and update from the flags, falling back on the
+    ``predict``, ``data`` and ``output`` sections of ``--config``."""
+    from .config import load_config
+
+    config = load_config(args.config, args.set) if args.config else None
+    section = config.predict if config else None
+    settings = {
+        "model": args.model or (section.model if section else None),
+        "input": args.input or (config.data.path if config else None),
+        "output": args.output or (config.output.forecasts if config else None),
+        "horizon": args.horizon if args.horizon is not None else (
+            section.horizon if section else None),
+        "as_of": args.as_of or (section.as_of if section else None),
+        "update": args.update or bool(section and section.update),
+    }
+    missing = [f"--{k}" for k in ("model", "input", "output") if not settings[k]]
+    if missing:
+        raise InputError(f"predict needs {', '.join(missing)} (or --config with predict.model, "
+                         f"data.path and output.forecasts).")
+    return config, settings
+
+
 def cmd_predict(args) -> int:
     import pandas as pd
     import polars as pl
@@ -162,31 +191,57 @@ def cmd_predict(args) -> int:
     from .data.series import SINGLE_SERIES_ID, normalise_time
     from .forecaster import XLSTMForecaster
 
-    model = XLSTMForecaster.load(args.model)
-    history = read_frame(args.input)
+    config, s = _predict_settings(args)
+    if s["update"] and str(s["model"]).startswith(("runs:/", "models:/")):
+        raise InputError(f"--update saves the updated model back, so --model must be a model "
+                         f"directory, not {s['model']}.")
+    model = XLSTMForecaster.load(s["model"])
+    history = _data(config, s["input"]) if config else read_frame(s["input"])
     if model.time_col not in history.columns:
-        raise InputError(f"{args.input}: time column {model.time_col!r} is missing.")
+        raise InputError(f"{s['input']}: time column {model.time_col!r} is missing.")
     history = normalise_time(history, model.time_col)
     if model.id_col not in history.columns:  # a single series, as in fit
         history = history.with_columns(pl.lit(SINGLE_SERIES_ID).alias(model.id_col))
-    if args.as_of is not None:
+    if s["as_of"] is not None:
         temporal = history[model.time_col].dtype.is_temporal()
         try:
-            as_of = pd.Timestamp(args.as_of).to_datetime64() if temporal else int(args.as_of)
+            as_of = pd.Timestamp(s["as_of"]).to_datetime64() if temporal else int(s["as_of"])
         except ValueError:
-            raise InputError(f"--as-of {args.as_of!r} is not a time like the column "
+            raise InputError(f"--as-of {s['as_of']!r} is not a time like the column "
                              f"{model.time_col!r}.") from None
         history = history.filter(pl.col(model.time_col) <= as_of)
         if history.is_empty():
-            raise InputError(f"--as-of {args.as_of}: no rows at or before it in {args.input}.")
-    forecast = model.predict(df=history, horizon=args.horizon)
-    cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
+            raise InputError(f"--as-of {s['as_of']}: no rows at or before it in {s['input']}.")
+    if s["update"]:  # absorb new rows into the carried state, forecast from the new end
+        model.update(history, skip_seen=True)
+        forecast = to_polars_frame(model.predict(horizon=s["horizon"]))
+        cutoffs = _last_times(model)
+    else:
+        forecast = to_polars_frame(model.predict(df=history, horizon=s["horizon"]))
+        cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
     forecast = forecast.join(cutoffs, on=model.id_col, how="left").with_columns(
-        pl.lit(str(args.model)).alias("model_id"))
-    write_frame(forecast, args.output)
+        pl.lit(str(s["model"])).alias("model_id"))
+    write_frame(forecast, s["output"])  # forecasts first: a kill before the model save below
+    if s["update"]:                     # leaves the old model, and a re-run redoes both
+        _save_model_atomically(model, s["model"])
     log.info("%d forecasts for %d series written to %s", forecast.height,
-             forecast[model.id_col].n_unique(), args.output)
+             forecast[model.id_col].n_unique(), s["output"])
     return 0
+
+
+def to_polars_frame(frame):
+    """Forecasts as a polars frame whatever library the model was fitted with."""
+    import polars as pl
+
+    return frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
+
+
+def _last_times(model):
+    """(id, cutoff): the last absorbed time of each series of an updated model."""
+    import polars as pl
+
+    d = model.data_
+    return pl.DataFrame({model.id_col: d.ids.tolist(), "cutoff": d.times[d.indptr[1:] - 1]})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,11 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--study", help="Optuna study name")
     with_config("validate", cmd_validate, "check config and data without training")
     predict = sub.add_parser("predict", help="forecast from a saved or logged model")
-    predict.add_argument("--model", required=True, help="model dir, runs:/... or models:/...")
-    predict.add_argument("--input", required=True, help="history (.csv or .parquet)")
-    predict.add_argument("--output", required=True, help="forecasts (.csv or .parquet)")
+    predict.add_argument("--config", help="YAML config (predict, data and output sections)")
+    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key, e.g. --set predict.horizon=48")
+    predict.add_argument("--model", help="model dir, runs:/... or models:/...")
+    predict.add_argument("--input", help="history (.csv or .parquet)")
+    predict.add_argument("--output", help="forecasts (.csv or .parquet)")
     predict.add_argument("--horizon", type=int)
     predict.add_argument("--as-of", help="ignore history after this time")
+    predict.add_argument("--update", action="store_true",
+                         help="absorb the input as new observations (rows already absorbed "
+                              "are skipped), forecast from the carried state and save the "
+                              "model back")
     predict.set_defaults(func=cmd_predict)
     return parser
 

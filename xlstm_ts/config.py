@@ -23,7 +23,9 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     path: str = ""  # CSV or Parquet file
-    layout: str = "long"  # "long" (id, time, target rows) or "wide" (time + one column per series)
+    # "long": (id, time, target) rows; "wide": time + one column per series;
+    # "rows": one row per series, id then values in time order (M4 files)
+    layout: str = "long"
     id_col: str = "unique_id"
     time_col: str = "ds"
     target_col: str = "y"
@@ -58,6 +60,14 @@ class TrackingConfig:
 
 
 @dataclass
+class PredictConfig:
+    model: str | None = None  # model dir, runs:/... or models:/... (--model overrides)
+    horizon: int | None = None  # default: the trained horizon
+    as_of: str | None = None  # ignore input rows after this time
+    update: bool = False  # absorb the input as new observations and save the model back
+
+
+@dataclass
 class OutputConfig:
     model_dir: str = "outputs/model"
     forecasts: str = "outputs/forecasts.csv"
@@ -71,6 +81,7 @@ class Config:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def tracking_arg(self):
@@ -81,7 +92,7 @@ class Config:
 
 
 _SECTIONS = {"data": DataConfig, "backtest": BacktestConfig, "tuning": TuningConfig,
-             "tracking": TrackingConfig, "output": OutputConfig}
+             "tracking": TrackingConfig, "predict": PredictConfig, "output": OutputConfig}
 
 
 def _type_ok(value: Any, annotation: str) -> bool:
@@ -140,8 +151,9 @@ def parse_config(raw: Mapping) -> Config:
             raise ConfigError(f"model.{key}: expected {type(default).__name__}, "
                               f"got {type(value).__name__} {value!r}.")
     config.model = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
-    if config.data.layout not in ("long", "wide"):
-        raise ConfigError(f"data.layout: expected 'long' or 'wide', got {config.data.layout!r}.")
+    if config.data.layout not in ("long", "wide", "rows"):
+        raise ConfigError(f"data.layout: expected 'long', 'wide' or 'rows', got "
+                          f"{config.data.layout!r}.")
     if not config.data.path:
         raise ConfigError("data.path: required, the CSV or Parquet file to read.")
     return config

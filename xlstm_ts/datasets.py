@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .data.frames import from_polars
+from .data.frames import from_polars, rows_to_long
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
 ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
@@ -99,13 +99,7 @@ def _read_m4(file: Path) -> pl.DataFrame:
 
 
 def _m4_long(wide: pl.DataFrame) -> pl.DataFrame:
-    values = [c for c in wide.columns if c != "V1"]
-    long = wide.unpivot(index="V1", on=values, variable_name="step", value_name="y")
-    return long.drop_nulls("y").select(
-        pl.col("V1").alias("unique_id"),
-        (pl.col("step").str.slice(1).cast(pl.Int64) - 2).alias("ds"),
-        pl.col("y").cast(pl.Float64),
-    )
+    return rows_to_long(wide, id_col="V1").rename({"V1": "unique_id"})
 
 
 def synthetic(

@@ -10,7 +10,9 @@ predict returns a frame of the caller's library with ``[id_col, time_col,
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 from sklearn.base import BaseEstimator
+from tqdm.auto import tqdm
 
 from . import __version__
 from . import tracking as tracking_lib
@@ -30,8 +33,10 @@ from .data import (
     Columns,
     Frequency,
     SeriesData,
+    append_observations,
     check_compatible,
     check_min_length,
+    continue_series,
     future_covariates,
     last_windows,
     prepare_series,
@@ -46,6 +51,7 @@ from .training import ForecastModule, WindowDataModule, build_trainer
 FORMAT_VERSION = 1
 PRED_COL = "y_pred"
 PREDICT_CHUNK = 1024  # series per network call at predict time
+log = logging.getLogger("xlstm_ts")
 
 
 def quantile_column(level: float) -> str:
@@ -265,6 +271,7 @@ class XLSTMForecaster(BaseEstimator):
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         self.network_ = module.net.cpu().eval()
+        self.__dict__.pop("stream_state_", None)  # a refit forgets the carried state
         self.config_ = config
         self.data_ = data
         self.freq_ = data.freq
@@ -274,24 +281,114 @@ class XLSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
+    def _chunks(self, n: int, what: str):
+        """Start indices of ``PREDICT_CHUNK``-series chunks, with a progress bar when a
+        person watches (``progress_bar`` and an interactive stderr) and there are several."""
+        starts = range(0, n, PREDICT_CHUNK)
+        show = bool(self.progress_bar) and sys.stderr.isatty() and len(starts) > 1
+        return tqdm(starts, desc=what, unit="chunk", disable=not show, leave=False)
+
     @torch.no_grad()
-    def _forecast(self, data: SeriesData, future_ahead: torch.Tensor):
-        """Point (n, H) and quantiles (n, H, Q) or None, in data units.
+    def _forecast(self, data: SeriesData, future_ahead: torch.Tensor, state=None):
+        """Point (n, H) and quantiles (n, H, Q) or None, in data units: from the last
+        ``lookback`` steps of each series of ``data``, or from a carried stream ``state``.
 
         The network sees ``PREDICT_CHUNK`` series at a time, so activation memory stays
         bounded however many series are forecast.
         """
         net = self.network_
-        windows = last_windows(data, self.lookback, future_ahead)
+        windows = last_windows(data, self.lookback, future_ahead) if state is None else None
         points, quants = [], []
-        for start in range(0, data.n_series, PREDICT_CHUNK):
-            chunk = {k: v[start:start + PREDICT_CHUNK] for k, v in windows.items()}
-            params, stats = net(chunk)
+        for start in self._chunks(data.n_series, "forecast"):
+            part = slice(start, start + PREDICT_CHUNK)
+            if state is None:
+                params, stats = net({k: v[part] for k, v in windows.items()})
+            else:
+                params, stats = net.head_from({k: v[part] for k, v in state.items()},
+                                              future_ahead[part])
             points.append(net.denormalize(net.head.point(params), stats))
             if self.head != "point":
                 quants.append(net.denormalize(
                     net.head.quantiles(params, self.config_.quantiles), stats))
         return torch.cat(points), (torch.cat(quants) if quants else None)
+
+    # ------------------------------------------------------------------ streaming
+
+    @torch.no_grad()
+    def _encoded_state(self) -> dict[str, torch.Tensor]:
+        """The stream state of every fitted series, encoded from its last ``lookback``
+        steps (what :meth:`predict` sees)."""
+        d = self.data_
+        windows = last_windows(d, self.lookback, torch.zeros(d.n_series, 0, d.future.shape[1]))
+        parts = [self.network_.encode({k: v[start:start + PREDICT_CHUNK]
+                                       for k, v in windows.items()})
+                 for start in self._chunks(d.n_series, "encode")]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    @torch.no_grad()
+    def _advance(self, state: dict, steps: dict, series: np.ndarray) -> dict:
+        """The states of rows ``series`` (n,) of ``state`` advanced over ``steps``
+        (n, T, ...); ``state`` itself is left as it was."""
+        parts = []
+        for start in range(0, len(series), PREDICT_CHUNK):
+            rows = torch.from_numpy(series[start:start + PREDICT_CHUNK])
+            part = slice(start, start + PREDICT_CHUNK)
+            parts.append(self.network_.advance({k: v[rows] for k, v in state.items()},
+                                               {k: v[part] for k, v in steps.items()}))
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def update(self, df, *, skip_seen: bool = False) -> XLSTMForecaster:
+        """Absorb new observations of fitted series; :meth:`predict` (without ``df``) then
+        forecasts from their new end.
+
+        ``df`` holds, per series, the steps right after those already absorbed (the
+        same columns as in fit). With ``network="xlstmtime"`` each series carries a
+        recurrent state that advances over the new steps only, O(new steps) instead of
+        re-encoding ``lookback`` steps. The state is first encoded from the last
+        ``lookback`` steps, then advanced, so forecasts equal re-encoding that whole
+        span (anchor window plus new steps) with the anchor window's normalisation,
+        to float32 round-off; they drift from a fresh sliding-window forecast as the
+        anchor ages (older steps fade through the forget gates but are not dropped,
+        and the RevIN statistics stay the anchor's). :meth:`reset_state` re-anchors.
+        ``network="patch"`` has no such state (patch tokens carry position embeddings
+        and are flattened into the head): its window rolls forward and predict
+        re-encodes it. ``skip_seen=True`` leaves out (and logs) rows at or before a
+        series' last absorbed time, so a re-run scheduled job is harmless.
+        """
+        self._check_fitted()
+        new = self._prepare(df, None, self.data_.static_categories)
+        new, codes, skipped = continue_series(self.data_, new, skip_seen=skip_seen)
+        if skipped:
+            log.info("update: %d rows were already absorbed and are left out", skipped)
+        if not new.n_series:
+            return self
+        if self.network_.streaming:
+            state = getattr(self, "stream_state_", None)
+            if state is None:  # anchor: the window predict would encode now
+                state = self._encoded_state()
+            advanced = []  # all groups first: a failure leaves the model as it was
+            for T in np.unique(new.lengths):  # series with equal counts of new steps
+                group = np.flatnonzero(new.lengths == T)
+                rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
+                steps = {"history": new.target[rows], "history_mask": new.observed[rows],
+                         "past": new.past[rows], "future": new.future[rows],
+                         "static": self.data_.static[torch.from_numpy(codes[group])]}
+                advanced.append((codes[group], self._advance(state, steps, codes[group])))
+            for series, values in advanced:
+                rows = torch.from_numpy(series)
+                for k, v in values.items():
+                    state[k][rows] = v
+            self.stream_state_ = state
+        self.data_ = append_observations(self.data_, new, codes, keep=self.lookback)
+        return self
+
+    def reset_state(self) -> XLSTMForecaster:
+        """Drop the carried stream state: the next :meth:`predict` or :meth:`update`
+        re-encodes each series' last ``lookback`` steps (a fresh anchor). A scheduled job
+        can call it periodically to bound the drift described in :meth:`update`."""
+        self._check_fitted()
+        self.__dict__.pop("stream_state_", None)
+        return self
 
     def predict(self, df=None, future_df=None, horizon: int | None = None, static_df=None,
                 level: tuple[float, ...] = ()):
@@ -319,6 +416,7 @@ class XLSTMForecaster(BaseEstimator):
                              f"past-only covariates cannot be rolled forward. Refit with "
                              f"horizon={horizon} or without past_covariates.")
         ahead = future_covariates(self.data_, data, future_df, horizon)
+        state = getattr(self, "stream_state_", None) if df is None else None
         points, quants = [], []
         current = data
         for start in range(0, horizon, self.horizon):
@@ -326,11 +424,17 @@ class XLSTMForecaster(BaseEstimator):
             if block.shape[1] < self.horizon:  # last partial block: pad, keep the head shape
                 pad = self.horizon - block.shape[1]
                 block = torch.cat([block, block[:, -1:].expand(-1, pad, -1)], dim=1)
-            point, quant = self._forecast(current, block)
+            point, quant = self._forecast(current, block, state)
             points.append(point)
             quants.append(quant)
             if start + self.horizon < horizon:
                 current = _append(current, point, block)
+                if state is not None:  # a new dict: the carried state stays as it was
+                    n, H = point.shape
+                    state = self._advance(state, {
+                        "history": point, "history_mask": torch.ones(n, H, dtype=torch.bool),
+                        "past": torch.zeros(n, H, self.config_.n_past), "future": block,
+                        "static": data.static}, np.arange(n))
         point = torch.cat(points, dim=1)[:, :horizon]
         last = pl.Series(data.times[data.indptr[1:] - 1])
         columns = {
@@ -493,6 +597,11 @@ class XLSTMForecaster(BaseEstimator):
         if hasattr(self, "conformal_errors_"):
             tensors["conformal_errors"] = torch.from_numpy(self.conformal_errors_)
         atomic_write(path / "weights.pt", lambda f: torch.save(self.network_.state_dict(), f))
+        stream = path / "stream.pt"
+        if getattr(self, "stream_state_", None) is not None:
+            atomic_write(stream, lambda f: torch.save(self.stream_state_, f))
+        elif stream.exists():
+            stream.unlink()
         atomic_write(path / "history.pt", lambda f: torch.save(tensors, f))
         atomic_write(path / "config.json",
                      lambda f: Path(f).write_text(json.dumps(config, indent=2)))
@@ -526,6 +635,8 @@ class XLSTMForecaster(BaseEstimator):
         model.freq_ = model.data_.freq
         if "conformal_errors" in tensors:
             model.conformal_errors_ = tensors["conformal_errors"].numpy()
+        if (path / "stream.pt").exists():
+            model.stream_state_ = torch.load(path / "stream.pt", weights_only=True)
         return model
 
 

@@ -1,14 +1,16 @@
 """The data layer: frames in, validated per-series tensors, windows, scalers."""
 
 from .covariates import CALENDAR_FEATURES
-from .frames import from_polars, long_to_wide, to_polars, wide_to_long
+from .frames import from_polars, long_to_wide, rows_to_long, to_polars, wide_to_long
 from .freq import Frequency, infer_frequency
 from .scalers import SeriesScaler
 from .series import (
     Columns,
     SeriesData,
+    append_observations,
     check_compatible,
     check_min_length,
+    continue_series,
     future_covariates,
     prepare_series,
 )
@@ -22,7 +24,9 @@ from .windows import (
 
 __all__ = [
     "CALENDAR_FEATURES", "ETT_BORDERS", "Columns", "Frequency", "SeriesData", "SeriesScaler",
-    "WindowDataset", "check_compatible", "check_min_length", "ett_regions", "from_polars",
+    "WindowDataset", "append_observations", "check_compatible", "check_min_length",
+    "continue_series", "ett_regions", "from_polars",
     "future_covariates", "infer_frequency", "last_windows", "long_to_wide", "prepare_series",
+    "rows_to_long",
     "time_split_regions", "to_polars", "wide_to_long",
 ]

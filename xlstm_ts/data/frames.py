@@ -86,3 +86,32 @@ def long_to_wide(
     wide = frame.with_columns(pl.col(id_col).cast(pl.String)).pivot(
         on=id_col, index=time_col, values=target_col).sort(time_col)
     return from_polars(wide, kind)
+
+
+def rows_to_long(
+    df: FrameLike, *, id_col: str = "unique_id", time_col: str = "ds", target_col: str = "y"
+) -> pd.DataFrame | pl.DataFrame:
+    """One row per series (``id_col``, then values in time order) -> long frame.
+
+    The layout of the M4 competition files: series of different lengths are padded
+    with trailing nulls, which are dropped; a null between two values stays (a
+    missing observation for ``target_missing`` to handle). The time is the integer
+    position 0, 1, ... in each row.
+    """
+    frame, kind = to_polars(df)
+    if id_col not in frame.columns:
+        raise ValueError(f"Column {id_col!r} (id_col) is missing. Got {frame.columns[:5]}...")
+    values = [c for c in frame.columns if c != id_col]
+    bad = [c for c in values if not (frame[c].dtype.is_numeric() or frame[c].dtype == pl.Null)]
+    if bad:
+        raise TypeError(f"Value columns must be numeric; {bad[:3]} are not (a header row "
+                        f"inside the data, or a misplaced id column?).")
+    long = frame.with_columns(pl.col(values).cast(pl.Float64)).unpivot(
+        index=id_col, on=values, variable_name="__col", value_name=target_col)
+    position = {c: j for j, c in enumerate(values)}
+    long = long.with_columns(
+        pl.col("__col").replace_strict(position, return_dtype=pl.Int64).alias(time_col))
+    last = long.filter(pl.col(target_col).is_not_null()).group_by(id_col).agg(
+        pl.col(time_col).max().alias("__last"))
+    long = long.join(last, on=id_col).filter(pl.col(time_col) <= pl.col("__last"))
+    return from_polars(long.sort(id_col, time_col).select(id_col, time_col, target_col), kind)

@@ -556,3 +556,81 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
             )
     values = grid.select(pl.col(c).cast(pl.Float32) for c in cols.future).to_numpy()
     return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(n, horizon, -1)
+
+
+def _take_rows(data: SeriesData, rows: np.ndarray, lengths: np.ndarray) -> SeriesData:
+    """The panel made of ``rows`` (in order), cut into series of ``lengths`` (n,)."""
+    rows_t = torch.from_numpy(rows)
+    return replace(data, indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   times=data.times[rows], target=data.target[rows_t],
+                   observed=data.observed[rows_t], past=data.past[rows_t],
+                   future=data.future[rows_t])
+
+
+def continue_series(fitted: SeriesData, new: SeriesData, *,
+                    skip_seen: bool = False) -> tuple[SeriesData, np.ndarray, int]:
+    """Check that ``new`` observations continue series of ``fitted`` without a gap.
+
+    Each series of ``new`` must be a fitted series and start one step after that
+    series' last time. Rows at or before it are an error, or with ``skip_seen``
+    (re-running a scheduled job) left out and counted. Returns the new panel
+    without skipped rows, the fitted index of each of its series, and the number of
+    skipped rows.
+    """
+    check_compatible(fitted, new)
+    position = {key: j for j, key in enumerate(fitted.ids.tolist())}
+    codes = np.array([position[key] for key in new.ids.tolist()], dtype=np.int64)
+    last = fitted.times[fitted.indptr[codes + 1] - 1]  # (n_new,)
+    seen = new.times <= np.repeat(last, new.lengths)
+    skipped = int(seen.sum())
+    if skipped and not skip_seen:
+        at = np.flatnonzero(seen)[0]
+        series = np.searchsorted(new.indptr, at, side="right") - 1
+        raise ValueError(
+            f"{skipped} rows are at or before the last time already absorbed, e.g. series "
+            f"{_listed(new.ids[series:series + 1])} at {new.times[at]} (absorbed up to "
+            f"{last[series]}). Pass only new observations, or skip_seen=True to leave such "
+            f"rows out.")
+    if skipped:
+        lengths = np.bincount(np.repeat(np.arange(new.n_series), new.lengths)[~seen],
+                              minlength=new.n_series)
+        new = _take_rows(new, np.flatnonzero(~seen), lengths)
+        keep = lengths > 0
+        new, codes, last = new.subset(keep), codes[keep], last[keep]
+    if new.n_series and fitted.freq is not None:
+        expected = fitted.freq.future(pl.Series(last), 1).to_numpy()
+        first = new.times[new.indptr[:-1]]
+        gap = np.flatnonzero(first != expected.astype(first.dtype))
+        if len(gap):
+            j = gap[0]
+            raise ValueError(
+                f"{len(gap)} series do not continue where they ended, e.g. series "
+                f"{_listed(new.ids[j:j + 1])}: expected {expected[j]} after {last[j]}, got "
+                f"{first[j]}. Pass the missing steps (or use fill_missing).")
+    return new, codes, skipped
+
+
+def append_observations(fitted: SeriesData, new: SeriesData, codes: np.ndarray,
+                        keep: int) -> SeriesData:
+    """``fitted`` with the rows of ``new`` (series j continuing fitted series
+    ``codes[j]``) appended, keeping each series' last ``keep`` rows."""
+    n_old = int(fitted.indptr[-1])
+    added = np.zeros(fitted.n_series, dtype=np.int64)
+    added[codes] = new.lengths
+    new_start = np.zeros(fitted.n_series, dtype=np.int64)
+    new_start[codes] = new.indptr[:-1]
+    old_len = fitted.lengths
+    kept = np.minimum(old_len + added, keep)
+    pieces = []
+    for j in range(fitted.n_series):  # row plan per series: old tail, then the new rows
+        from_old = kept[j] - min(added[j], kept[j])
+        pieces.append(np.arange(fitted.indptr[j + 1] - from_old, fitted.indptr[j + 1]))
+        take_new = kept[j] - from_old
+        start = n_old + new_start[j] + added[j] - take_new
+        pieces.append(np.arange(start, start + take_new))
+    rows = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+    both = replace(fitted, times=np.concatenate([fitted.times, new.times.astype(
+        fitted.times.dtype)]), target=torch.cat([fitted.target, new.target]),
+        observed=torch.cat([fitted.observed, new.observed]),
+        past=torch.cat([fitted.past, new.past]), future=torch.cat([fitted.future, new.future]))
+    return _take_rows(both, rows, kept)

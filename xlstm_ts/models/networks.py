@@ -69,6 +69,8 @@ class NetworkConfig:
 class _Forecaster(nn.Module):
     """Shared parts: RevIN on the target, static and future-covariate inputs, the head."""
 
+    streaming = False  # True where a carried state can absorb new steps (XLSTMTime)
+
     def __init__(self, config: NetworkConfig, d_features: int):
         super().__init__()
         self.config = config.validate()
@@ -80,22 +82,24 @@ class _Forecaster(nn.Module):
         d_head = d_features + c.horizon * c.n_future
         self.head = build_head(c.head, d_head, c.horizon, loss=c.loss, quantiles=c.quantiles)
 
-    def _inputs(self, batch) -> tuple[torch.Tensor, tuple]:
-        """Per-step input features (B, L, 2 + P + F) and the RevIN statistics."""
-        c = self.config
+    def _inputs(self, batch, stats=None) -> tuple[torch.Tensor, tuple]:
+        """Per-step input features (B, S, 2 + P + F) of the S history steps and the RevIN
+        statistics (computed over the history unless given)."""
         mask = batch["history_mask"]
-        y, stats = self.revin.normalize(batch["history"].unsqueeze(-1), mask)  # (B, L, 1)
+        x = batch["history"].unsqueeze(-1)  # (B, S, 1)
+        stats = self.revin.statistics(x, mask) if stats is None else stats
+        y = self.revin.apply(x, stats, mask)
         parts = [y, mask.unsqueeze(-1).to(y.dtype)]
-        if c.n_past:
+        if self.config.n_past:
             parts.append(batch["past"])
-        if c.n_future:
-            parts.append(batch["future"][:, : c.lookback])
+        if self.config.n_future:
+            parts.append(batch["future"][:, : x.shape[1]])
         return torch.cat(parts, dim=-1), stats
 
-    def _head_input(self, features: torch.Tensor, batch) -> torch.Tensor:
-        if self.config.n_future:  # future-known covariates over the horizon enter the head
-            ahead = batch["future"][:, self.config.lookback :].flatten(1)  # (B, H * F)
-            features = torch.cat([features, ahead], dim=-1)
+    def _head_input(self, features: torch.Tensor, ahead: torch.Tensor | None) -> torch.Tensor:
+        """Append the future-known covariates over the horizon, ahead (B, H, F)."""
+        if self.config.n_future:
+            features = torch.cat([features, ahead.flatten(1)], dim=-1)
         return features
 
     def normalize_target(self, target: torch.Tensor, stats) -> torch.Tensor:
@@ -133,13 +137,24 @@ class PatchXLSTM(_Forecaster):
         if self.static is not None:
             tokens = tokens + self.static(batch["static"]).unsqueeze(1)
         hidden = self.stack(tokens)  # (B, N, D)
-        return self.head(self._head_input(hidden.flatten(1), batch)), stats
+        ahead = batch["future"][:, c.lookback:]
+        return self.head(self._head_input(hidden.flatten(1), ahead)), stats
 
 
 class XLSTMTime(_Forecaster):
-    """xLSTMTime-style: moving-average decomposition of the normalised history into
-    trend and seasonal parts -> linear per-step embedding -> XLSTMStack over the L
-    steps -> linear head on the last state (+ future covariates)."""
+    """xLSTMTime-style: trailing moving-average decomposition of the normalised history
+    into trend and seasonal parts -> linear per-step embedding -> XLSTMStack over the
+    steps -> linear head on the last output (+ future covariates).
+
+    Every part is causal, so the network can carry a per-series state and absorb new
+    observations in O(new steps) (:meth:`encode`, :meth:`advance`, :meth:`head_from`):
+    the state holds the stack's recurrent states, the last ``decomposition_kernel - 1``
+    normalised values (for the moving average), the last output and the RevIN
+    statistics of the window it was encoded from, which stay frozen while it advances.
+    ``forward`` is ``encode`` + ``head_from`` on one training window.
+    """
+
+    streaming = True
 
     def __init__(self, config: NetworkConfig):
         c = config.validate()
@@ -148,22 +163,75 @@ class XLSTMTime(_Forecaster):
         self.embed = nn.Linear(n_features, c.d_model)
         self.norm = nn.LayerNorm(c.d_model)
 
-    def _decompose(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """y (B, L) -> (seasonal, trend): trend is a centred moving average, edges replicated."""
-        k = self.config.decomposition_kernel
-        padded = F_.pad(y.unsqueeze(1), ((k - 1) // 2, k // 2), mode="replicate")
-        trend = F_.avg_pool1d(padded, k, stride=1).squeeze(1)
-        return y - trend, trend
-
     def forward(self, batch) -> tuple[torch.Tensor, tuple]:
-        x, stats = self._inputs(batch)  # (B, L, 2 + P + F): y, mask, covariates
-        seasonal, trend = self._decompose(x[..., 0])
-        features = torch.cat([seasonal.unsqueeze(-1), trend.unsqueeze(-1), x[..., 1:]], dim=-1)
-        tokens = self.norm(self.embed(features))  # (B, L, D)
+        state = self.encode(batch)
+        return self.head_from(state, batch["future"][:, batch["history"].shape[1]:])
+
+    def encode(self, batch, stats_steps: int | None = None) -> dict[str, torch.Tensor]:
+        """Encode the S history steps of ``batch`` from a zero state into a stream state.
+
+        RevIN statistics come from the first ``stats_steps`` steps (default: all S), so
+        re-encoding an anchor window plus later steps reproduces a state that was
+        encoded from the anchor and then advanced over those steps.
+        """
+        x = batch["history"][:, :stats_steps].unsqueeze(-1)
+        mask = batch["history_mask"][:, :stats_steps]
+        stats = self.revin.statistics(x, mask)
+        return self._run(batch, stats, tail=None, stack_state=None)
+
+    def advance(self, state: dict[str, torch.Tensor], steps) -> dict[str, torch.Tensor]:
+        """The stream state after T new steps: ``steps`` holds history (B, T),
+        history_mask (B, T), past (B, T, P), future (B, T, F) and static (B, K)."""
+        stats = (state["mean"], state["std"])
+        stack_state = unpack_stack_state(state, len(self.stack.blocks))
+        return self._run(steps, stats, tail=state["tail"], stack_state=stack_state)
+
+    def head_from(self, state: dict[str, torch.Tensor], ahead: torch.Tensor | None):
+        """Head parameters (normalised units) and RevIN statistics from a stream state;
+        ``ahead`` (B, H, F) holds the future-known covariates over the horizon."""
+        params = self.head(self._head_input(state["hidden"], ahead))
+        return params, (state["mean"], state["std"])
+
+    def _run(self, batch, stats, tail, stack_state) -> dict[str, torch.Tensor]:
+        x, stats = self._inputs(batch, stats)  # (B, T, 2 + P + F): y, mask, covariates
+        y = x[..., 0]
+        k = self.config.decomposition_kernel
+        if tail is None:  # a fresh window: replicate its first value to the left
+            tail = y[:, :1].expand(-1, k - 1)
+        padded = torch.cat([tail, y], dim=1)  # (B, k - 1 + T)
+        trend = F_.avg_pool1d(padded.unsqueeze(1), k, stride=1).squeeze(1)  # (B, T)
+        features = torch.cat([(y - trend).unsqueeze(-1), trend.unsqueeze(-1), x[..., 1:]], dim=-1)
+        tokens = self.norm(self.embed(features))  # (B, T, D)
         if self.static is not None:
             tokens = tokens + self.static(batch["static"]).unsqueeze(1)
-        hidden = self.stack(tokens)[:, -1]  # (B, D)
-        return self.head(self._head_input(hidden, batch)), stats
+        hidden, stack_state = self.stack(tokens, stack_state, return_state=True)  # (B, T, D)
+        return {"hidden": hidden[:, -1], "mean": stats[0], "std": stats[1],
+                "tail": padded[:, padded.shape[1] - (k - 1):],
+                **pack_stack_state(stack_state)}
+
+
+def pack_stack_state(states: list) -> dict[str, torch.Tensor]:
+    """Flatten XLSTMStack states (per block: (conv state, cell state tuple)) into named
+    tensors with the series in dim 0, so they can be sliced, merged and saved."""
+    flat = {}
+    for j, (conv, cell) in enumerate(states):
+        if conv is not None:
+            flat[f"stack.{j}.conv"] = conv
+        for n, part in enumerate(cell):
+            flat[f"stack.{j}.cell.{n}"] = part
+    return flat
+
+
+def unpack_stack_state(flat: dict[str, torch.Tensor], num_blocks: int) -> list:
+    """Inverse of :func:`pack_stack_state`."""
+    states = []
+    for j in range(num_blocks):
+        cell, n = [], 0
+        while f"stack.{j}.cell.{n}" in flat:
+            cell.append(flat[f"stack.{j}.cell.{n}"])
+            n += 1
+        states.append((flat.get(f"stack.{j}.conv"), tuple(cell)))
+    return states
 
 
 def build_network(config: NetworkConfig) -> _Forecaster:

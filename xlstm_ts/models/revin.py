@@ -29,15 +29,26 @@ class RevIN(nn.Module):
         return None if self.log_weight is None else self.log_weight.exp()
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        stats = self.statistics(x, mask)
+        return self.apply(x, stats, mask), stats
+
+    def statistics(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """(mean, std), each (B, 1, C), over the observed steps of x (B, L, C)."""
         m = torch.ones_like(x[..., :1]) if mask is None else mask.unsqueeze(-1).to(x.dtype)
         count = m.sum(dim=1, keepdim=True).clamp_min(1.0)
         mean = (x * m).sum(dim=1, keepdim=True) / count  # (B, 1, C)
         var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
-        std = torch.sqrt(var + self.eps)
-        y = (x - mean) / std * m
+        return mean, torch.sqrt(var + self.eps)
+
+    def apply(self, x: torch.Tensor, stats, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C) normalised with given statistics (e.g. frozen ones while streaming)."""
+        mean, std = stats
+        y = (x - mean) / std
+        if mask is not None:
+            y = y * mask.unsqueeze(-1).to(x.dtype)
         if self.log_weight is not None:
             y = y * self.weight + self.bias
-        return y, (mean, std)
+        return y
 
     def denormalize(self, y: torch.Tensor, stats) -> torch.Tensor:
         mean, std = stats

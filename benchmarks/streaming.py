@@ -1,0 +1,120 @@
+"""Streaming updates: ``update`` + ``predict`` from the carried state vs re-encoding.
+
+For each panel size a small ``network="xlstmtime"`` forecaster (lookback 512,
+d_model 64, blocks [mLSTM, sLSTM]) is fitted briefly on seeded synthetic hourly
+series (the point is cost, not accuracy). Then, one new observation per series
+at a time:
+
+- update path: ``model.update(new_rows)`` then ``model.predict()``, the carried
+  recurrent state advancing by one step;
+- re-encode path: ``model.predict(df=history)`` with the last 512 steps of every
+  series (the new one included), what a job without state does.
+
+Both include frame validation and output frames. Reported: median seconds per
+new point over repeated rounds, their ratio, and the network-only ratio (one
+``advance`` + head vs one full encode + head). The first update also encodes the
+anchor window; it is reported separately.
+
+    python benchmarks/streaming.py     # -> benchmarks/results/streaming-cpu.md
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from datetime import date
+
+import polars as pl
+import torch
+from _results import write_result
+
+LOOKBACK, HORIZON, ROUNDS = 512, 24, 7
+
+
+def _fit(n_series: int):
+    from xlstm_ts import XLSTMForecaster, datasets
+
+    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + ROUNDS + 1,
+                               seasonalities=(24, 168), seed=0, frame="polars")
+    n_train = LOOKBACK + HORIZON + 200
+    train = panel.group_by("unique_id", maintain_order=True).head(n_train)
+    model = XLSTMForecaster(lookback=LOOKBACK, horizon=HORIZON, network="xlstmtime",
+                            max_epochs=1, batches_per_epoch=2, batch_size=16, val_size=0,
+                            progress_bar=False, random_state=0).fit(train)
+    return model, panel, n_train
+
+
+def _median_seconds(fn, rounds: int) -> float:
+    times = []
+    for k in range(rounds):
+        start = time.perf_counter()
+        fn(k)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(n_series: int) -> dict:
+    model, panel, n_train = _fit(n_series)
+    ranked = panel.with_columns(pl.int_range(pl.len()).over("unique_id").alias("pos"))
+
+    def new_rows(k):  # the k-th new observation of every series
+        return ranked.filter(pl.col("pos") == n_train + k).drop("pos")
+
+    def history(k):  # the last LOOKBACK steps up to and including the k-th new one
+        end = n_train + k
+        return ranked.filter((pl.col("pos") > end - LOOKBACK) & (pl.col("pos") <= end)).drop(
+            "pos")
+
+    start = time.perf_counter()
+    model.update(new_rows(0))
+    model.predict()
+    first = time.perf_counter() - start
+    histories = {k: history(k) for k in range(1, ROUNDS + 1)}
+    reencode = _median_seconds(lambda k: model.predict(df=histories[k + 1]), ROUNDS)
+    updates = {k: new_rows(k) for k in range(1, ROUNDS + 1)}
+    update = _median_seconds(lambda k: (model.update(updates[k + 1]), model.predict()), ROUNDS)
+
+    # network only: one advance + head vs a full encode + head, same batch
+    from xlstm_ts.data import last_windows
+
+    net, data = model.network_, model.data_
+    windows = last_windows(data, LOOKBACK, torch.zeros(n_series, HORIZON, data.future.shape[1]))
+    state = model.stream_state_
+    step = {"history": windows["history"][:, -1:], "history_mask": windows["history_mask"][:, -1:],
+            "past": windows["past"][:, -1:], "future": windows["future"][:, LOOKBACK - 1:LOOKBACK],
+            "static": windows["static"]}
+    ahead = windows["future"][:, LOOKBACK:]
+    with torch.no_grad():
+        net_full = _median_seconds(lambda k: net(windows), ROUNDS)
+        net_step = _median_seconds(lambda k: net.head_from(net.advance(state, step), ahead),
+                                   ROUNDS)
+    return {"series": n_series, "first": first, "update": update, "reencode": reencode,
+            "net_step": net_step, "net_full": net_full}
+
+
+def main() -> None:
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = [run(n) for n in (1, 100, 1000)]
+    lines = [
+        "# Streaming updates vs re-encoding (lookback 512)", "",
+        "Command: `python benchmarks/streaming.py`",
+        f"Date: {date.today()}; {os.cpu_count()} cores, CPU, float32. `network=\"xlstmtime\"`, "
+        "d_model 64, blocks [mLSTM, sLSTM], horizon 24. Per new observation of every series: "
+        "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, median of "
+        f"{ROUNDS} rounds, frame handling included. Network only: one `advance` + head vs a "
+        "full encode + head.", "",
+        "| series | update + predict (s) | re-encode predict (s) | speed-up | network step (s) "
+        "| network full (s) | network speed-up | first update incl. anchor (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['series']} | {r['update']:.4f} | {r['reencode']:.4f} | "
+            f"{r['reencode'] / r['update']:.1f}x | {r['net_step']:.4f} | {r['net_full']:.4f} | "
+            f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} |")
+    write_result("streaming-cpu.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
