@@ -29,6 +29,7 @@ from . import __version__
 from . import tracking as tracking_lib
 from ._checks import check_choice, check_positive_int
 from ._io import atomic_write
+from .cells import BACKENDS
 from .data import (
     Columns,
     Frequency,
@@ -89,6 +90,8 @@ class XLSTMForecaster(BaseEstimator):
         fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
         accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
             when present).
+        backend: the cells' kernels: ``"auto"`` (fused Triton kernels on a CUDA device
+            when Triton is installed, PyTorch otherwise), ``"triton"`` or ``"torch"``.
         progress_bar: Lightning's progress bar.
         logger, callbacks: any Lightning logger and callbacks.
         checkpoint_dir: where checkpoints go (a temporary directory when None; set it
@@ -109,6 +112,7 @@ class XLSTMForecaster(BaseEstimator):
                  past_covariates: tuple = (), calendar: tuple = (),
                  fill_missing: str | None = None, target_missing: str = "raise",
                  accelerator: str = "auto", devices="auto", precision="32-true",
+                 backend: str = "auto",
                  progress_bar: bool = True, logger=False, callbacks=None,
                  checkpoint_dir: str | None = None, random_state: int | None = None):
         self.lookback = lookback
@@ -145,6 +149,7 @@ class XLSTMForecaster(BaseEstimator):
         self.accelerator = accelerator
         self.devices = devices
         self.precision = precision
+        self.backend = backend
         self.progress_bar = progress_bar
         self.logger = logger
         self.callbacks = callbacks
@@ -160,6 +165,7 @@ class XLSTMForecaster(BaseEstimator):
         check_choice("network", self.network, NETWORKS)
         check_choice("head", self.head, HEADS)
         check_choice("schedule", self.schedule, ("cosine", "onecycle"))
+        check_choice("backend", self.backend, BACKENDS)
         if any(not 0.0 < float(q) < 1.0 for q in self.quantiles) or not self.quantiles:
             raise ValueError(f"quantiles must be levels in (0, 1). Got {self.quantiles}.")
         if not self.learning_rate > 0:
@@ -185,7 +191,7 @@ class XLSTMForecaster(BaseEstimator):
             patch_stride=self.patch_stride, head=self.head, loss=self.loss,
             quantiles=tuple(float(q) for q in self.quantiles),
             n_past=data.past.shape[1], n_future=data.future.shape[1],
-            n_static=data.static.shape[1]).validate()
+            n_static=data.static.shape[1], backend=self.backend).validate()
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):

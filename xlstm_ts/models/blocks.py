@@ -31,13 +31,14 @@ class mLSTMBlock(nn.Module):
         conv_kernel: causal conv kernel size (4).
         qkv_block_size: block size of the block-diagonal q/k/v projections.
         dropout: dropout on the branch output.
-        form, chunk_size: passed to :func:`xlstm_ts.cells.mlstm`.
+        form, chunk_size, backend: passed to :func:`xlstm_ts.cells.mlstm`.
         num_blocks: depth of the enclosing stack, scales the down-projection init.
     """
 
     def __init__(self, d_model: int, num_heads: int = 4, *, proj_factor: float = 2.0,
                  conv_kernel: int = 4, qkv_block_size: int = 4, dropout: float = 0.0,
-                 form: str = "chunkwise", chunk_size: int = 64, num_blocks: int = 1):
+                 form: str = "chunkwise", chunk_size: int = 64, num_blocks: int = 1,
+                 backend: str = "auto"):
         super().__init__()
         inner = round(proj_factor * d_model)
         if inner % num_heads or inner % qkv_block_size:
@@ -46,6 +47,7 @@ class mLSTMBlock(nn.Module):
                 f"and qkv_block_size ({qkv_block_size}). Change d_model or proj_factor."
             )
         self.num_heads, self.inner, self.form, self.chunk_size = num_heads, inner, form, chunk_size
+        self.backend = backend
         self.norm = nn.LayerNorm(d_model)
         self.up = nn.Linear(d_model, 2 * inner, bias=False)
         self.conv = CausalConv1d(inner, conv_kernel)
@@ -84,7 +86,8 @@ class mLSTMBlock(nn.Module):
 
         form = "recurrent" if S == 1 else self.form  # a single step needs no chunking
         h, cell_state = mlstm(heads(q), heads(k), heads(v), i, f, form=form,
-                              chunk_size=self.chunk_size, state=cell_state, return_state=True)
+                              chunk_size=self.chunk_size, state=cell_state, return_state=True,
+                              backend=self.backend)
         h = self.out_norm(h.transpose(1, 2))  # (B, S, inner)
         h = (h + self.skip * x_c) * F_.silu(z)
         y = x + self.dropout(self.down(h))
@@ -124,18 +127,20 @@ class sLSTMBlock(nn.Module):
         ffn_factor: hidden width of the MLP relative to D.
         dropout: dropout on both branch outputs.
         forget: ``"sigmoid"`` or ``"exp"`` forget gate, see :func:`xlstm_ts.cells.slstm`.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"``, see :func:`xlstm_ts.cells.slstm`.
         num_blocks: depth of the enclosing stack, scales the output-projection init.
     """
 
     def __init__(self, d_model: int, num_heads: int = 4, *, conv_kernel: int = 4,
                  ffn_factor: float = 4.0 / 3.0, dropout: float = 0.0, forget: str = "sigmoid",
-                 num_blocks: int = 1):
+                 num_blocks: int = 1, backend: str = "auto"):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by num_heads ({num_heads})."
             )
         self.num_heads, self.head_dim, self.forget = num_heads, d_model // num_heads, forget
+        self.backend = backend
         DH = self.head_dim
         self.norm = nn.LayerNorm(d_model)
         self.conv = CausalConv1d(d_model, conv_kernel) if conv_kernel > 0 else None
@@ -165,7 +170,7 @@ class sLSTMBlock(nn.Module):
             [self.gate_i(x_c), self.gate_f(x_c), self.gate_z(x_n), self.gate_o(x_n)], dim=2
         ).reshape(B, S, 4, self.num_heads, self.head_dim)
         h, cell_state = slstm(gates_x, self.R, state=cell_state, forget=self.forget,
-                              return_state=True)
+                              return_state=True, backend=self.backend)
         x = x + self.dropout(self.out_norm(h))  # (B, S, D)
         y = x + self.ffn(self.ffn_norm(x))
         return (y, (conv_state, cell_state)) if return_state else y

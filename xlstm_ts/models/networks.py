@@ -19,6 +19,7 @@ import torch.nn.functional as F_
 from torch import nn
 
 from .._checks import check_choice, check_positive_int
+from ..cells import BACKENDS
 from .heads import build_head
 from .revin import RevIN
 from .stack import XLSTMStack
@@ -49,6 +50,7 @@ class NetworkConfig:
     n_future: int = 0  # F
     n_static: int = 0  # K
     revin_affine: bool = True
+    backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"
 
     def validate(self) -> NetworkConfig:
         for name in ("lookback", "horizon", "d_model", "num_blocks", "num_heads", "patch_len",
@@ -56,6 +58,7 @@ class NetworkConfig:
             check_positive_int(name, getattr(self, name))
         check_choice("network", self.network, NETWORKS)
         check_choice("head", self.head, HEADS)
+        check_choice("backend", self.backend, BACKENDS)
         if self.network == "patch" and self.lookback < self.patch_len:
             raise ValueError(f"lookback ({self.lookback}) must be at least patch_len "
                              f"({self.patch_len}). Raise lookback or lower patch_len.")
@@ -77,7 +80,7 @@ class _Forecaster(nn.Module):
         c = config
         self.revin = RevIN(1, affine=c.revin_affine)
         self.stack = XLSTMStack(c.d_model, c.num_blocks, slstm_at=c.slstm_at,
-                                num_heads=c.num_heads, dropout=c.dropout)
+                                num_heads=c.num_heads, dropout=c.dropout, backend=c.backend)
         self.static = nn.Linear(c.n_static, c.d_model) if c.n_static else None
         d_head = d_features + c.horizon * c.n_future
         self.head = build_head(c.head, d_head, c.horizon, loss=c.loss, quantiles=c.quantiles)

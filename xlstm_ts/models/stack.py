@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_positive_int
-from ..cells import MLSTM_FORMS
+from ..cells import BACKENDS, MLSTM_FORMS
 from .blocks import mLSTMBlock, sLSTMBlock
 
 
@@ -35,6 +35,8 @@ class XLSTMStack(nn.Module):
         conv_kernel: causal conv kernel of both block kinds (sLSTM: 0 disables).
         mlstm_form, chunk_size: mLSTM execution form (see :func:`xlstm_ts.cells.mlstm`).
         slstm_forget: ``"sigmoid"`` or ``"exp"`` sLSTM forget gate.
+        backend: ``"auto"`` (Triton kernels on CUDA when Triton is installed, else
+            PyTorch), ``"triton"`` or ``"torch"``; see :func:`xlstm_ts.cells.mlstm`.
 
     ``forward(x (B, S, D), state=None, return_state=False)`` returns ``y (B, S, D)``;
     ``step(x_t (B, D), state)`` returns ``(y_t (B, D), state)`` and stepping through a
@@ -44,7 +46,7 @@ class XLSTMStack(nn.Module):
     def __init__(self, d_model: int, num_blocks: int, slstm_at: Sequence[int] = (),
                  num_heads: int = 4, dropout: float = 0.0, *, proj_factor: float = 2.0,
                  conv_kernel: int = 4, mlstm_form: str = "chunkwise", chunk_size: int = 64,
-                 slstm_forget: str = "sigmoid"):
+                 slstm_forget: str = "sigmoid", backend: str = "auto"):
         super().__init__()
         check_positive_int("d_model", d_model)
         check_positive_int("num_blocks", num_blocks)
@@ -53,6 +55,7 @@ class XLSTMStack(nn.Module):
         dropout = _check_dropout(dropout)
         check_choice("mlstm_form", mlstm_form, MLSTM_FORMS)
         check_choice("slstm_forget", slstm_forget, ("sigmoid", "exp"))
+        check_choice("backend", backend, BACKENDS)
         slstm_at = tuple(slstm_at)
         bad = [j for j in slstm_at if isinstance(j, bool) or not isinstance(j, int)
                or not 0 <= j < num_blocks]
@@ -66,11 +69,11 @@ class XLSTMStack(nn.Module):
         self.slstm_at = tuple(sorted(set(slstm_at)))
         self.blocks = nn.ModuleList(
             sLSTMBlock(d_model, num_heads, conv_kernel=conv_kernel, dropout=dropout,
-                       forget=slstm_forget, num_blocks=num_blocks)
+                       forget=slstm_forget, num_blocks=num_blocks, backend=backend)
             if j in self.slstm_at else
             mLSTMBlock(d_model, num_heads, proj_factor=proj_factor, conv_kernel=conv_kernel,
                        dropout=dropout, form=mlstm_form, chunk_size=chunk_size,
-                       num_blocks=num_blocks)
+                       num_blocks=num_blocks, backend=backend)
             for j in range(num_blocks)
         )
         self.post_norm = nn.LayerNorm(d_model)

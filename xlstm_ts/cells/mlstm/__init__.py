@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 
+from .. import _backend
 from .. import _validation as _v
 from . import _math
 from .chunkwise import mlstm_chunkwise
@@ -52,6 +53,7 @@ def mlstm(
     state: MLSTMState | None = None,
     return_state: bool = False,
     eps: float = 1e-6,
+    backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, MLSTMState]:
     """Run the mLSTM cell over a sequence.
 
@@ -68,6 +70,11 @@ def mlstm(
             from an empty memory.
         return_state: also return the state after the last step.
         eps: added to the normalizer's denominator.
+        backend: ``"auto"`` (Triton kernels for CUDA tensors when Triton is installed,
+            else PyTorch), ``"triton"`` or ``"torch"``. The Triton kernels compute the
+            chunkwise form (``form`` is then ignored) and need ``chunk_size`` a power of
+            two >= 16; q, k, v stay in their dtype (bf16 / fp16 matmuls on tensor cores),
+            gates and state in float32.
 
     Returns:
         ``h`` of shape ``(B, NH, S, DV)`` in the dtype of ``v``, and the final
@@ -100,6 +107,17 @@ def mlstm(
     eps = _v.check_nonnegative_float("eps", eps)
 
     dtype = _v.compute_dtype(q, k, v, i, f)
+    if _backend.resolve(backend, q.device) == "triton":
+        if chunk_size < 16 or chunk_size & (chunk_size - 1):
+            raise ValueError(f"chunk_size must be a power of two >= 16 for the Triton "
+                             f"kernels. Got {chunk_size}.")
+        from .triton_chunkwise import mlstm_chunkwise_triton
+
+        dtype = torch.float32 if dtype != torch.float64 else dtype
+        C, n, m = _prepare_state(state, B, NH, DQK, DV, dtype, q.device)
+        h, final = mlstm_chunkwise_triton(q * DQK**-0.5, k, v, i.to(dtype),
+                                          F_.logsigmoid(f.to(dtype)), C, n, m, eps, chunk_size)
+        return (h, final) if return_state else h
     C, n, m = _prepare_state(state, B, NH, DQK, DV, dtype, q.device)
     q_, k_, v_, i_ = q.to(dtype) * DQK**-0.5, k.to(dtype), v.to(dtype), i.to(dtype)
     log_f = F_.logsigmoid(f.to(dtype))
@@ -123,6 +141,7 @@ def mlstm_step(
     state: MLSTMState | None,
     *,
     eps: float = 1e-6,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, MLSTMState]:
     """Advance the mLSTM by one step in O(1): the update behind streaming forecasts.
 
@@ -131,6 +150,8 @@ def mlstm_step(
             pre-activations.
         state: ``(C, n, m)`` as returned by :func:`mlstm` or a previous step,
             or ``None`` for an empty memory.
+        backend: as in :func:`mlstm`; the Triton step kernel is for inference (no
+            autograd).
 
     Returns:
         ``h`` ``(B, NH, DV)`` in the dtype of ``v`` and the new state.
@@ -149,6 +170,12 @@ def mlstm_step(
     eps = _v.check_nonnegative_float("eps", eps)
 
     dtype = _v.compute_dtype(q, k, v, i, f)
+    if _backend.resolve(backend, q.device) == "triton" and not torch.is_grad_enabled():
+        from .triton_chunkwise import mlstm_step_triton
+
+        C, n, m = _prepare_state(state, B, NH, DQK, DV, torch.float32, q.device)
+        return mlstm_step_triton(q * DQK**-0.5, k, v, i.float(), F_.logsigmoid(f.float()),
+                                 C, n, m, eps)
     C, n, m = _prepare_state(state, B, NH, DQK, DV, dtype, q.device)
     h, new_state = _math.step(q.to(dtype) * DQK**-0.5, k.to(dtype), v.to(dtype), i.to(dtype),
                               F_.logsigmoid(f.to(dtype)), C, n, m, eps)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _backend
 from .. import _validation as _v
 from .recurrent import SLSTMFunction
 
@@ -32,6 +33,7 @@ def slstm(
     state: SLSTMState | None = None,
     forget: str = "sigmoid",
     return_state: bool = False,
+    backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, SLSTMState]:
     """Run the sLSTM cell over a sequence.
 
@@ -44,6 +46,8 @@ def slstm(
             with the first step taking ``m_1 = i_1``.
         forget: ``"sigmoid"`` (log_f = logsigmoid(f)) or ``"exp"`` (log_f = f).
         return_state: also return the state after the last step.
+        backend: ``"auto"`` (the fused Triton recurrence for CUDA tensors when Triton is
+            installed, else PyTorch), ``"triton"`` or ``"torch"``.
 
     Returns:
         ``h`` ``(B, S, NH, DH)`` in the dtype of ``gates_x``, and the final state
@@ -72,7 +76,13 @@ def slstm(
         dims = "(B, NH, DH)"
         h0, c0, n0, m0 = (s.to(dtype) for s in _v.check_state(
             state, ("h", "c", "n", "m"), [(B, NH, DH)] * 4, [dims] * 4))
-    h, *final = SLSTMFunction.apply(gates_x.to(dtype), R.to(dtype), h0, c0, n0, m0,
-                                    forget == "exp")
+    if _backend.resolve(backend, gates_x.device) == "triton":
+        from .triton_fused import slstm_triton
+
+        state32 = (s.float() for s in (h0, c0, n0, m0))
+        h, *final = slstm_triton(gates_x, R, *state32, forget == "exp")
+    else:
+        h, *final = SLSTMFunction.apply(gates_x.to(dtype), R.to(dtype), h0, c0, n0, m0,
+                                        forget == "exp")
     h = h.to(gates_x.dtype)
     return (h, tuple(final)) if return_state else h
