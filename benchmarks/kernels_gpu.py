@@ -82,6 +82,20 @@ def _slstm_case(S: int, which: str):
     return run, B * S
 
 
+def _stack_case(S: int, which: str):
+    """A whole XLSTMStack (d_model 256, blocks [m, s, m, m], 4 heads), bf16 autocast."""
+    from xlstm_ts.models import XLSTMStack
+
+    torch.manual_seed(0)
+    stack = XLSTMStack(256, 4, slstm_at=(1,), num_heads=4, backend=which).cuda()
+    x = torch.randn(16, S, 256, device="cuda")
+
+    def run():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            stack(x).float().sum().backward()
+    return run, 16 * S
+
+
 def _flops(cell: str, S: int) -> float:
     if cell == "mlstm":
         B, NH, D, L = 8, 8, 128, 64
@@ -108,22 +122,24 @@ def main() -> None:
     name = torch.cuda.get_device_name()
     rows = []
     for cell, impls in (("mlstm", ["triton", "torch", *(["nx"] if have_nx else [])]),
-                        ("slstm", ["triton", "torch"])):
+                        ("slstm", ["triton", "torch"]), ("stack", ["triton", "torch"])):
         for S in args.seq_lens:
             for which in impls:
-                if cell == "slstm" and which == "torch" and S > args.slow_max:
+                if cell != "mlstm" and which == "torch" and S > args.slow_max:
                     continue
-                make = _mlstm_case if cell == "mlstm" else _slstm_case
+                if cell == "stack" and S > 4096:
+                    continue
+                make = {"mlstm": _mlstm_case, "slstm": _slstm_case, "stack": _stack_case}[cell]
                 try:
                     run, tokens = make(S, which)
-                    reps = 1 if (cell == "slstm" and which == "torch") else 5
+                    reps = 1 if (cell != "mlstm" and which == "torch") else 5
                     seconds, peak = _time(run, reps)
                 except torch.cuda.OutOfMemoryError:
                     rows.append((cell, which, S, None, None, None, None))
                     torch.cuda.empty_cache()
                     continue
-                rows.append((cell, which, S, seconds, peak, tokens / seconds,
-                             _flops(cell, S) / seconds / 1e12))
+                flops = _flops(cell, S) / seconds / 1e12 if cell != "stack" else float("nan")
+                rows.append((cell, which, S, seconds, peak, tokens / seconds, flops))
                 print(rows[-1], flush=True)
                 torch.cuda.empty_cache()
     label = {"triton": "xlstm-ts Triton", "torch": "xlstm-ts PyTorch reference",
@@ -134,7 +150,8 @@ def main() -> None:
         f"Date: {date.today()}; torch {torch.__version__}, triton "
         f"{__import__('triton').__version__}; forward + backward, bf16 inputs, "
         "median of 5 (PyTorch sLSTM loop: 1) after a warm-up. mLSTM B=8 NH=8 D=128; "
-        "sLSTM B=8 NH=8 DH=64. TFLOP/s from the matmul FLOP model in the script's docstring.",
+        "sLSTM B=8 NH=8 DH=64; stack: XLSTMStack d_model 256, [m, s, m, m], B=16, bf16 "
+        "autocast. TFLOP/s from the matmul FLOP model in the script's docstring.",
         "", "| cell | implementation | S | seconds | peak GiB | tokens/s | TFLOP/s |",
         "|---|---|---:|---:|---:|---:|---:|"]
     for cell, which, S, seconds, peak, tps, tflops in rows:
@@ -147,7 +164,8 @@ def main() -> None:
     times = {(c, w, S): t for c, w, S, t, *_ in rows if t}
     for S in args.seq_lens:
         parts = []
-        for cell, base in (("mlstm", "torch"), ("mlstm", "nx"), ("slstm", "torch")):
+        for cell, base in (("mlstm", "torch"), ("mlstm", "nx"), ("slstm", "torch"),
+                           ("stack", "torch")):
             if (cell, "triton", S) in times and (cell, base, S) in times:
                 ratio = times[(cell, base, S)] / times[(cell, "triton", S)]
                 parts.append(f"{cell} Triton vs {label[base]}: {ratio:.2f}x")
