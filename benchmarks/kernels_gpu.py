@@ -134,8 +134,9 @@ def main() -> None:
                     run, tokens = make(S, which)
                     reps = 1 if (cell != "mlstm" and which == "torch") else 5
                     seconds, peak = _time(run, reps)
-                except torch.cuda.OutOfMemoryError:
-                    rows.append((cell, which, S, None, None, None, None))
+                except Exception as err:  # record and go on: one failure must not lose the rest
+                    print(f"{cell} {which} S={S}: {type(err).__name__}: {err}"[:300], flush=True)
+                    rows.append((cell, which, S, None, None, None, type(err).__name__))
                     torch.cuda.empty_cache()
                     continue
                 flops = _flops(cell, S) / seconds / 1e12 if cell != "stack" else float("nan")
@@ -156,7 +157,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|---:|---:|"]
     for cell, which, S, seconds, peak, tps, tflops in rows:
         if seconds is None:
-            lines.append(f"| {cell} | {label[which]} | {S} | out of memory | | | |")
+            lines.append(f"| {cell} | {label[which]} | {S} | failed: {tflops} | | | |")
             continue
         lines.append(f"| {cell} | {label[which]} | {S} | {seconds:.4f} | {peak:.2f} | "
                      f"{tps:,.0f} | {tflops:.1f} |")

@@ -157,34 +157,27 @@ def _bw_states(Q, LF, Ms, Mt, DNUM, DDEN, dC_last, dn_last, dCs, dNs, NC, S_pad,
 def _bw_grads(Q, K, V, I, LF, Cs, Ns, Ms, Mt, DNUM, DDEN, dCs, dNs, dQ, dK, dV, dF, dI, AUX,
               NC, S_pad, DQK: tl.constexpr, DV: tl.constexpr, L: tl.constexpr,
               BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """BV is a block of DV: the value dimension is walked in blocks so that the
+    (DQK, DV) state tiles never sit on chip whole (shared memory)."""
     bh = tl.program_id(0)
     c = tl.program_id(1)
     offs_l = tl.arange(0, L)
     offs_k = tl.arange(0, BK)
-    offs_v = tl.arange(0, BV)
     mk = offs_k < DQK
-    mv = offs_v < DV
-    mkv = mk[:, None] & mv[None, :]
     rows = bh * S_pad + c * L + offs_l
     q = tl.load(Q + rows[:, None] * DQK + offs_k[None, :], mask=mk[None, :], other=0.0)
     k = tl.load(K + rows[:, None] * DQK + offs_k[None, :], mask=mk[None, :], other=0.0)
-    v = tl.load(V + rows[:, None] * DV + offs_v[None, :], mask=mv[None, :], other=0.0)
-    qf, kf, vf = q.to(tl.float32), k.to(tl.float32), v.to(tl.float32)
+    qf, kf = q.to(tl.float32), k.to(tl.float32)
     lf = tl.load(LF + rows)
     F = tl.cumsum(lf, 0)
     F_end = tl.sum(lf, 0)
     ig = tl.load(I + rows)
     m_t = tl.load(Mt + rows)
-    dnum = tl.load(DNUM + rows[:, None] * DV + offs_v[None, :], mask=mv[None, :], other=0.0)
     dden = tl.load(DDEN + rows)
     state = bh * (NC + 1) + c
-    C0 = tl.load(Cs + state * DQK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=mkv,
-                 other=0.0)
     n0 = tl.load(Ns + state * DQK + offs_k, mask=mk, other=0.0)
     m0 = tl.load(Ms + state)
     m1 = tl.load(Ms + state + 1)
-    dC1 = tl.load(dCs + (state + 1) * DQK * DV + offs_k[:, None] * DV + offs_v[None, :],
-                  mask=mkv, other=0.0)
     dn1 = tl.load(dNs + (state + 1) * DQK + offs_k, mask=mk, other=0.0)
 
     # recompute the forward quantities of this chunk
@@ -196,30 +189,52 @@ def _bw_grads(Q, K, V, I, LF, Cs, Ns, Ms, Mt, DNUM, DDEN, dCs, dNs, dQ, dK, dV, 
     scores = qk * W
     w = tl.exp(F_end - F + ig - m1)  # weight of each step in the state after the chunk
 
-    # outputs: num = scores v + a q C0, den = rowsum(scores) + a q.n0
-    dS = tl.dot(dnum, tl.trans(vf), input_precision=PREC) + dden[:, None]
+    # outputs: num = scores v + a q C0, den = rowsum(scores) + a q.n0; walk DV in blocks
+    dS = tl.zeros([L, L], tl.float32) + dden[:, None]
+    dq_state = tl.zeros([L, BK], tl.float32)  # dnum C0^T
+    dk_state = tl.zeros([L, BK], tl.float32)  # v dC1^T
+    carry_num = tl.zeros([L], tl.float32)  # rowsum(dnum * q C0)
+    logw_num = tl.zeros([L], tl.float32)  # rowsum(k dC1 * v)
+    decay_sum = tl.sum(tl.zeros([L], tl.float32), 0)  # sum(C0 * dC1)
+    for vb in range(0, DV, BV):
+        offs_v = vb + tl.arange(0, BV)
+        mv = offs_v < DV
+        mkv = mk[:, None] & mv[None, :]
+        v = tl.load(V + rows[:, None] * DV + offs_v[None, :], mask=mv[None, :], other=0.0)
+        vf = v.to(tl.float32)
+        dnum = tl.load(DNUM + rows[:, None] * DV + offs_v[None, :], mask=mv[None, :],
+                       other=0.0)
+        C0 = tl.load(Cs + state * DQK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=mkv,
+                     other=0.0)
+        dC1 = tl.load(dCs + (state + 1) * DQK * DV + offs_k[:, None] * DV + offs_v[None, :],
+                      mask=mkv, other=0.0)
+        dS += tl.dot(dnum, tl.trans(vf), input_precision=PREC)
+        dq_state += tl.dot(dnum, tl.trans(C0), input_precision=PREC)
+        dk_state += tl.dot(vf, tl.trans(dC1), input_precision=PREC)
+        kdC1 = tl.dot(kf, dC1, input_precision=PREC)  # (L, BV)
+        dv = tl.dot(tl.trans(scores), dnum, input_precision=PREC) + w[:, None] * kdC1
+        tl.store(dV + rows[:, None] * DV + offs_v[None, :], dv, mask=mv[None, :])
+        carry_num += tl.sum(dnum * tl.dot(qf, C0, input_precision=PREC), 1)
+        logw_num += tl.sum(kdC1 * vf, 1)
+        decay_sum += tl.sum(tl.sum(C0 * dC1, 1), 0)
+
     dSW = dS * W
-    dq = tl.dot(dSW, kf, input_precision=PREC)
-    dq += a[:, None] * (tl.dot(dnum, tl.trans(C0), input_precision=PREC)
-                        + dden[:, None] * n0[None, :])
-    dk = tl.dot(tl.trans(dSW), qf, input_precision=PREC)
-    dk += w[:, None] * (tl.dot(vf, tl.trans(dC1), input_precision=PREC) + dn1[None, :])
-    kdC1 = tl.dot(kf, dC1, input_precision=PREC)  # (L, DV)
-    dv = tl.dot(tl.trans(scores), dnum, input_precision=PREC) + w[:, None] * kdC1
+    dq = tl.dot(dSW, kf, input_precision=PREC) + a[:, None] * (dq_state
+                                                              + dden[:, None] * n0[None, :])
+    dk = tl.dot(tl.trans(dSW), qf, input_precision=PREC) + w[:, None] * (dk_state
+                                                                        + dn1[None, :])
 
     # gates, through the log weights (m held constant)
     dD = dSW * qk
-    qC0 = tl.dot(qf, C0, input_precision=PREC)
-    d_carry = a * (tl.sum(dnum * qC0, 1) + dden * tl.sum(qf * n0[None, :], 1))
-    d_logw = w * (tl.sum(kdC1 * vf, 1) + tl.sum(kf * dn1[None, :], 1))
-    d_logdecay = tl.exp(F_end + m0 - m1) * (tl.sum(tl.sum(C0 * dC1, 1), 0) + tl.sum(n0 * dn1, 0))
+    d_carry = a * (carry_num + dden * tl.sum(qf * n0[None, :], 1))
+    d_logw = w * (logw_num + tl.sum(kf * dn1[None, :], 1))
+    d_logdecay = tl.exp(F_end + m0 - m1) * (decay_sum + tl.sum(n0 * dn1, 0))
     col = tl.sum(dD, 0)
     d_F = tl.sum(dD, 1) - col + d_carry - d_logw
     d_F += tl.where(offs_l == L - 1, tl.sum(d_logw, 0) + d_logdecay, 0.0)
 
     tl.store(dQ + rows[:, None] * DQK + offs_k[None, :], dq, mask=mk[None, :])
     tl.store(dK + rows[:, None] * DQK + offs_k[None, :], dk, mask=mk[None, :])
-    tl.store(dV + rows[:, None] * DV + offs_v[None, :], dv, mask=mv[None, :])
     tl.store(dF + rows, d_F)
     tl.store(dI + rows, col + d_logw)
     # per-chunk sums for the stabilizer chain (see _stabilizer_grads)
@@ -340,8 +355,8 @@ class MLSTMChunkwiseTriton(torch.autograd.Function):
         dF = torch.empty(BH, S_pad, device=q.device, dtype=torch.float32)
         di = torch.empty_like(dF)
         _bw_grads[(BH, NC)](q, k, v, i, log_f, Cs, Ns, Ms, Mt, dnum, dden, dCs, dNs, dq, dk, dv,
-                            dF, di, aux, NC, S_pad, DQK=DQK, DV=DV, L=L, BK=BK, BV=BV,
-                            PREC=prec, num_warps=8)
+                            dF, di, aux, NC, S_pad, DQK=DQK, DV=DV, L=L, BK=BK,
+                            BV=min(BV, 32), PREC=prec, num_warps=8, num_stages=1)
         d_m_last = (torch.zeros(BH, device=q.device) if _dm_last is None
                     else _dm_last.reshape(BH).float())
         dm0 = _stabilizer_grads(i.view(BH, NC, L), log_f.view(BH, NC, L), Ms, aux, d_m_last,
