@@ -108,6 +108,9 @@ def _flops(cell: str, S: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--cells", nargs="+", default=["mlstm", "slstm", "stack"])
+    parser.add_argument("--impls", nargs="+", default=["triton", "torch", "nx"])
+    parser.add_argument("--name", help="results file name (default kernels-<gpu>.md)")
     parser.add_argument("--slow-max", type=int, default=16384,
                         help="longest S for the PyTorch sLSTM loop (slow)")
     args = parser.parse_args()
@@ -123,8 +126,10 @@ def main() -> None:
     rows = []
     for cell, impls in (("mlstm", ["triton", "torch", *(["nx"] if have_nx else [])]),
                         ("slstm", ["triton", "torch"]), ("stack", ["triton", "torch"])):
+        if cell not in args.cells:
+            continue
         for S in args.seq_lens:
-            for which in impls:
+            for which in [w for w in impls if w in args.impls]:
                 if cell != "mlstm" and which == "torch" and S > args.slow_max:
                     continue
                 if cell == "stack" and S > 4096:
@@ -147,7 +152,7 @@ def main() -> None:
              "nx": "mlstm-kernels chunkwise--triton_xl_chunk"}
     lines = [
         f"# Triton kernels on {name}", "",
-        "Command: `python benchmarks/kernels_gpu.py`",
+        "Command: `python benchmarks/kernels_gpu.py " + " ".join(sys.argv[1:]) + "`",
         f"Date: {date.today()}; torch {torch.__version__}, triton "
         f"{__import__('triton').__version__}; forward + backward, bf16 inputs, "
         "median of 5 (PyTorch sLSTM loop: 1) after a warm-up. mLSTM B=8 NH=8 D=128; "
@@ -173,7 +178,7 @@ def main() -> None:
         if parts:
             lines.append(f"- S={S}: " + "; ".join(parts))
     slug = "h200" if "H200" in name else name.lower().replace(" ", "-")
-    write_result(f"kernels-{slug}.md", "\n".join(lines) + "\n")
+    write_result(args.name or f"kernels-{slug}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
