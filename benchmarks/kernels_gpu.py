@@ -20,12 +20,15 @@ Without CUDA it prints a note and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from datetime import date
 
 import torch
 from _results import write_result
+
+PEER = os.environ.get("XLSTM_TS_PEER_KERNEL", "chunkwise--triton_xl_chunk")
 
 
 def _time(fn, reps: int) -> tuple[float, float]:
@@ -57,7 +60,7 @@ def _mlstm_case(S: int, which: str):
     if which == "nx":
         from mlstm_kernels.torch import get_mlstm_kernel
 
-        kernel = get_mlstm_kernel("chunkwise--triton_xl_chunk")
+        kernel = get_mlstm_kernel(PEER)
 
         def run():
             kernel(q, k, v, i.to(q.dtype), f.to(q.dtype)).sum().backward()
@@ -149,7 +152,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 torch.cuda.empty_cache()
     label = {"triton": "xlstm-ts Triton", "torch": "xlstm-ts PyTorch reference",
-             "nx": "mlstm-kernels chunkwise--triton_xl_chunk"}
+             "nx": f"mlstm-kernels {PEER}"}
     lines = [
         f"# Triton kernels on {name}", "",
         "Command: `python benchmarks/kernels_gpu.py " + " ".join(sys.argv[1:]) + "`",
