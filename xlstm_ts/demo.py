@@ -5,7 +5,8 @@ on rows [0, 11520) (the last 720 for validation and early stopping), then 10
 rolling forecasts inside the test rows [11520, 14400). Errors are reported on
 values standardised with train-only statistics, as in the ETT literature, per
 horizon bucket, beside the seasonal-naive baseline (same hours of the last day).
-Forecasts go to ``outputs/forecasts.csv`` and a plot to ``outputs/forecast.png``.
+Forecasts go to ``outputs/forecasts.csv``; plots (forecast from the last cutoff,
+errors by horizon and cutoff, training curve) to ``outputs/*.png``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from . import XLSTMForecaster, datasets
 from ._io import atomic_write
+from .plotting import plot_backtest, plot_forecast, plot_training
 
 HORIZON, TRAIN_END, TEST_END, WINDOWS, STEP = 96, 11520, 14400, 10, 288
 OUT = Path("outputs")
@@ -81,28 +79,16 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     table = result.drop(columns=[c for c in result.columns if c.endswith("_std")])
     atomic_write(OUT / "forecasts.csv", lambda tmp: table.to_csv(tmp, index=False))
-    _plot(df, result, OUT / "forecast.png")
-    print(f"\nwrote {OUT / 'forecasts.csv'} and {OUT / 'forecast.png'}")
-
-
-def _plot(df: pd.DataFrame, result: pd.DataFrame, path: Path) -> None:
-    last_cutoff = result.cutoff.max()
-    series = ["OT", "HUFL"]
-    fig, axes = plt.subplots(len(series), 1, figsize=(10, 6), sharex=True)
-    for ax, sid in zip(axes, series, strict=True):
-        fc = result[(result.unique_id == sid) & (result.cutoff == last_cutoff)]
-        hist = df[(df.unique_id == sid) & (df.ds <= last_cutoff)].tail(7 * 24)
-        ax.plot(hist.ds, hist.y, color="0.3", lw=1, label="history")
-        ax.plot(fc.ds, fc.y, color="0.3", lw=1, ls=":", label="actual")
-        ax.plot(fc.ds, fc.y_pred, color="C0", lw=1.5, label="xLSTM forecast")
-        ax.fill_between(fc.ds, fc["y_pred_q0.1"], fc["y_pred_q0.9"], color="C0", alpha=0.2,
-                        label="80% interval")
-        ax.set_ylabel(sid)
-    axes[0].legend(loc="upper left", ncol=4, fontsize=8)
-    axes[0].set_title("ETTh1: 96-hour forecast from the last backtest cutoff")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    last = result[result.cutoff == result.cutoff.max()]
+    figures = {
+        "forecast.png": plot_forecast(df[df.ds <= last.cutoff.max()], last, actuals=df,
+                                      ids=["OT", "HUFL"], context=7 * 24),
+        "backtest.png": plot_backtest(result),
+        "training.png": plot_training(model),
+    }
+    for name, figure in figures.items():
+        atomic_write(OUT / name, lambda tmp, fig=figure: fig.savefig(tmp, dpi=100, format="png"))
+    print(f"\nwrote {OUT / 'forecasts.csv'} and {', '.join(str(OUT / n) for n in figures)}")
 
 
 if __name__ == "__main__":

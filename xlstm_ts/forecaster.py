@@ -47,7 +47,8 @@ from .data.frames import from_polars, to_polars
 from .data.series import SINGLE_SERIES_ID
 from .metrics import evaluate
 from .models import HEADS, NETWORKS, NetworkConfig
-from .training import ForecastModule, WindowDataModule, build_trainer
+from .plotting import plot_forecast, plot_training
+from .training import ForecastModule, LossHistory, WindowDataModule, build_trainer
 
 FORMAT_VERSION = 1
 PRED_COL = "y_pred"
@@ -227,10 +228,10 @@ class XLSTMForecaster(BaseEstimator):
             try:
                 mlflow.log_params(tracking_lib.data_summary(self.data_))
                 history = _as_pandas(df)
-                figure = tracking_lib.forecast_figure(
-                    history, _as_pandas(self.predict()), self.id_col, self.time_col,
-                    self.target_col)
-                mlflow.log_figure(figure, "forecast.png")
+                mlflow.log_figure(plot_forecast(
+                    history, self.predict(), id_col=self.id_col, time_col=self.time_col,
+                    target_col=self.target_col, max_series=4), "forecast.png")
+                mlflow.log_figure(plot_training(self), "training.png")
                 mlflow.log_dict({"params": params, "network": _jsonable(asdict(self.config_))},
                                 "config.json")
                 if log_model:
@@ -265,12 +266,13 @@ class XLSTMForecaster(BaseEstimator):
             if not os.path.exists(ckpt_path):
                 raise ValueError(f"resume=True but {ckpt_path} does not exist; set "
                                  f"checkpoint_dir to the directory of the killed fit.")
+        losses = LossHistory()
         trainer, checkpoint = build_trainer(
             max_epochs=self.max_epochs, checkpoint_dir=directory, patience=self.patience,
             has_validation=bool(val), gradient_clip=self.gradient_clip,
             accelerator=self.accelerator, devices=self.devices, precision=self.precision,
             progress_bar=self.progress_bar, logger=self.logger,
-            callbacks=[*(self.callbacks or ()), *extra_callbacks], deterministic=False)
+            callbacks=[*(self.callbacks or ()), *extra_callbacks, losses], deterministic=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         best = checkpoint.best_model_path or checkpoint.last_model_path
         if best:
@@ -283,6 +285,7 @@ class XLSTMForecaster(BaseEstimator):
         self.freq_ = data.freq
         self.epochs_trained_ = trainer.current_epoch
         self.history_ = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.loss_history_ = losses.history
         return self
 
     # ------------------------------------------------------------------ predict
@@ -594,6 +597,7 @@ class XLSTMForecaster(BaseEstimator):
             "static_categories": d.static_categories, "calendar": list(d.calendar),
             "columns": _jsonable(asdict(d.columns)),
             "time_dtype": str(d.times.dtype),
+            "loss_history": getattr(self, "loss_history_", None),
         }
         tensors = {"lengths": torch.from_numpy(d.lengths), "times": torch.from_numpy(
             d.times.astype("datetime64[us]").astype(np.int64) if d.times.dtype.kind == "M"
@@ -639,6 +643,8 @@ class XLSTMForecaster(BaseEstimator):
         tensors = torch.load(path / "history.pt", weights_only=True)
         model.data_ = _history_from(config, tensors, model.lookback)
         model.freq_ = model.data_.freq
+        if config.get("loss_history"):
+            model.loss_history_ = config["loss_history"]
         if "conformal_errors" in tensors:
             model.conformal_errors_ = tensors["conformal_errors"].numpy()
         if (path / "stream.pt").exists():

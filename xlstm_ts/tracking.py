@@ -169,31 +169,6 @@ def download_model(uri: str) -> Path:
     raise ValueError(f"{uri} does not hold an xlstm-ts forecaster (no config.json found).")
 
 
-def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, id_col: str, time_col: str,
-                    target_col: str, max_series: int = 4):
-    """History tail and forecast of the first ``max_series`` series, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ids = list(dict.fromkeys(forecast[id_col]))[:max_series]
-    fig, axes = plt.subplots(len(ids), 1, figsize=(9, 2.2 * len(ids)), squeeze=False)
-    for ax, sid in zip(axes[:, 0], ids, strict=True):
-        fc = forecast[forecast[id_col] == sid]
-        hist = history[history[id_col] == sid].tail(4 * len(fc))
-        ax.plot(hist[time_col], hist[target_col], color="0.3", lw=1, label="history")
-        ax.plot(fc[time_col], fc["y_pred"], color="C0", lw=1.5, label="forecast")
-        lo, hi = [c for c in fc.columns if c.startswith("y_pred_q")][:1], \
-            [c for c in fc.columns if c.startswith("y_pred_q")][-1:]
-        if lo and hi and lo != hi:
-            ax.fill_between(fc[time_col], fc[lo[0]], fc[hi[0]], color="C0", alpha=0.2)
-        ax.set_ylabel(str(sid))
-    axes[0, 0].legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def warn_logging_failed(err: Exception) -> None:
     warnings.warn(f"MLflow logging failed after training ({type(err).__name__}: {err}); "
                   f"the fitted model is kept in memory.", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,18 @@
+"""LossHistory: per-epoch losses kept on the fitted forecaster (``loss_history_``)."""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import Callback
+
+
+class LossHistory(Callback):
+    """Records ``train_loss`` and ``val_loss`` (None without validation) each epoch."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        metrics = trainer.callback_metrics
+        self.history["epoch"].append(trainer.current_epoch)
+        for name in ("train_loss", "val_loss"):
+            self.history[name].append(float(metrics[name]) if name in metrics else None)
