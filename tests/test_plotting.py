@@ -49,7 +49,7 @@ def test_forecast_plot_with_intervals_and_actuals(model_and_data):
 
 
 def test_forecast_plot_draws_conformal_bands(model_and_data):
-    model, train, _, df = model_and_data
+    model, train, _, _ = model_and_data
     model.conformalize(train, n_windows=2)
     forecasts = model.predict(level=(80, 95))
     fig = plot_forecast(train, forecasts, ids=["s0"])
