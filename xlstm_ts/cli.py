@@ -101,6 +101,7 @@ def _static(config):
 
 
 def cmd_validate(args) -> int:
+    """xlstm-ts validate: check the config and the data without training."""
     from .config import load_config
     from .data import check_min_length
 
@@ -116,6 +117,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    """xlstm-ts fit: train and save the model to output.model_dir."""
     from .config import load_config
 
     config = load_config(args.config, args.set)
@@ -128,6 +130,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_backtest(args) -> int:
+    """xlstm-ts backtest: rolling-origin evaluation to output.backtest."""
     from .config import load_config
 
     config = load_config(args.config, args.set)
@@ -141,6 +144,7 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    """xlstm-ts tune: Optuna search; saves the refitted best model."""
     from .config import load_config
     from .tuning import tune
 
@@ -185,6 +189,7 @@ def _predict_settings(args):
 
 
 def cmd_predict(args) -> int:
+    """xlstm-ts predict: forecasts from a saved or logged model (optionally updating it)."""
     import pandas as pd
     import polars as pl
 
@@ -245,6 +250,7 @@ def _last_times(model):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the xlstm-ts command."""
     parser = argparse.ArgumentParser(prog="xlstm-ts",
                                      description="Time-series forecasting with xLSTM.")
     parser.add_argument("--version", action="version", version=f"xlstm-ts {__version__}")

@@ -85,6 +85,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def tracking_arg(self):
+        """The ``tracking=`` argument for fit/backtest/tune (None when disabled)."""
         t = self.tracking
         if not t.enabled:
             return None

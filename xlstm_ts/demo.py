@@ -35,6 +35,7 @@ def _seasonal_naive(history: pd.DataFrame, forecast: pd.DataFrame) -> pd.Series:
 
 
 def main() -> None:
+    """Run the demo: fit, backtest, print the error table, write outputs/."""
     df = datasets.load_etth1()
     df = df.groupby("unique_id").head(TEST_END).reset_index(drop=True)
     train = df.groupby("unique_id").head(TRAIN_END)

@@ -26,16 +26,19 @@ def _pair(y_true, y_pred):
 
 
 def mae(y_true, y_pred) -> float:
+    """Mean absolute error, in the units of the data; NaN pairs are ignored."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean(np.abs(t - p)))
 
 
 def mse(y_true, y_pred) -> float:
+    """Mean squared error, in squared units of the data; NaN pairs are ignored."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean((t - p) ** 2))
 
 
 def rmse(y_true, y_pred) -> float:
+    """Root mean squared error, in the units of the data."""
     return float(np.sqrt(mse(y_true, y_pred)))
 
 
@@ -84,6 +87,7 @@ def coverage(y_true, lower, upper) -> float:
 
 
 def interval_width(lower, upper) -> float:
+    """Mean width of the intervals [lower, upper], in the units of the data."""
     lo, hi = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
     return float(np.mean(hi - lo))
 

@@ -82,6 +82,7 @@ def _artifact_root(uri: str) -> str | None:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of xlstm-ts and its main dependencies, as MLflow tags."""
     out = {}
     for name in ("xlstm-ts", "torch", "lightning", "polars", "pandas", "optuna", "mlflow"):
         try:
@@ -92,6 +93,7 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """The commit of the working directory's git checkout, or None outside one."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True)
@@ -170,5 +172,6 @@ def download_model(uri: str) -> Path:
 
 
 def warn_logging_failed(err: Exception) -> None:
+    """Warn that MLflow logging failed after training (the model is kept)."""
     warnings.warn(f"MLflow logging failed after training ({type(err).__name__}: {err}); "
                   f"the fitted model is kept in memory.", RuntimeWarning, stacklevel=3)

@@ -45,6 +45,7 @@ class PointHead(nn.Module):
         return self.proj(z)
 
     def loss(self, params, target, mask=None):
+        """Mean point loss of params (B, H) against target (B, H) over unmasked steps."""
         if self.loss_name == "mse":
             err = (params - target) ** 2
         elif self.loss_name == "mae":
@@ -54,9 +55,11 @@ class PointHead(nn.Module):
         return _masked_mean(err, mask)
 
     def point(self, params):
+        """The point forecast (B, H)."""
         return params
 
     def quantiles(self, params, levels):
+        """Not available: a point head predicts no distribution."""
         raise ValueError("A point head has no quantiles; use head='quantile', 'normal' or "
                          "'studentt', or conformal intervals.")
 
@@ -80,12 +83,14 @@ class QuantileHead(nn.Module):
         return torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
 
     def loss(self, params, target, mask=None):
+        """Mean pinball loss of quantiles (B, H, Q) against target (B, H)."""
         diff = target.unsqueeze(-1) - params  # (B, H, Q)
         levels = self.levels.to(params.dtype)
         pinball = torch.maximum(levels * diff, (levels - 1.0) * diff)
         return _masked_mean(pinball, mask)
 
     def point(self, params):
+        """The median (B, H), interpolated if 0.5 is not a trained level."""
         return self.quantiles(params, [0.5])[..., 0]
 
     def quantiles(self, params, levels):
@@ -123,14 +128,17 @@ class DistributionHead(nn.Module):
         return torch.stack(parts, dim=-1)
 
     def distribution(self, params) -> torch.distributions.Distribution:
+        """The predictive distribution over (B, H) from params (B, H, 2 or 3)."""
         if self.family == "normal":
             return torch.distributions.Normal(params[..., 0], params[..., 1])
         return torch.distributions.StudentT(params[..., 2], params[..., 0], params[..., 1])
 
     def loss(self, params, target, mask=None):
+        """Mean negative log-likelihood of target (B, H) over unmasked steps."""
         return _masked_mean(-self.distribution(params).log_prob(target), mask)
 
     def point(self, params):
+        """The location (B, H)."""
         return params[..., 0]  # both families are symmetric: the median is loc
 
     def sample(self, params, n: int) -> torch.Tensor:
@@ -138,6 +146,7 @@ class DistributionHead(nn.Module):
         return self.distribution(params).sample((n,))
 
     def quantiles(self, params, levels):
+        """Quantiles (B, H, Q) at ``levels`` (Student-t: from 2,000 samples)."""
         wanted = torch.as_tensor(list(levels), dtype=params.dtype, device=params.device)
         if self.family == "normal":
             std = torch.distributions.Normal(0.0, 1.0).icdf(wanted)

@@ -53,6 +53,7 @@ class NetworkConfig:
     backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"
 
     def validate(self) -> NetworkConfig:
+        """Self, after checking every field; ValueError/TypeError naming the bad one."""
         for name in ("lookback", "horizon", "d_model", "num_blocks", "num_heads", "patch_len",
                      "patch_stride", "decomposition_kernel"):
             check_positive_int(name, getattr(self, name))

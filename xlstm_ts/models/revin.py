@@ -29,6 +29,7 @@ class RevIN(nn.Module):
         return None if self.log_weight is None else self.log_weight.exp()
 
     def normalize(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """x (B, L, C) -> (normalised x, (mean, std)); statistics over observed steps."""
         stats = self.statistics(x, mask)
         return self.apply(x, stats, mask), stats
 
@@ -51,6 +52,7 @@ class RevIN(nn.Module):
         return y
 
     def denormalize(self, y: torch.Tensor, stats) -> torch.Tensor:
+        """y (B, H, C) in normalised units -> the original units of ``stats``."""
         mean, std = stats
         if self.log_weight is not None:
             y = (y - self.bias) / self.weight

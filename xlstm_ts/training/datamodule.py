@@ -18,6 +18,7 @@ class EpochSampler(Sampler[int]):
         self.n_items, self.num_samples, self.seed, self.epoch = n_items, num_samples, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Reseed for ``epoch``: resumed fits draw the same windows."""
         self.epoch = epoch
 
     def __len__(self) -> int:
