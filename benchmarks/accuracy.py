@@ -1,0 +1,219 @@
+"""Accuracy on the standard long-horizon ETT protocol and on M4 Hourly.
+
+ETT (``ett``): all 7 channels, rows split by the standard borders (hourly: train
+[0, 8640), validation [8640, 11520), test [11520, 14400); times 4 for ETTm1), a
+per-channel standard scaler fit on the train rows only, and MSE / MAE on the
+scaled values of every test window (stride 1, horizons inside the test rows),
+averaged over windows and channels. For each horizon the lookback is chosen
+among ``--lookbacks`` by the best validation loss (the test rows are never seen
+before the final scoring). One JSON line per (dataset, horizon, seed) goes to
+``benchmarks/results/accuracy-runs.jsonl``; ``report`` turns those lines into
+``benchmarks/results/accuracy-ett.md`` (mean and spread over seeds).
+
+M4 Hourly (``m4``): the forecaster (one global model), seasonal naive and, when
+``statsforecast`` is installed (the ``bench`` extra), AutoETS with season 24, all
+in the same run: sMAPE and MASE (seasonality 24), averaged over the 414 series.
+
+    python benchmarks/accuracy.py ett --dataset ETTh1 --horizons 96 192 336 720 --seeds 0
+    python benchmarks/accuracy.py m4 --seeds 0
+    python benchmarks/accuracy.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from _results import RESULTS, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = RESULTS / "accuracy-runs.jsonl"
+TARGETS = {96: 0.360, 192: 0.395, 336: 0.415, 720: 0.435}  # ETTh1 MSE goals (issue 9)
+REFERENCES = {96: 0.370, 192: 0.405, 336: 0.422, 720: 0.441}  # best published, roughly
+
+
+def _ett_frame(name: str) -> tuple[pd.DataFrame, int]:
+    """The ETT file as a long frame scaled with train-only statistics; steps per hour."""
+    path = ROOT / "datasets" / f"{name}.csv"
+    if not path.exists():
+        path = ROOT.parent / "shared" / "datasets" / f"{name}.csv"
+    wide = pd.read_csv(path, parse_dates=["date"])
+    per_hour = 4 if name.startswith("ETTm") else 1
+    wide = wide.iloc[: 14400 * per_hour]
+    train = wide.iloc[: 8640 * per_hour]
+    channels = [c for c in wide.columns if c != "date"]
+    scaled = (wide[channels] - train[channels].mean()) / train[channels].std(ddof=0)
+    scaled["date"] = wide["date"]
+    long = scaled.melt(id_vars="date", var_name="unique_id", value_name="y")
+    return long.rename(columns={"date": "ds"})[["unique_id", "ds", "y"]], per_hour
+
+
+@torch.no_grad()
+def _test_scores(model, frame: pd.DataFrame, per_hour: int) -> dict:
+    """MSE and MAE over every test window (stride 1) of every channel."""
+    from xlstm_ts.data import WindowDataset, ett_regions
+
+    data = model._prepare(frame)
+    test = WindowDataset(data, model.lookback, model.horizon, region=ett_regions(per_hour)["test"])
+    net = model.network_.eval()
+    sq, ab, count = 0.0, 0.0, 0
+    for start in range(0, len(test), 1024):
+        batch = test[np.arange(start, min(start + 1024, len(test)))]
+        params, stats = net(batch)
+        pred = net.denormalize(net.head.point(params), stats)
+        err = pred - batch["target"]
+        sq += float((err ** 2).sum())
+        ab += float(err.abs().sum())
+        count += err.numel()
+    return {"mse": sq / count, "mae": ab / count, "windows": len(test)}
+
+
+def run_ett(args) -> None:
+    from xlstm_ts import XLSTMForecaster
+
+    frame, per_hour = _ett_frame(args.dataset)
+    fit_rows = frame[frame.groupby("unique_id").cumcount() < 11520 * per_hour]
+    for seed in args.seeds:
+        for horizon in args.horizons:
+            candidates = {}
+            for lookback in args.lookbacks:
+                start = time.perf_counter()
+                model = XLSTMForecaster(
+                    lookback=lookback, horizon=horizon, calendar=("hour", "dayofweek"),
+                    val_size=2880 * per_hour, max_epochs=args.epochs,
+                    batches_per_epoch=args.batches, progress_bar=False, random_state=seed)
+                model.fit(fit_rows)
+                candidates[lookback] = (model.history_["val_loss"], model,
+                                        time.perf_counter() - start)
+                print(f"{args.dataset} h={horizon} L={lookback} seed={seed}: val "
+                      f"{candidates[lookback][0]:.4f} in {candidates[lookback][2]:.0f} s",
+                      flush=True)
+            best = min(candidates, key=lambda k: candidates[k][0])
+            _, model, seconds = candidates[best]
+            scores = _test_scores(model, frame, per_hour)
+            row = {"dataset": args.dataset, "horizon": horizon, "seed": seed, "lookback": best,
+                   "val_losses": {str(k): v[0] for k, v in candidates.items()},
+                   "params": sum(p.numel() for p in model.network_.parameters()),
+                   "epochs": model.epochs_trained_, "fit_seconds": seconds,
+                   "all_fit_seconds": sum(v[2] for v in candidates.values()),
+                   "cores": os.cpu_count(), "torch": torch.__version__,
+                   "date": str(date.today()), **scores}
+            print(json.dumps(row), flush=True)
+            with open(RUNS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def run_m4(args) -> None:
+    from xlstm_ts import XLSTMForecaster, datasets
+    from xlstm_ts.baselines import SeasonalNaive
+    from xlstm_ts.metrics import evaluate
+
+    train = datasets.load_m4_hourly("train")
+    test = datasets.load_m4_hourly("test")
+
+    def score(forecast):
+        merged = forecast.merge(test, on=["unique_id", "ds"])
+        return evaluate(merged, metrics=("smape", "mase"), train_df=train, season=24)
+
+    results = {}
+    start = time.perf_counter()
+    results["seasonal naive"] = (score(SeasonalNaive(24).fit(train).predict(48)),
+                                 time.perf_counter() - start)
+    try:
+        from statsforecast import StatsForecast
+        from statsforecast.models import AutoETS
+
+        start = time.perf_counter()
+        sf = StatsForecast(models=[AutoETS(season_length=24)], freq=1, n_jobs=1)
+        ets = sf.forecast(df=train, h=48).reset_index()
+        ets = ets.rename(columns={"AutoETS": "y_pred"})[["unique_id", "ds", "y_pred"]]
+        results["AutoETS (statsforecast)"] = (score(ets), time.perf_counter() - start)
+    except ImportError:
+        print("statsforecast not installed: AutoETS skipped (pip install -e '.[bench]')")
+    for seed in args.seeds:
+        start = time.perf_counter()
+        model = XLSTMForecaster(lookback=336, horizon=48, patch_len=24, patch_stride=12,
+                                val_size=48, max_epochs=args.epochs,
+                                batches_per_epoch=args.batches, progress_bar=False,
+                                random_state=seed).fit(train)
+        results[f"xlstm-ts seed {seed}"] = (score(model.predict()), time.perf_counter() - start)
+    for name, (scores, seconds) in results.items():
+        row = {"dataset": "M4-Hourly", "model": name, **scores, "seconds": seconds,
+               "cores": os.cpu_count(), "torch": torch.__version__, "date": str(date.today())}
+        print(json.dumps(row), flush=True)
+        with open(RUNS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def report(_args) -> None:
+    rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    lines = ["# Accuracy", "",
+             "Commands: `python benchmarks/accuracy.py ett --dataset ETTh1 --horizons 96 192 "
+             "336 720 --seeds ...`, `python benchmarks/accuracy.py m4 --seeds ...`, then "
+             "`python benchmarks/accuracy.py report` (this file, from "
+             "`accuracy-runs.jsonl`). CPU, 2 cores; default forecaster (patched xLSTM, "
+             "d_model 64, blocks [m, s], point head, MSE loss, calendar features), lookback "
+             "chosen on the validation split.", ""]
+    ett = [r for r in rows if r["dataset"].startswith("ETT")]
+    for dataset in sorted({r["dataset"] for r in ett}):
+        lines += [f"## {dataset}, standard protocol (stride-1 test windows, 7 channels)", "",
+                  "| horizon | MSE | MAE | seeds | lookback | published best (MSE) | goal "
+                  "| params | epochs | fit s (chosen) | fit s (all lookbacks) |",
+                  "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for horizon in sorted({r["horizon"] for r in ett if r["dataset"] == dataset}):
+            runs = [r for r in ett if r["dataset"] == dataset and r["horizon"] == horizon]
+            mse = [r["mse"] for r in runs]
+            mae = [r["mae"] for r in runs]
+
+            def fmt(values):
+                if len(values) == 1:
+                    return f"{values[0]:.3f}"
+                return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+            ref = REFERENCES.get(horizon, "") if dataset == "ETTh1" else ""
+            goal = TARGETS.get(horizon, "") if dataset == "ETTh1" else ""
+            lines.append(
+                f"| {horizon} | {fmt(mse)} | {fmt(mae)} | {len(runs)} | "
+                f"{', '.join(str(r['lookback']) for r in runs)} | {ref} | {goal} | "
+                f"{runs[0]['params']:,} | {', '.join(str(r['epochs']) for r in runs)} | "
+                f"{statistics.mean(r['fit_seconds'] for r in runs):.0f} | "
+                f"{statistics.mean(r['all_fit_seconds'] for r in runs):.0f} |")
+        lines.append("")
+    m4 = [r for r in rows if r["dataset"] == "M4-Hourly"]
+    if m4:
+        lines += ["## M4 Hourly (414 series, horizon 48)", "",
+                  "| model | sMAPE | MASE | seconds |", "|---|---:|---:|---:|"]
+        for r in m4:
+            lines.append(f"| {r['model']} | {r['smape']:.3f} | {r['mase']:.3f} | "
+                         f"{r['seconds']:.0f} |")
+    write_result("accuracy-ett.md", "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    ett = sub.add_parser("ett")
+    ett.add_argument("--dataset", default="ETTh1", choices=["ETTh1", "ETTm1"])
+    ett.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
+    ett.add_argument("--lookbacks", type=int, nargs="+", default=[336, 512])
+    ett.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ett.add_argument("--epochs", type=int, default=20)
+    ett.add_argument("--batches", type=int, default=50)
+    m4 = sub.add_parser("m4")
+    m4.add_argument("--seeds", type=int, nargs="+", default=[0])
+    m4.add_argument("--epochs", type=int, default=20)
+    m4.add_argument("--batches", type=int, default=100)
+    sub.add_parser("report")
+    args = parser.parse_args()
+    {"ett": run_ett, "m4": run_m4, "report": report}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
