@@ -193,6 +193,7 @@ def cmd_predict(args) -> int:
     import pandas as pd
     import polars as pl
 
+    from .data.frames import to_polars
     from .data.series import SINGLE_SERIES_ID, normalise_time
     from .forecaster import XLSTMForecaster
 
@@ -219,10 +220,10 @@ def cmd_predict(args) -> int:
             raise InputError(f"--as-of {s['as_of']}: no rows at or before it in {s['input']}.")
     if s["update"]:  # absorb new rows into the carried state, forecast from the new end
         model.update(history, skip_seen=True)
-        forecast = to_polars_frame(model.predict(horizon=s["horizon"]))
+        forecast, _ = to_polars(model.predict(horizon=s["horizon"]))
         cutoffs = _last_times(model)
     else:
-        forecast = to_polars_frame(model.predict(df=history, horizon=s["horizon"]))
+        forecast, _ = to_polars(model.predict(df=history, horizon=s["horizon"]))
         cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
     forecast = forecast.join(cutoffs, on=model.id_col, how="left").with_columns(
         pl.lit(str(s["model"])).alias("model_id"))
@@ -232,13 +233,6 @@ def cmd_predict(args) -> int:
     log.info("%d forecasts for %d series written to %s", forecast.height,
              forecast[model.id_col].n_unique(), s["output"])
     return 0
-
-
-def to_polars_frame(frame):
-    """Forecasts as a polars frame whatever library the model was fitted with."""
-    import polars as pl
-
-    return frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
 
 
 def _last_times(model):
