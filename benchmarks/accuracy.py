@@ -57,12 +57,13 @@ def _ett_frame(name: str) -> tuple[pd.DataFrame, int]:
 
 
 @torch.no_grad()
-def _test_scores(model, frame: pd.DataFrame, per_hour: int) -> dict:
-    """MSE and MAE over every test window (stride 1) of every channel."""
+def _scores(model, frame: pd.DataFrame, per_hour: int, split: str = "test") -> dict:
+    """MSE and MAE over every window (stride 1) of every channel whose horizon lies in
+    ``split`` ("val" or "test"), in the train-standardised units of the protocol."""
     from xlstm_ts.data import WindowDataset, ett_regions
 
     data = model._prepare(frame)
-    test = WindowDataset(data, model.lookback, model.horizon, region=ett_regions(per_hour)["test"])
+    test = WindowDataset(data, model.lookback, model.horizon, region=ett_regions(per_hour)[split])
     net = model.network_.eval()
     sq, ab, count = 0.0, 0.0, 0
     for start in range(0, len(test), 1024):
@@ -76,8 +77,27 @@ def _test_scores(model, frame: pd.DataFrame, per_hour: int) -> dict:
     return {"mse": sq / count, "mae": ab / count, "windows": len(test)}
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs (values parsed as JSON when they parse) -> forecaster params."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+        if isinstance(params[key], list):
+            params[key] = tuple(params[key])
+    return params
+
+
 def run_ett(args) -> None:
     from xlstm_ts import XLSTMForecaster
+
+    overrides = _overrides(args.set)
+    runs_file = Path(args.out) if args.out else RUNS
 
     frame, per_hour = _ett_frame(args.dataset)
     fit_rows = frame[frame.groupby("unique_id").cumcount() < 11520 * per_hour]
@@ -86,28 +106,29 @@ def run_ett(args) -> None:
             candidates = {}
             for lookback in args.lookbacks:
                 start = time.perf_counter()
-                model = XLSTMForecaster(
-                    lookback=lookback, horizon=horizon, calendar=("hour", "dayofweek"),
-                    val_size=2880 * per_hour, max_epochs=args.epochs,
-                    batches_per_epoch=args.batches, progress_bar=False, random_state=seed)
-                model.fit(fit_rows)
-                candidates[lookback] = (model.history_["val_loss"], model,
-                                        time.perf_counter() - start)
-                print(f"{args.dataset} h={horizon} L={lookback} seed={seed}: val "
-                      f"{candidates[lookback][0]:.4f} in {candidates[lookback][2]:.0f} s",
-                      flush=True)
+                params = dict(lookback=lookback, horizon=horizon, calendar=("hour", "dayofweek"),
+                              val_size=2880 * per_hour, max_epochs=args.epochs,
+                              batches_per_epoch=args.batches, progress_bar=False,
+                              random_state=seed)
+                model = XLSTMForecaster(**{**params, **overrides}).fit(fit_rows)
+                seconds = time.perf_counter() - start
+                candidates[lookback] = (_scores(model, frame, per_hour, "val")["mse"], model,
+                                        seconds)
+                print(f"{args.dataset} h={horizon} L={lookback} seed={seed}: val MSE "
+                      f"{candidates[lookback][0]:.4f} in {seconds:.0f} s", flush=True)
             best = min(candidates, key=lambda k: candidates[k][0])
             _, model, seconds = candidates[best]
-            scores = _test_scores(model, frame, per_hour)
+            scores = _scores(model, frame, per_hour, "test")
             row = {"dataset": args.dataset, "horizon": horizon, "seed": seed, "lookback": best,
-                   "val_losses": {str(k): v[0] for k, v in candidates.items()},
+                   "val_mse": {str(k): v[0] for k, v in candidates.items()},
+                   "overrides": {k: v for k, v in overrides.items()},
                    "params": sum(p.numel() for p in model.network_.parameters()),
                    "epochs": model.epochs_trained_, "fit_seconds": seconds,
                    "all_fit_seconds": sum(v[2] for v in candidates.values()),
                    "cores": os.cpu_count(), "torch": torch.__version__,
                    "date": str(date.today()), **scores}
             print(json.dumps(row), flush=True)
-            with open(RUNS, "a") as f:
+            with open(runs_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
 
@@ -206,6 +227,10 @@ def main() -> None:
     ett.add_argument("--seeds", type=int, nargs="+", default=[0])
     ett.add_argument("--epochs", type=int, default=20)
     ett.add_argument("--batches", type=int, default=50)
+    ett.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="forecaster parameters over the defaults (JSON values)")
+    ett.add_argument("--out", help="JSON-lines file for the runs (default: "
+                     "results/accuracy-runs.jsonl, the one `report` reads)")
     m4 = sub.add_parser("m4")
     m4.add_argument("--seeds", type=int, nargs="+", default=[0])
     m4.add_argument("--epochs", type=int, default=20)
