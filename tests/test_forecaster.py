@@ -1,5 +1,7 @@
 """XLSTMForecaster end to end: accuracy against baselines, estimator contract, persistence."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -195,3 +197,17 @@ def test_chunked_prediction_equals_one_batch(fitted, monkeypatch):
     whole = fitted.predict()
     monkeypatch.setattr(forecaster_module, "PREDICT_CHUNK", 4)  # 6 series -> chunks of 4 + 2
     pd.testing.assert_frame_equal(fitted.predict(), whole)
+
+
+def test_backtest_joins_actuals_for_string_dates():
+    """Month strings ("1950-10") are parsed, so every forecast meets its actual value."""
+    import polars as pl
+
+    frame = pl.read_csv(Path(__file__).resolve().parent.parent / "datasets" / "airline.csv")
+    assert frame["Date"].dtype == pl.String
+    model = XLSTMForecaster(lookback=24, horizon=6, patch_len=6, patch_stride=3,
+                            time_col="Date", target_col="Passengers", max_epochs=1,
+                            batches_per_epoch=2, progress_bar=False, random_state=0)
+    result = model.backtest(frame, n_windows=2)
+    assert result.height == 12 and result["Passengers"].null_count() == 0
+    assert np.isfinite(model.score(frame))

@@ -46,10 +46,15 @@ def read_frame(path: str | Path):
 
 
 def write_frame(frame, path: str | Path) -> None:
-    """Write a polars frame atomically (temporary file in the same directory, rename)."""
+    """Write a polars frame atomically (temporary file in the same directory, rename);
+    in a data-parallel run only global rank 0 writes."""
+    from .training import is_rank_zero
+
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise InputError(f"{path}: unsupported output type {path.suffix!r}; use .csv or .parquet.")
+    if not is_rank_zero():
+        return
     if path.suffix == ".parquet":
         atomic_write(path, frame.write_parquet)
     else:
@@ -57,6 +62,11 @@ def write_frame(frame, path: str | Path) -> None:
 
 
 def _save_model_atomically(model, directory: str | Path) -> None:
+    """Save into a temporary sibling directory, then swap it in (global rank 0 only)."""
+    from .training import is_rank_zero
+
+    if not is_rank_zero():
+        return
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
@@ -144,23 +154,36 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    """xlstm-ts tune: Optuna search; saves the refitted best model."""
+    """xlstm-ts tune: Optuna search; saves the refitted best model (a ``--worker`` only
+    adds its trials to the shared study)."""
     from .config import load_config
     from .tuning import tune
 
     config = load_config(args.config, args.set)
     t = config.tuning
     data = config.data
+    storage, study = args.storage or t.storage, args.study or t.study_name
+    if args.worker and not (storage and study):
+        raise InputError("tune --worker shares a study: give --storage and --study (or "
+                         "tuning.storage and tuning.study_name).")
+    n_trials = t.n_trials if args.n_trials is None else args.n_trials
+    if n_trials < 0:
+        raise InputError(f"--n-trials must be 0 or more. Got {n_trials}.")
     fixed = {"id_col": data.id_col, "time_col": data.time_col, "target_col": data.target_col,
              "progress_bar": False, **config.model}
-    result = tune(_data(config), t.search_space, n_trials=t.n_trials,
-                  timeout=t.timeout, metric=t.metric, storage=args.storage or t.storage,
-                  study_name=args.study or t.study_name, pruner=t.pruner, sampler=t.sampler,
-                  static_df=_static(config), tracking=config.tracking_arg(), **fixed)
+    result = tune(_data(config), t.search_space, n_trials=n_trials,
+                  timeout=t.timeout, metric=t.metric, storage=storage, study_name=study,
+                  pruner=t.pruner, sampler=t.sampler, static_df=_static(config),
+                  tracking=config.tracking_arg(), worker=args.worker, **fixed)
+    if args.worker:
+        log.info("worker done: study %r holds %d trials, best %s %.4g", study,
+                 len(result.study.trials), t.metric, result.best_score)
+        return 0
     _save_model_atomically(result.forecaster, config.output.model_dir)
     summary = Path(config.output.model_dir) / "best_params.json"
-    summary.write_text(json.dumps({"best_params": result.best_params,
-                                   "best_score": result.best_score}, indent=2, default=str))
+    atomic_write(summary, lambda f: Path(f).write_text(json.dumps(
+        {"best_params": result.best_params, "best_score": result.best_score}, indent=2,
+        default=str)))
     log.info("best %s %.4g with %s", t.metric, result.best_score, result.best_params)
     return 0
 
@@ -198,6 +221,8 @@ def cmd_predict(args) -> int:
     from .forecaster import XLSTMForecaster
 
     config, s = _predict_settings(args)
+    if args.engine == "spark":
+        return _predict_on_spark(s, args.spark_master)
     if s["update"] and str(s["model"]).startswith(("runs:/", "models:/")):
         raise InputError(f"--update saves the updated model back, so --model must be a model "
                          f"directory, not {s['model']}.")
@@ -235,6 +260,54 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _predict_on_spark(s: dict, master: str | None) -> int:
+    """predict --engine spark: Parquet in, Parquet (a directory of part files) out."""
+    if s["update"] or s["as_of"]:
+        raise InputError("--engine spark makes plain forecasts: --update and --as-of are "
+                         "local-engine options (filter the Parquet input instead of --as-of).")
+    for key in ("input", "output"):
+        if Path(s[key]).suffix != ".parquet":
+            raise InputError(f"--engine spark reads and writes Parquet; --{key} {s[key]} is "
+                             f"not a .parquet path.")
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from .distributed import _load, predict_spark, spark_session
+
+    model = _load(str(s["model"]))
+    spark = spark_session(master)
+    try:
+        history = spark.read.parquet(str(s["input"]))
+    except AnalysisException as err:
+        if "NANOS" not in str(err):
+            raise
+        raise InputError(f"{s['input']}: Spark cannot read nanosecond timestamps. Write the "
+                         f"file with microsecond ones (pandas: to_parquet(..., "
+                         f"coerce_timestamps='us'); polars casts to Datetime('us')).") from None
+    cutoffs = history.groupBy(model.id_col).agg(F.max(model.time_col).alias("cutoff"))
+    forecast = (predict_spark(history, str(s["model"]), horizon=s["horizon"])
+                .join(cutoffs, on=model.id_col, how="left")
+                .withColumn("model_id", F.lit(str(s["model"]))))
+    _write_spark_parquet(forecast, Path(s["output"]))
+    log.info("spark forecasts written to %s", s["output"])
+    return 0
+
+
+def _write_spark_parquet(frame, path: Path) -> None:
+    """Spark writes a directory of part files: into a sibling temporary directory first,
+    then swapped in, so readers never see a half-written output."""
+    staging = path.with_name(f".{path.name}.writing")
+    frame.write.mode("overwrite").parquet(str(staging))
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        staging.rename(path)
+        shutil.rmtree(old)
+    else:
+        staging.rename(path)
+
+
 def _last_times(model):
     """(id, cutoff): the last absorbed time of each series of an updated model."""
     import polars as pl
@@ -267,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune = with_config("tune", cmd_tune, "hyperparameter search with Optuna")
     tune.add_argument("--storage", help="Optuna storage URL shared by workers")
     tune.add_argument("--study", help="Optuna study name")
+    tune.add_argument("--n-trials", type=int, help="trials to run here (default: "
+                      "tuning.n_trials; 0 refits the shared study's best)")
+    tune.add_argument("--worker", action="store_true",
+                      help="run trials into the shared study only: no refit, no model "
+                           "written (start one per process or machine)")
     with_config("validate", cmd_validate, "check config and data without training")
     predict = sub.add_parser("predict", help="forecast from a saved or logged model")
     predict.add_argument("--config", help="YAML config (predict, data and output sections)")
@@ -281,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="absorb the input as new observations (rows already absorbed "
                               "are skipped), forecast from the carried state and save the "
                               "model back")
+    predict.add_argument("--engine", choices=["local", "spark"], default="local",
+                         help="spark: read Parquet input and forecast on Spark "
+                              "(pip install 'xlstm-ts[spark]')")
+    predict.add_argument("--spark-master", help="Spark master for --engine spark (default: "
+                                                 "the active session or spark-submit's)")
     predict.set_defaults(func=cmd_predict)
     return parser
 

@@ -44,11 +44,17 @@ from .data import (
     time_split_regions,
 )
 from .data.frames import from_polars, to_polars
-from .data.series import SINGLE_SERIES_ID
+from .data.series import SINGLE_SERIES_ID, normalise_time
 from .metrics import evaluate
 from .models import HEADS, NETWORKS, NetworkConfig
 from .plotting import plot_forecast, plot_training
-from .training import ForecastModule, LossHistory, WindowDataModule, build_trainer
+from .training import (
+    ForecastModule,
+    LossHistory,
+    WindowDataModule,
+    build_trainer,
+    is_rank_zero,
+)
 
 FORMAT_VERSION = 1
 PRED_COL = "y_pred"
@@ -91,6 +97,12 @@ class XLSTMForecaster(BaseEstimator):
         fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
         accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
             when present).
+        strategy, num_nodes: data-parallel training, passed to Lightning (e.g.
+            ``strategy="ddp", devices=4, num_nodes=2``). Each process draws
+            ``batches_per_epoch`` batches of ``batch_size`` windows per epoch, disjoint
+            shares of one epoch's draw; losses are reduced across processes; only global
+            rank 0 writes checkpoints, MLflow runs and saved models (see
+            ``docs/scale-out.md``).
         backend: the cells' kernels: ``"auto"`` (fused Triton kernels on a CUDA device
             when Triton is installed, PyTorch otherwise), ``"triton"`` or ``"torch"``.
         progress_bar: Lightning's progress bar.
@@ -113,7 +125,7 @@ class XLSTMForecaster(BaseEstimator):
                  past_covariates: tuple = (), calendar: tuple = (),
                  fill_missing: str | None = None, target_missing: str = "raise",
                  accelerator: str = "auto", devices="auto", precision="32-true",
-                 backend: str = "auto",
+                 strategy: str = "auto", num_nodes: int = 1, backend: str = "auto",
                  progress_bar: bool = True, logger=False, callbacks=None,
                  checkpoint_dir: str | None = None, random_state: int | None = None):
         self.lookback = lookback
@@ -149,6 +161,8 @@ class XLSTMForecaster(BaseEstimator):
         self.target_missing = target_missing
         self.accelerator = accelerator
         self.devices = devices
+        self.strategy = strategy
+        self.num_nodes = num_nodes
         self.precision = precision
         self.backend = backend
         self.progress_bar = progress_bar
@@ -161,8 +175,12 @@ class XLSTMForecaster(BaseEstimator):
 
     def _validate_params(self) -> None:
         for name in ("lookback", "horizon", "d_model", "num_blocks", "num_heads", "patch_len",
-                     "patch_stride", "batch_size", "max_epochs", "batches_per_epoch"):
+                     "patch_stride", "batch_size", "max_epochs", "batches_per_epoch",
+                     "num_nodes"):
             check_positive_int(name, getattr(self, name))
+        if not isinstance(self.strategy, str):
+            raise TypeError(f"strategy must be a Lightning strategy name such as 'auto' or "
+                            f"'ddp'. Got {type(self.strategy).__name__}.")
         check_choice("network", self.network, NETWORKS)
         check_choice("head", self.head, HEADS)
         check_choice("schedule", self.schedule, ("cosine", "onecycle"))
@@ -214,7 +232,8 @@ class XLSTMForecaster(BaseEstimator):
         model as a pyfunc (registered under ``registered_model_name`` if given).
         """
         self._validate_params()
-        target = tracking_lib.resolve(tracking)
+        # other ranks of a data-parallel run train alongside rank 0 but record nothing
+        target = tracking_lib.resolve(tracking) if is_rank_zero() else None
         if target is None:
             return self._fit(df, static_df, val_size, resume, ckpt_path, [])
         tracking_lib.activate(target)  # fail fast, before training
@@ -271,11 +290,14 @@ class XLSTMForecaster(BaseEstimator):
             max_epochs=self.max_epochs, checkpoint_dir=directory, patience=self.patience,
             has_validation=bool(val), gradient_clip=self.gradient_clip,
             accelerator=self.accelerator, devices=self.devices, precision=self.precision,
+            strategy=self.strategy, num_nodes=self.num_nodes,
             progress_bar=self.progress_bar, logger=self.logger,
             callbacks=[*(self.callbacks or ()), *extra_callbacks, losses], deterministic=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         best = checkpoint.best_model_path or checkpoint.last_model_path
-        if best:
+        # rank 0 wrote it; other ranks on another node without shared storage keep the
+        # last weights, which only rank 0 ever saves anyway
+        if best and os.path.exists(best):
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         self.network_ = module.net.cpu().eval()
@@ -284,6 +306,7 @@ class XLSTMForecaster(BaseEstimator):
         self.data_ = data
         self.freq_ = data.freq
         self.epochs_trained_ = trainer.current_epoch
+        self.global_rank_ = trainer.global_rank
         self.history_ = {k: float(v) for k, v in trainer.callback_metrics.items()}
         self.loss_history_ = losses.history
         return self
@@ -504,6 +527,10 @@ class XLSTMForecaster(BaseEstimator):
         else:
             refit_every = check_positive_int("refit", refit)
         frame, kind = to_polars(df)
+        if self.time_col not in frame.columns:
+            raise ValueError(f"df has no time column {self.time_col!r} (time_col).")
+        # parsed times, so forecasts (datetimes) join the actuals even for string dates
+        frame = normalise_time(frame, self.time_col)
         if self.id_col not in frame.columns:
             frame = frame.with_columns(pl.lit(SINGLE_SERIES_ID).alias(self.id_col))
         frame = frame.sort(self.id_col, self.time_col).with_columns(
@@ -582,8 +609,11 @@ class XLSTMForecaster(BaseEstimator):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to directory ``path``: ``config.json`` and tensors
-        (``weights.pt``, ``history.pt``) loadable with ``weights_only=True``."""
+        (``weights.pt``, ``history.pt``) loadable with ``weights_only=True``. In a
+        data-parallel run only global rank 0 writes; the other ranks return."""
         self._check_fitted()
+        if not is_rank_zero():
+            return
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         params = {k: v for k, v in self.get_params().items() if k not in ("logger", "callbacks")}

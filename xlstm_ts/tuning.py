@@ -13,6 +13,7 @@ goes on.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import mlflow
 import optuna
 import polars as pl
+import sqlalchemy
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
@@ -141,10 +143,24 @@ class TuneResult:
 
 
 def _storage(storage: str | Path | None):
+    """None, or an RDB storage whose running trials send heartbeats: a trial of a killed
+    worker is marked FAIL after two minutes instead of staying RUNNING forever."""
     if storage is None:
         return None
     text = str(storage)
-    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+    url = text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+    # SQLite serialises writers; workers wait for the lock instead of failing at once
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=30,
+                                              grace_period=120)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            # workers starting together race to create the schema of a new storage;
+            # the losers find it created on the next try
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _pruner(name: str | None, max_epochs: int):
@@ -168,7 +184,7 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
          metric: str = "mae", direction: str = "minimize", storage=None,
          study_name: str | None = None, pruner: str | None = "median", sampler: str = "tpe",
          n_jobs: int = 1, refit: bool = True, static_df=None, random_state: int | None = 0,
-         tracking=None, **fixed_params) -> TuneResult:
+         tracking=None, worker: bool = False, **fixed_params) -> TuneResult:
     """Search XLSTMForecaster hyperparameters on ``df``.
 
     Args:
@@ -182,20 +198,30 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
         study_name: with a storage, re-running with the same name continues the study.
         pruner: ``"median"``, ``"hyperband"`` or None. sampler: ``"tpe"`` or ``"random"``.
         refit: fit a forecaster with the best parameters on all of ``df``.
+        worker: one of several processes or machines sharing ``storage`` and
+            ``study_name``: it runs its ``n_trials`` (so K workers run K x n_trials in
+            all, each trial numbered once by the storage), samples without a seed (seeded
+            workers would propose the same parameters) and never refits; a final call
+            with ``n_trials=0`` refits the study's best.
         tracking: record the study in MLflow: a parent run with one nested run per
             trial (parameters, losses, score) and the refitted model.
         **fixed_params: XLSTMForecaster arguments held fixed (e.g. ``horizon=24``).
     """
+    if worker and (storage is None or study_name is None):
+        raise ValueError("worker=True needs a shared storage and a study_name.")
+    seed = None if worker else random_state
+    refit = refit and not worker
     target = tracking_lib.resolve(tracking)
     if target is None:
         return _tune(df, search_space, n_trials, timeout, metric, direction, storage,
                      study_name, pruner, sampler, n_jobs, refit, static_df, random_state,
-                     None, fixed_params)
+                     seed, None, fixed_params)
     tracking_lib.activate(target)
     with mlflow.start_run(run_name=f"tune:{study_name or 'study'}"):
         result = _tune(df, search_space, n_trials, timeout, metric, direction, storage,
                        study_name, pruner, sampler, n_jobs, refit, static_df, random_state,
-                       {"uri": target.uri, "experiment": target.experiment}, fixed_params)
+                       seed, {"uri": target.uri, "experiment": target.experiment},
+                       fixed_params)
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         mlflow.log_metric(f"best_{metric}", result.best_score)
         mlflow.set_tag("optuna.study_name", result.study.study_name)
@@ -203,7 +229,8 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
 
 
 def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study_name, pruner,
-          sampler, n_jobs, refit, static_df, random_state, tracking, fixed_params):
+          sampler, n_jobs, refit, static_df, random_state, sampler_seed, tracking,
+          fixed_params):
     fixed = {"progress_bar": False, "random_state": random_state, **fixed_params}
     horizon = fixed.get("horizon", XLSTMForecaster().horizon)
     probe = prepare_series(df, id_col=fixed.get("id_col", "unique_id"),
@@ -236,7 +263,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
     study = optuna.create_study(
         storage=_storage(storage), study_name=study_name, direction=direction,
         pruner=_pruner(pruner, fixed.get("max_epochs", XLSTMForecaster().max_epochs)),
-        sampler=_sampler(sampler, random_state), load_if_exists=True)
+        sampler=_sampler(sampler, sampler_seed), load_if_exists=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
                    catch=_CAUGHT)

@@ -1,9 +1,9 @@
 """Lightning training: the module, the data module and the one place trainers are built."""
 
-from .datamodule import EpochSampler, WindowDataModule
+from .datamodule import EpochSampler, ShardSampler, WindowDataModule
 from .history import LossHistory
 from .module import ForecastModule, OptimConfig
-from .trainer import build_trainer
+from .trainer import build_trainer, is_rank_zero
 
-__all__ = ["EpochSampler", "ForecastModule", "LossHistory", "OptimConfig", "WindowDataModule",
-           "build_trainer"]
+__all__ = ["EpochSampler", "ForecastModule", "LossHistory", "OptimConfig", "ShardSampler",
+           "WindowDataModule", "build_trainer", "is_rank_zero"]

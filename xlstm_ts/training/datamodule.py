@@ -10,12 +10,20 @@ from ..data import SeriesData, WindowDataset
 
 
 class EpochSampler(Sampler[int]):
-    """``num_samples`` window indices drawn with replacement, a pure function of
-    (seed, epoch): a resumed fit draws exactly what the uninterrupted one would.
-    Lightning calls ``set_epoch`` at the start of every epoch."""
+    """``num_samples`` window indices per process, drawn with replacement, a pure function
+    of (seed, epoch): a resumed fit draws exactly what the uninterrupted one would.
+    Lightning calls ``set_epoch`` at the start of every epoch.
 
-    def __init__(self, n_items: int, num_samples: int, seed: int):
+    Under data parallelism all ``world_size`` processes draw the same
+    ``num_samples * world_size`` indices and process ``rank`` keeps every
+    ``world_size``-th from position ``rank``: the processes split one epoch's draw
+    with nothing repeated or left out, and their i-th batches together are the i-th
+    batch of a single process with ``world_size`` times the batch size."""
+
+    def __init__(self, n_items: int, num_samples: int, seed: int, *, rank: int = 0,
+                 world_size: int = 1):
         self.n_items, self.num_samples, self.seed, self.epoch = n_items, num_samples, seed, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed for ``epoch``: resumed fits draw the same windows."""
@@ -26,7 +34,24 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randint(self.n_items, (self.num_samples,), generator=generator).tolist())
+        drawn = torch.randint(self.n_items, (self.num_samples * self.world_size,),
+                              generator=generator)
+        return iter(drawn[self.rank::self.world_size].tolist())
+
+
+class ShardSampler(Sampler[int]):
+    """Process ``rank``'s contiguous share of ``range(n_items)``, in order: the shares of
+    all ``world_size`` processes cover every item exactly once (validation windows)."""
+
+    def __init__(self, n_items: int, *, rank: int = 0, world_size: int = 1):
+        self.start = rank * n_items // world_size
+        self.stop = (rank + 1) * n_items // world_size
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -51,8 +76,17 @@ class WindowDataModule(L.LightningDataModule):
         self.samples = samples_per_epoch or len(self.train)
         self.seed = seed
 
+    def _placement(self) -> dict:
+        """This process's rank and the number of processes (1 outside a trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size}
+
+    # The trainer is built with use_distributed_sampler=False: the samplers shard by
+    # themselves, so a data-parallel run splits exactly the single-process draw.
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochSampler(len(self.train), self.samples, self.seed)
+        sampler = EpochSampler(len(self.train), self.samples, self.seed, **self._placement())
         return DataLoader(self.train, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=WindowDataset.collate)
 
@@ -60,4 +94,5 @@ class WindowDataModule(L.LightningDataModule):
         if self.val is None or len(self.val) == 0:
             return []
         return DataLoader(self.val, batch_size=max(self.batch_size, 256),
+                          sampler=ShardSampler(len(self.val), **self._placement()),
                           collate_fn=WindowDataset.collate)

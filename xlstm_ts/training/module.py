@@ -42,13 +42,28 @@ class ForecastModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step "
                                      f"{self.global_step}; lower learning_rate.")
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        # epoch mean over every process's batches (each process has the same batch size)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                 sync_dist=True, batch_size=len(batch["target"]))
         return loss
+
+    # val_loss is the window-weighted mean over all validation windows, whichever
+    # process scored them: sums are reduced across processes, then divided.
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx):
         loss = self._loss(batch)
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        n = len(batch["target"])
+        self._val_sums += torch.stack([loss.detach().double() * n,
+                                       torch.tensor(n, dtype=torch.float64, device=self.device)])
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        total, count = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        if count > 0:
+            # already reduced: equal on every rank, so the sync is a no-op mean
+            self.log("val_loss", (total / count).float(), prog_bar=True, sync_dist=True)
 
     # The global RNG drives dropout; keeping its state in checkpoints lets a resumed fit
     # draw the same masks as an uninterrupted one.
