@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+import polars as pl
 import pytest
 
 from xlstm_ts import XLSTMForecaster
@@ -42,6 +43,34 @@ def test_validation_shards_cover_every_window_once():
     for n, world in [(10, 3), (7, 2), (1, 2)]:
         items = [i for r in range(world) for i in ShardSampler(n, rank=r, world_size=world)]
         assert items == list(range(n))
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, True), ({"LOCAL_RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+    ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3"}, False),
+    ({"SLURM_PROCID": "2"}, False)])
+def test_rank_zero_is_read_from_the_launcher_environment(monkeypatch, env, expected):
+    from xlstm_ts.training import is_rank_zero
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_rank_zero() is expected
+
+
+def test_other_ranks_write_no_model(monkeypatch, tmp_path):
+    from xlstm_ts.cli import _save_model_atomically, write_frame
+
+    df = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=80, freq="h"),
+                       "y": np.sin(np.arange(80.0))})
+    model = XLSTMForecaster(lookback=16, horizon=4, max_epochs=1, batches_per_epoch=1,
+                            progress_bar=False).fit(df)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    model.save(tmp_path / "direct")
+    _save_model_atomically(model, tmp_path / "cli")
+    write_frame(pl.DataFrame({"a": [1]}), tmp_path / "out.csv")
+    assert list(tmp_path.iterdir()) == []
 
 
 def _fit(out: Path, devices: int, batch_size: int) -> dict:
