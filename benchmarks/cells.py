@@ -104,25 +104,26 @@ def rss_kb() -> int:
     return 0
 
 
-def child(kernel: str, B: int, NH: int, S: int, DH: int, repeats: int) -> dict:
+QUICK_S = 5.0  # runs faster than this are repeated: warm-up, then the median of 3
+
+
+def child(kernel: str, B: int, NH: int, S: int, DH: int) -> dict:
     torch.manual_seed(0)
     inputs, forward = make_case(kernel, B, NH, S, DH)
 
-    def fwd_bwd():
+    def fwd_bwd() -> float:
+        start = time.perf_counter()
         forward().sum().backward()
         for x in inputs:
             x.grad = None
+        return time.perf_counter() - start
 
     rss_before = rss_kb()
-    if S <= 1024:
-        fwd_bwd()  # warm-up: first-call allocations and lazy inits
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fwd_bwd()
-        times.append(time.perf_counter() - start)
+    first = fwd_bwd()  # pays first-touch page faults and lazy initialisation
+    times = [fwd_bwd() for _ in range(3)] if first < QUICK_S else [first]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"time_s": sorted(times)[len(times) // 2], "peak_mb": (peak_kb - rss_before) / 1024}
+    return {"time_s": sorted(times)[len(times) // 2], "peak_mb": (peak_kb - rss_before) / 1024,
+            "runs": len(times)}
 
 
 # --------------------------------------------------------------------------- parent side
@@ -182,9 +183,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        repeats = 3 if args.seq_lens[0] <= 1024 else 1
         print(json.dumps(child(args.child, args.batch, args.heads, args.seq_lens[0],
-                               args.head_dim, repeats)))
+                               args.head_dim)))
         return
 
     kernels = [k for k in KERNELS if have_mlstm_kernels() or not k.startswith("nx-")]
@@ -210,7 +210,8 @@ def main() -> None:
         "(`make bench-cells` runs it with the Makefile's malloc settings)",
         f"Date: {date.today()}; machine: {machine()}.",
         f"Shapes: B={args.batch}, NH={args.heads}, DH={args.head_dim} (DQK = DV), float32; "
-        "median of 3 runs after a warm-up for S <= 1024, one run above. "
+        f"one warm-up run, then the median of 3 when the warm-up took under {QUICK_S:.0f} s "
+        "(otherwise the warm-up's time, a cold run). "
         "Peak memory: resident-set high-water mark of a fresh process minus its size before "
         f"the run. Runs extrapolated to need more than {MEMORY_BUDGET_GB:.0f} GB are skipped.",
         "",
