@@ -60,6 +60,8 @@ def _clock(base):
             self.val_start = time.perf_counter()
 
         def on_validation_end(self, trainer, module):
+            if trainer.sanity_checking:  # before training starts; not a measurement
+                return
             now = time.perf_counter()
             self.val_seconds += now - self.val_start
             metrics = trainer.callback_metrics

@@ -272,9 +272,10 @@ def _predict_on_spark(s: dict, master: str | None) -> int:
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
-    from .distributed import _load, predict_spark, spark_session
+    from .distributed import predict_spark, spark_session
+    from .forecaster import XLSTMForecaster
 
-    model = _load(str(s["model"]))
+    model = XLSTMForecaster.load(s["model"])  # fails before Spark starts; gives the columns
     spark = spark_session(master)
     try:
         history = spark.read.parquet(str(s["input"]))
