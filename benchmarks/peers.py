@@ -119,7 +119,7 @@ def _theirs(name: str, frame: pd.DataFrame) -> dict:
     common = dict(h=H, input_size=L, max_steps=STEPS, windows_batch_size=BATCH,
                   random_seed=0, val_check_steps=VAL_EVERY, early_stop_patience_steps=-1,
                   enable_progress_bar=False, logger=False, enable_model_summary=False,
-                  callbacks=[clock])
+                  callbacks=[clock], num_sanity_val_steps=0)
     if "xLSTM" in name:
         model = xLSTM(encoder_n_blocks=2, encoder_hidden_size=128, backbone="mLSTM", **common)
     elif "PatchTST" in name:
