@@ -70,7 +70,7 @@ def _clock(base):
             self.marks.append((now - self.start - self.val_seconds, loss))
 
         def summary(self, fit_seconds: float, losses=None) -> dict:
-            losses = losses or [loss for _, loss in self.marks]
+            losses = (losses or [loss for _, loss in self.marks])[-len(self.marks):]
             best = int(np.nanargmin(losses))
             return {"train_seconds": fit_seconds - self.val_seconds,
                     "val_seconds": self.val_seconds, "to_best_seconds": self.marks[best][0],
