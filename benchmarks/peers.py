@@ -47,33 +47,34 @@ def _frame() -> pd.DataFrame:
 
 def _clock(base):
     """A callback (subclass of ``base``, Lightning's or pytorch_lightning's Callback)
-    recording, at each validation, the training seconds so far (validations excluded)."""
+    recording, at each validation, the training seconds so far (validations excluded).
+    The record lives in this closure, not on the instance: neuralforecast trains a copy
+    of the callbacks it is given."""
+    record = {"val_seconds": 0.0, "marks": []}
 
     class Clock(base):
-        def __init__(self):
-            self.val_seconds, self.marks = 0.0, []
-
         def on_train_start(self, trainer, module):
-            self.start = time.perf_counter()
+            record["start"] = time.perf_counter()
 
         def on_validation_start(self, trainer, module):
-            self.val_start = time.perf_counter()
+            record["val_start"] = time.perf_counter()
 
         def on_validation_end(self, trainer, module):
             if trainer.sanity_checking:  # before training starts; not a measurement
                 return
             now = time.perf_counter()
-            self.val_seconds += now - self.val_start
+            record["val_seconds"] += now - record["val_start"]
             metrics = trainer.callback_metrics
             loss = next((float(metrics[k]) for k in ("val_loss", "valid_loss", "ptl/val_loss")
                          if k in metrics), float("nan"))
-            self.marks.append((now - self.start - self.val_seconds, loss))
+            record["marks"].append((now - record["start"] - record["val_seconds"], loss))
 
         def summary(self, fit_seconds: float, losses=None) -> dict:
-            losses = (losses or [loss for _, loss in self.marks])[-len(self.marks):]
+            marks = record["marks"]
+            losses = (losses or [loss for _, loss in marks])[-len(marks):]
             best = int(np.nanargmin(losses))
-            return {"train_seconds": fit_seconds - self.val_seconds,
-                    "val_seconds": self.val_seconds, "to_best_seconds": self.marks[best][0],
+            return {"train_seconds": fit_seconds - record["val_seconds"],
+                    "val_seconds": record["val_seconds"], "to_best_seconds": marks[best][0],
                     "best_step": (best + 1) * VAL_EVERY, "val_losses": losses}
 
     return Clock()
