@@ -71,7 +71,12 @@ def test_cli_predict_on_spark(spark, panel_model, tmp_path):
     from xlstm_ts.cli import main
 
     df, model, path = panel_model
-    df.to_parquet(tmp_path / "nanos.parquet")  # pandas' default: Spark cannot read it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nanos = pa.Table.from_pandas(df, preserve_index=False)
+    nanos = nanos.set_column(1, "ds", nanos["ds"].cast(pa.timestamp("ns")))
+    pq.write_table(nanos, tmp_path / "nanos.parquet")  # Spark cannot read ns timestamps
     bad = ["--quiet", "predict", "--engine", "spark", "--model", str(path), "--input",
            str(tmp_path / "nanos.parquet"), "--output", str(tmp_path / "never.parquet")]
     assert main(bad) == 2 and not (tmp_path / "never.parquet").exists()
