@@ -72,15 +72,21 @@ def _save_model_atomically(model, directory: str | Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
         model.save(tmp)
-        old = directory.with_name(f".{directory.name}.old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace the directory ``target`` by the finished directory ``staging`` beside it:
+    readers see the old or the new one, never a half-written one."""
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _model(config, interactive: bool):
@@ -299,14 +305,7 @@ def _write_spark_parquet(frame, path: Path) -> None:
     then swapped in, so readers never see a half-written output."""
     staging = path.with_name(f".{path.name}.writing")
     frame.write.mode("overwrite").parquet(str(staging))
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-        staging.rename(path)
-        shutil.rmtree(old)
-    else:
-        staging.rename(path)
+    _swap_in(staging, path)
 
 
 def _last_times(model):
