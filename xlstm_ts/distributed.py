@@ -37,10 +37,8 @@ def _forecast_batch(history, *, model_uri: str, horizon: int | None, columns: li
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
     model = _load(model_uri)
-    history = history.drop(columns=[_BATCH_COL])
-    if history.empty:
-        return history.iloc[:0].reindex(columns=columns)
-    return model.predict(df=history, horizon=horizon)[columns]
+    # applyInPandas never hands over an empty group
+    return model.predict(df=history.drop(columns=[_BATCH_COL]), horizon=horizon)[columns]
 
 
 def predict_spark(spark_df, model_uri: str, *, horizon: int | None = None,
