@@ -138,8 +138,8 @@ def run_ett(args) -> None:
 
 def run_m4(args) -> None:
     from xlstm_ts import XLSTMForecaster, datasets
-    from xlstm_ts.baselines import SeasonalNaive
-    from xlstm_ts.metrics import evaluate
+    from xlstm_ts.evaluation.baselines import SeasonalNaive
+    from xlstm_ts.evaluation.metrics import evaluate
 
     train = datasets.load_m4_hourly("train")
     test = datasets.load_m4_hourly("test")

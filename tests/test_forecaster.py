@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.base import clone
 
 from xlstm_ts import XLSTMForecaster, datasets
-from xlstm_ts.baselines import SeasonalNaive
-from xlstm_ts.metrics import evaluate
+from xlstm_ts.evaluation.baselines import SeasonalNaive
+from xlstm_ts.evaluation.metrics import evaluate
 
 FAST = {"lookback": 168, "horizon": 24, "d_model": 32, "patch_len": 24, "patch_stride": 12,
         "max_epochs": 6, "batches_per_epoch": 20, "progress_bar": False, "random_state": 0,
@@ -192,7 +192,7 @@ def test_future_covariates_and_static_features_drive_the_forecast():
 
 
 def test_chunked_prediction_equals_one_batch(fitted, monkeypatch):
-    import xlstm_ts.forecaster as forecaster_module
+    import xlstm_ts.inference as forecaster_module
 
     whole = fitted.predict()
     monkeypatch.setattr(forecaster_module, "PREDICT_CHUNK", 4)  # 6 series -> chunks of 4 + 2

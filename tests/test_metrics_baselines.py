@@ -5,8 +5,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from xlstm_ts import datasets, metrics
-from xlstm_ts.baselines import Drift, Naive, SeasonalNaive
+from xlstm_ts import datasets
+from xlstm_ts.evaluation import metrics
+from xlstm_ts.evaluation.baselines import Drift, Naive, SeasonalNaive
 
 
 def test_point_metrics_by_hand():

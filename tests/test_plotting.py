@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from xlstm_ts import XLSTMForecaster, datasets
-from xlstm_ts.plotting import plot_backtest, plot_forecast, plot_training
+from xlstm_ts.evaluation.plotting import plot_backtest, plot_forecast, plot_training
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from xlstm_ts import XLSTMForecaster, datasets
-from xlstm_ts.tracking import DEFAULT_URI, resolve
+from xlstm_ts.tracking import DEFAULT_URI, load, resolve, tracked_backtest, tracked_fit
 from xlstm_ts.tuning import tune
 
 SMALL = {"lookback": 96, "horizon": 24, "patch_len": 24, "patch_stride": 12, "max_epochs": 2,
@@ -29,8 +29,8 @@ def df():
 @pytest.fixture(scope="module")
 def tracked(store, df):
     model = XLSTMForecaster(**SMALL)
-    model.fit(df, tracking={"uri": store, "experiment": "fit"},
-              registered_model_name="synthetic-xlstm")
+    tracked_fit(model, df, tracking={"uri": store, "experiment": "fit"},
+                registered_model_name="synthetic-xlstm")
     return model
 
 
@@ -49,9 +49,9 @@ def test_pyfunc_and_uri_loading_give_identical_forecasts(tracked, store, df):
     history = df.groupby("unique_id").head(24 * 10)
     pyfunc = mlflow.pyfunc.load_model(tracked.model_uri_)
     pd.testing.assert_frame_equal(pyfunc.predict(history), tracked.predict(df=history))
-    by_run = XLSTMForecaster.load(f"runs:/{tracked.run_id_}/model")
+    by_run = load(f"runs:/{tracked.run_id_}/model")
     np.testing.assert_array_equal(by_run.predict()["y_pred"], tracked.predict()["y_pred"])
-    registered = XLSTMForecaster.load("models:/synthetic-xlstm/1")
+    registered = load("models:/synthetic-xlstm/1")
     np.testing.assert_array_equal(registered.predict()["y_pred"], tracked.predict()["y_pred"])
 
 
@@ -69,7 +69,8 @@ def test_tune_makes_a_parent_run_with_nested_trials(store, df):
 
 
 def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
-    tracked.backtest(df, n_windows=2, tracking={"uri": store, "experiment": "backtest"})
+    tracked_backtest(tracked, df, n_windows=2,
+                     tracking={"uri": store, "experiment": "backtest"})
     run = mlflow.search_runs(experiment_names=["backtest"], output_format="list")[0]
     history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "backtest_mae")
     assert sorted(m.step for m in history) == list(range(1, 25))
@@ -78,7 +79,7 @@ def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
 def test_bad_tracking_uri_fails_before_training(df, monkeypatch):
     model = XLSTMForecaster(**SMALL)
     with pytest.raises(ValueError, match=r"MLflow tracking store 'nosuch://x' is not usable"):
-        model.fit(df, tracking="nosuch://x")
+        tracked_fit(model, df, tracking="nosuch://x")
     assert not hasattr(model, "network_")
 
 

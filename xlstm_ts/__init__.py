@@ -1,11 +1,6 @@
 """xlstm-ts: time-series forecasting with xLSTM."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("xlstm-ts")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+from ._version import __version__
 
 __all__ = ["XLSTMForecaster", "__version__"]
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from ._io import atomic_write
+from ._io import atomic_write, swap_in
+from ._version import __version__
 
 log = logging.getLogger("xlstm_ts")
 
@@ -62,31 +60,8 @@ def write_frame(frame, path: str | Path) -> None:
 
 
 def _save_model_atomically(model, directory: str | Path) -> None:
-    """Save into a temporary sibling directory, then swap it in (global rank 0 only)."""
-    from .training import is_rank_zero
-
-    if not is_rank_zero():
-        return
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
-        model.save(tmp)
-        _swap_in(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace the directory ``target`` by the finished directory ``staging`` beside it:
-    readers see the old or the new one, never a half-written one."""
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    """Save the model (``save`` stages and swaps the directory in; rank 0 only)."""
+    model.save(directory)
 
 
 def _model(config, interactive: bool):
@@ -119,14 +94,9 @@ def _static(config):
 def cmd_validate(args) -> int:
     """xlstm-ts validate: check the config and the data without training."""
     from .config import load_config
-    from .data import check_min_length
 
     config = load_config(args.config, args.set)
-    model = _model(config, args.interactive)
-    model._validate_params()
-    data = model._prepare(_data(config), _static(config))
-    val = model.val_size if model.val_size is not None else model.horizon
-    check_min_length(data, model.lookback + model.horizon + val)
+    data = _model(config, args.interactive).check(_data(config), _static(config))
     log.info("config and data are valid: %d series, %d rows, frequency %s", data.n_series,
              int(data.lengths.sum()), data.freq)
     return 0
@@ -135,11 +105,12 @@ def cmd_validate(args) -> int:
 def cmd_fit(args) -> int:
     """xlstm-ts fit: train and save the model to output.model_dir."""
     from .config import load_config
+    from .tracking import tracked_fit
 
     config = load_config(args.config, args.set)
-    model = _model(config, args.interactive).fit(_data(config), static_df=_static(config),
-                               tracking=config.tracking_arg(),
-                               registered_model_name=config.tracking.registered_model_name)
+    model = tracked_fit(_model(config, args.interactive), _data(config),
+                        static_df=_static(config), tracking=config.tracking_arg(),
+                        registered_model_name=config.tracking.registered_model_name)
     _save_model_atomically(model, config.output.model_dir)
     log.info("model saved to %s", config.output.model_dir)
     return 0
@@ -148,12 +119,13 @@ def cmd_fit(args) -> int:
 def cmd_backtest(args) -> int:
     """xlstm-ts backtest: rolling-origin evaluation to output.backtest."""
     from .config import load_config
+    from .tracking import tracked_backtest
 
     config = load_config(args.config, args.set)
     b = config.backtest
-    result = _model(config, args.interactive).backtest(_data(config), n_windows=b.n_windows,
-                                     step=b.step, refit=b.refit, static_df=_static(config),
-                                     tracking=config.tracking_arg())
+    result = tracked_backtest(_model(config, args.interactive), _data(config),
+                              n_windows=b.n_windows, step=b.step, refit=b.refit,
+                              static_df=_static(config), tracking=config.tracking_arg())
     write_frame(result, config.output.backtest)
     log.info("backtest written to %s", config.output.backtest)
     return 0
@@ -223,8 +195,8 @@ def cmd_predict(args) -> int:
     import polars as pl
 
     from .data.frames import to_polars
-    from .data.series import SINGLE_SERIES_ID, normalise_time
-    from .forecaster import XLSTMForecaster
+    from .data.series import as_long_frame
+    from .tracking import load
 
     config, s = _predict_settings(args)
     if args.engine == "spark":
@@ -232,13 +204,11 @@ def cmd_predict(args) -> int:
     if s["update"] and str(s["model"]).startswith(("runs:/", "models:/")):
         raise InputError(f"--update saves the updated model back, so --model must be a model "
                          f"directory, not {s['model']}.")
-    model = XLSTMForecaster.load(s["model"])
+    model = load(s["model"])
     history = _data(config, s["input"]) if config else read_frame(s["input"])
     if model.time_col not in history.columns:
         raise InputError(f"{s['input']}: time column {model.time_col!r} is missing.")
-    history = normalise_time(history, model.time_col)
-    if model.id_col not in history.columns:  # a single series, as in fit
-        history = history.with_columns(pl.lit(SINGLE_SERIES_ID).alias(model.id_col))
+    history = as_long_frame(history, model.id_col, model.time_col)
     if s["as_of"] is not None:
         temporal = history[model.time_col].dtype.is_temporal()
         try:
@@ -252,7 +222,8 @@ def cmd_predict(args) -> int:
     if s["update"]:  # absorb new rows into the carried state, forecast from the new end
         model.update(history, skip_seen=True)
         forecast, _ = to_polars(model.predict(horizon=s["horizon"]))
-        cutoffs = _last_times(model)
+        cutoffs = pl.DataFrame({model.id_col: model.data_.ids.tolist(),
+                                "cutoff": model.data_.last_times()})
     else:
         forecast, _ = to_polars(model.predict(df=history, horizon=s["horizon"]))
         cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
@@ -279,9 +250,9 @@ def _predict_on_spark(s: dict, master: str | None) -> int:
     from pyspark.sql import functions as F
 
     from .distributed import predict_spark, spark_session
-    from .forecaster import XLSTMForecaster
+    from .tracking import load
 
-    model = XLSTMForecaster.load(s["model"])  # fails before Spark starts; gives the columns
+    model = load(s["model"])  # fails before Spark starts; gives the columns
     spark = spark_session(master)
     try:
         history = spark.read.parquet(str(s["input"]))
@@ -305,15 +276,7 @@ def _write_spark_parquet(frame, path: Path) -> None:
     then swapped in, so readers never see a half-written output."""
     staging = path.with_name(f".{path.name}.writing")
     frame.write.mode("overwrite").parquet(str(staging))
-    _swap_in(staging, path)
-
-
-def _last_times(model):
-    """(id, cutoff): the last absorbed time of each series of an updated model."""
-    import polars as pl
-
-    d = model.data_
-    return pl.DataFrame({model.id_col: d.ids.tolist(), "cutoff": d.times[d.indptr[1:] - 1]})
+    swap_in(staging, path)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,9 @@ from typing import Any
 
 import yaml
 
+from ._checks import check_params
+from .parameters import FORECASTER_CONSTRAINTS
+
 
 class ConfigError(ValueError):
     """A config file or override that does not validate; the message names the key path."""
@@ -152,6 +155,11 @@ def parse_config(raw: Mapping) -> Config:
             raise ConfigError(f"model.{key}: expected {type(default).__name__}, "
                               f"got {type(value).__name__} {value!r}.")
     config.model = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
+    for key, value in config.model.items():  # the estimator's own rules, before any training
+        try:
+            check_params(FORECASTER_CONSTRAINTS, {key: value})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.{err}") from None
     if config.data.layout not in ("long", "wide", "rows"):
         raise ConfigError(f"data.layout: expected 'long', 'wide' or 'rows', got "
                           f"{config.data.layout!r}.")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import XLSTMForecaster, datasets
 from ._io import atomic_write
-from .plotting import plot_backtest, plot_forecast, plot_training
+from .evaluation.plotting import plot_backtest, plot_forecast, plot_training
 
 HORIZON, TRAIN_END, TEST_END, WINDOWS, STEP = 96, 11520, 14400, 10, 288
 OUT = Path("outputs")

@@ -18,7 +18,9 @@ import os
 import sys
 from typing import Any
 
-from .forecaster import PRED_COL, XLSTMForecaster, quantile_column
+from .data.frames import PRED_COL, quantile_column
+from .forecaster import XLSTMForecaster
+from .tracking import load
 
 _BATCH_COL = "__xlstm_ts_batch"
 
@@ -26,7 +28,7 @@ _BATCH_COL = "__xlstm_ts_batch"
 @functools.lru_cache(maxsize=4)
 def _load(model_uri: str) -> XLSTMForecaster:
     """The model behind ``model_uri``, loaded once per Python process."""
-    return XLSTMForecaster.load(model_uri)
+    return load(model_uri)
 
 
 def _forecast_batch(history, *, model_uri: str, horizon: int | None, columns: list[str],

@@ -6,6 +6,10 @@ experiment name, or ``{"uri": ..., "experiment": ...}``. The default store is
 directory, so nothing needs a server. The store is checked before any training
 starts; logging after training never loses the trained model (it is saved
 locally first, and a logging failure becomes a warning).
+
+The estimator knows nothing of MLflow: :func:`tracked_fit` and
+:func:`tracked_backtest` wrap its ``fit`` and ``backtest`` in a run, handing
+:class:`EpochMetrics` to the fit as a Lightning callback.
 """
 
 from __future__ import annotations
@@ -15,14 +19,22 @@ import os
 import subprocess
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+import polars as pl
 from lightning.pytorch.callbacks import Callback
+
+from ._version import __version__
+from .data.frames import PRED_COL, to_polars
+from .evaluation.plotting import plot_forecast, plot_training
+from .forecaster import XLSTMForecaster
+from .persistence import jsonable
+from .training import is_rank_zero
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "xlstm-ts"
@@ -129,8 +141,6 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     """pyfunc flavor: ``predict(history_df)`` returns the forecaster's forecasts."""
 
     def load_context(self, context) -> None:
-        from .forecaster import XLSTMForecaster
-
         self.forecaster = XLSTMForecaster.load(context.artifacts["forecaster"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None
@@ -141,8 +151,6 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 def log_forecaster(forecaster, history: pd.DataFrame | None = None,
                    registered_model_name: str | None = None) -> str:
     """Log ``forecaster`` as a pyfunc model in the active run; returns its model URI."""
-    from . import __version__
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "forecaster"
         forecaster.save(path)
@@ -175,3 +183,72 @@ def warn_logging_failed(err: Exception) -> None:
     """Warn that MLflow logging failed after training (the model is kept)."""
     warnings.warn(f"MLflow logging failed after training ({type(err).__name__}: {err}); "
                   f"the fitted model is kept in memory.", RuntimeWarning, stacklevel=3)
+
+
+def load(uri: str | os.PathLike) -> XLSTMForecaster:
+    """A forecaster from a model directory, or logged to MLflow (``runs:/<run_id>/model``,
+    ``models:/<name>/<version>``)."""
+    if str(uri).startswith(("runs:/", "models:/")):
+        uri = download_model(str(uri))
+    return XLSTMForecaster.load(uri)
+
+
+def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None = None, *,
+                tracking=True, registered_model_name: str | None = None,
+                log_model: bool = True, **fit_options) -> XLSTMForecaster:
+    """``model.fit(df, ...)`` recorded in MLflow: parameters, data summary, per-epoch
+    losses, a forecast plot and the model as a pyfunc (registered under
+    ``registered_model_name`` if given). ``tracking`` as in :func:`resolve`; the store
+    is checked before training. Other ranks of a data-parallel run train alongside
+    rank 0 but record nothing. Sets ``run_id_`` and ``model_uri_`` on the model."""
+    target = resolve(tracking) if is_rank_zero() else None
+    if target is None:
+        return model.fit(df, static_df, val_size, **fit_options)
+    activate(target)  # fail fast, before training
+    with mlflow.start_run(nested=mlflow.active_run() is not None):
+        params = {k: str(v) for k, v in model.get_params().items()
+                  if k not in ("logger", "callbacks")}
+        mlflow.log_params(params)
+        mlflow.set_tags({**package_versions(), "git_commit": git_commit() or "unknown"})
+        model.fit(df, static_df, val_size, callbacks=[EpochMetrics()], **fit_options)
+        model.run_id_ = mlflow.active_run().info.run_id
+        try:
+            mlflow.log_params(data_summary(model.data_))
+            history, _ = to_polars(df)
+            history = history.to_pandas()
+            mlflow.log_figure(plot_forecast(
+                history, model.predict(), id_col=model.id_col, time_col=model.time_col,
+                target_col=model.target_col, max_series=4), "forecast.png")
+            mlflow.log_figure(plot_training(model), "training.png")
+            mlflow.log_dict({"params": params, "network": jsonable(asdict(model.config_))},
+                            "config.json")
+            if log_model:
+                model.model_uri_ = log_forecaster(model, history, registered_model_name)
+        except Exception as err:  # the trained model must survive a logging failure
+            warn_logging_failed(err)
+    return model
+
+
+def tracked_backtest(model: XLSTMForecaster, df, n_windows: int = 3, step: int | None = None,
+                     refit: bool | int = False, static_df=None, *, tracking=True):
+    """``model.backtest(...)`` recorded in an MLflow run: MAE and MSE per horizon step
+    (``backtest_mae`` at steps 1..H) and over all steps (``backtest_mae_all``)."""
+    target = resolve(tracking)
+    if target is None:
+        return model.backtest(df, n_windows, step, refit, static_df)
+    activate(target)
+    with mlflow.start_run(nested=mlflow.active_run() is not None, run_name="backtest"):
+        result = model.backtest(df, n_windows, step, refit, static_df)
+        frame, _ = to_polars(result)
+        per_step = frame.with_columns(
+            pl.int_range(pl.len()).over(model.id_col, "cutoff").alias("step"),
+            (pl.col(PRED_COL) - pl.col(model.target_col)).alias("err"),
+        ).group_by("step").agg(pl.col("err").abs().mean().alias("mae"),
+                               (pl.col("err") ** 2).mean().alias("mse")).sort("step")
+        for row in per_step.iter_rows(named=True):
+            mlflow.log_metrics({"backtest_mae": row["mae"], "backtest_mse": row["mse"]},
+                               step=row["step"] + 1)
+        mlflow.log_metrics({"backtest_mae_all": float(per_step["mae"].mean()),
+                            "backtest_mse_all": float(per_step["mse"].mean())})
+        mlflow.log_params({"backtest.n_windows": n_windows, "backtest.refit": str(refit)})
+    return result

@@ -246,7 +246,8 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
         callbacks = [*(params.pop("callbacks", None) or ()), OptunaPruning(trial)]
         try:
             model = XLSTMForecaster(**params, callbacks=callbacks)
-            model.fit(history, static_df=static_df, tracking=tracking, log_model=False)
+            tracking_lib.tracked_fit(model, history, static_df=static_df, tracking=tracking,
+                                     log_model=False)
             trial.set_user_attr("epochs_trained", model.epochs_trained_)
             score = model.score(df, metric=metric, static_df=static_df)
             if tracking is not None:
@@ -275,7 +276,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
     forecaster = None
     if refit:
         forecaster = XLSTMForecaster(**_to_forecaster_params(best.params, fixed))
-        forecaster.fit(df, static_df=static_df, tracking=tracking)
+        tracking_lib.tracked_fit(forecaster, df, static_df=static_df, tracking=tracking)
     return TuneResult(best.params, best.value, study, forecaster)
 
 

@@ -17,6 +17,15 @@ import polars as pl
 FrameKind = Literal["pandas", "polars"]
 FrameLike = Union[pd.DataFrame, pl.DataFrame, pl.LazyFrame]  # noqa: UP007 (runtime alias)
 
+# The forecast columns every output frame uses: the point forecast, and one column
+# per quantile level of a probabilistic head.
+PRED_COL = "y_pred"
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile forecast, e.g. ``y_pred_q0.1``."""
+    return f"{PRED_COL}_q{level:g}"
+
 
 def to_polars(df: object, name: str = "df") -> tuple[pl.DataFrame, FrameKind]:
     """Return an eager polars copy-on-write view of ``df`` and the library it came from."""

@@ -72,10 +72,25 @@ class SeriesData:
     kind: FrameKind
     static_categories: dict[str, list[str]] = field(default_factory=dict)
     calendar: tuple[str, ...] = ()
+    time_zone: str | None = None  # the caller's zone; ``times`` hold naive UTC
 
     @property
     def n_series(self) -> int:
         return len(self.ids)
+
+    def last_times(self) -> np.ndarray:
+        """(n,) the last time of each series."""
+        return self.times[self.indptr[1:] - 1]
+
+    def future_times(self, horizon: int) -> pl.Series:
+        """(n * horizon,) the ``horizon`` times after each series' end, series by series,
+        in the caller's time zone; nulls when the frequency is unknown."""
+        if self.freq is None:
+            return pl.Series([None] * (self.n_series * horizon))
+        times = self.freq.future(pl.Series(self.last_times()), horizon)
+        if self.time_zone is not None:
+            times = times.dt.replace_time_zone("UTC").dt.convert_time_zone(self.time_zone)
+        return times
 
     @property
     def lengths(self) -> np.ndarray:
@@ -132,6 +147,25 @@ def _check_object_times(df: object, time_col: str) -> None:
                 f"Column {time_col!r} (time_col) mixes value types ({kind}). Use one type for "
                 f"the whole column: datetimes, ISO strings or integers."
             )
+
+
+def as_long_frame(frame: pl.DataFrame, id_col: str, time_col: str) -> pl.DataFrame:
+    """The frame as a panel: the single-series id added when ``id_col`` is absent, ids of
+    an enum or categorical type as strings (their category order is not their sort
+    order), and times normalised by :func:`normalise_time`."""
+    if time_col not in frame.columns:
+        raise ValueError(f"df has no time column {time_col!r} (time_col).")
+    if id_col not in frame.columns:
+        frame = frame.with_columns(pl.lit(SINGLE_SERIES_ID).alias(id_col))
+    if isinstance(frame[id_col].dtype, (pl.Enum, pl.Categorical)):
+        frame = frame.with_columns(pl.col(id_col).cast(pl.String))
+    return normalise_time(frame, time_col)
+
+
+def time_zone_of(frame: pl.DataFrame, time_col: str) -> str | None:
+    """The time zone of ``time_col`` (None for naive times, dates and integers)."""
+    dtype = frame[time_col].dtype
+    return dtype.time_zone if isinstance(dtype, pl.Datetime) else None
 
 
 def normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
@@ -419,12 +453,13 @@ def prepare_series(
     future, past = tuple(future_covariates), tuple(past_covariates)
     cols = Columns(id_col, time_col, target_col, future, past)
     _check_columns(frame, cols, future, past)
-    if id_col not in frame.columns:
-        frame = frame.with_columns(pl.lit(SINGLE_SERIES_ID).alias(id_col))
+    zone = time_zone_of(frame, time_col)
+    wanted = (id_col, time_col, target_col, *future, *past)
+    frame = as_long_frame(frame.select(c for c in wanted if c in frame.columns), id_col,
+                          time_col)
     if frame[id_col].null_count():
         raise ValueError(f"Column {id_col!r} (id_col) has missing ids; every row needs one.")
     frame = frame.select(id_col, time_col, target_col, *future, *past)
-    frame = normalise_time(frame, time_col)
     if frame[time_col].null_count():
         bad = frame.filter(pl.col(time_col).is_null())[id_col].unique()
         raise ValueError(
@@ -461,6 +496,7 @@ def prepare_series(
         kind=kind,
         static_categories=categories,
         calendar=tuple(calendar),
+        time_zone=zone,
     )
 
 
@@ -498,6 +534,12 @@ def check_compatible(fitted: SeriesData, new: SeriesData, *, allow_new_ids: bool
             f"{len(unknown)} series ids were not seen in fit: {_listed(unknown)}. "
             f"Refit with these series, or leave them out."
         )
+    if (new.time_zone is None) != (fitted.time_zone is None):
+        aware, naive = ("the new data", "fit") if new.time_zone else ("fit", "the new data")
+        raise ValueError(
+            f"Column {fitted.columns.time_col!r} (time_col) holds time-zone-aware times in "
+            f"{aware} but naive times in {naive}. Use one convention: localise the naive "
+            f"times (e.g. .dt.tz_localize) or drop the zone from both.")
     if new.freq is not None and fitted.freq is not None and new.freq != fitted.freq:
         raise ValueError(
             f"The data has frequency {new.freq} but the model was fitted on {fitted.freq} "
@@ -520,7 +562,7 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
         return torch.zeros(n, horizon, 0)
     if data.freq is None:
         raise ValueError("Cannot step time forward: every series has a single point.")
-    last = pl.Series(data.times[data.indptr[1:] - 1])
+    last = pl.Series(data.last_times())
     grid = pl.DataFrame({cols.id_col: np.repeat(data.ids, horizon),
                          cols.time_col: data.freq.future(last, horizon)})
     if fitted.calendar:
@@ -540,8 +582,8 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
         if len(unknown):
             raise ValueError(f"future_df has series ids without history: {_listed(unknown)}. "
                              f"Pass their history in df, or leave them out of future_df.")
-        future = normalise_time(future.select(cols.id_col, cols.time_col, *given),
-                                 cols.time_col)
+        future = as_long_frame(future.select(cols.id_col, cols.time_col, *given),
+                               cols.id_col, cols.time_col)
         future = future.with_columns(pl.col(cols.id_col).cast(grid[cols.id_col].dtype))
         grid = grid.join(future, on=[cols.id_col, cols.time_col], how="left",
                          maintain_order="left")
@@ -554,6 +596,15 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
                 f"{bad[cols.time_col][0]}. Provide {given} for all {horizon} steps after each "
                 f"series' last time."
             )
+        given_values = grid.select(pl.col(c).cast(pl.Float64) for c in given).to_numpy()
+        bad = ~np.isfinite(given_values)
+        if bad.any():
+            column = given[int(np.flatnonzero(bad.any(axis=0))[0])]
+            rows = bad.any(axis=1)
+            raise ValueError(
+                f"future_df column {column!r} has NaN or infinite values over the horizon of "
+                f"series {_listed(grid.filter(pl.Series(rows))[cols.id_col].unique())}. "
+                f"Fill them before forecasting.")
     values = grid.select(pl.col(c).cast(pl.Float32) for c in cols.future).to_numpy()
     return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(n, horizon, -1)
 

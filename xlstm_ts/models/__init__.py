@@ -2,12 +2,22 @@
 
 from .blocks import GatedFeedForward, mLSTMBlock, sLSTMBlock
 from .heads import DistributionHead, PointHead, QuantileHead, build_head
-from .networks import HEADS, NETWORKS, NetworkConfig, PatchXLSTM, XLSTMTime, build_network
+from .networks import (
+    HEADS,
+    NETWORK_CONSTRAINTS,
+    NETWORKS,
+    NetworkConfig,
+    PatchXLSTM,
+    XLSTMTime,
+    build_network,
+    check_network_shape,
+)
 from .revin import RevIN
 from .stack import XLSTMStack
 
 __all__ = [
-    "HEADS", "NETWORKS", "DistributionHead", "GatedFeedForward", "NetworkConfig", "PatchXLSTM",
+    "HEADS", "NETWORKS", "NETWORK_CONSTRAINTS", "DistributionHead", "GatedFeedForward",
+    "NetworkConfig", "PatchXLSTM",
     "PointHead", "QuantileHead", "RevIN", "XLSTMStack", "XLSTMTime", "build_head",
-    "build_network", "mLSTMBlock", "sLSTMBlock",
+    "build_network", "check_network_shape", "mLSTMBlock", "sLSTMBlock",
 ]

@@ -18,14 +18,32 @@ import torch
 import torch.nn.functional as F_
 from torch import nn
 
-from .._checks import check_choice, check_positive_int
+from .._checks import BOOL, Integer, Options, Real, SequenceOf, check_params
 from ..cells import BACKENDS
-from .heads import build_head
+from .heads import PointHead, build_head
 from .revin import RevIN
 from .stack import XLSTMStack
 
 NETWORKS = ("patch", "xlstmtime")
 HEADS = ("point", "quantile", "normal", "studentt")
+
+def _quantile_levels(name: str, value: object) -> None:
+    SequenceOf(Real())(name, value)
+    if not value or not all(0.0 < q < 1.0 for q in value):
+        raise ValueError(f"{name} must be levels in (0, 1). Got {value!r}.")
+
+
+# Each field's rule, declared once; the estimator's parameter table reuses these.
+NETWORK_CONSTRAINTS = {
+    "lookback": Integer(1), "horizon": Integer(1), "network": Options(NETWORKS),
+    "d_model": Integer(1), "num_blocks": Integer(1), "slstm_at": SequenceOf(Integer(0)),
+    "num_heads": Integer(1), "dropout": Real(0.0, 1.0, open="high"),
+    "patch_len": Integer(1), "patch_stride": Integer(1), "decomposition_kernel": Integer(1),
+    "head": Options(HEADS), "loss": Options(PointHead.LOSSES),
+    "quantiles": _quantile_levels,
+    "n_past": Integer(0), "n_future": Integer(0), "n_static": Integer(0),
+    "revin_affine": BOOL, "backend": Options(BACKENDS),
+}
 
 
 @dataclass(frozen=True)
@@ -54,20 +72,37 @@ class NetworkConfig:
 
     def validate(self) -> NetworkConfig:
         """Self, after checking every field; ValueError/TypeError naming the bad one."""
-        for name in ("lookback", "horizon", "d_model", "num_blocks", "num_heads", "patch_len",
-                     "patch_stride", "decomposition_kernel"):
-            check_positive_int(name, getattr(self, name))
-        check_choice("network", self.network, NETWORKS)
-        check_choice("head", self.head, HEADS)
-        check_choice("backend", self.backend, BACKENDS)
-        if self.network == "patch" and self.lookback < self.patch_len:
-            raise ValueError(f"lookback ({self.lookback}) must be at least patch_len "
-                             f"({self.patch_len}). Raise lookback or lower patch_len.")
+        check_params(NETWORK_CONSTRAINTS, {f: getattr(self, f) for f in NETWORK_CONSTRAINTS})
+        check_network_shape(self.network, self.lookback, self.patch_len, self.num_blocks,
+                            self.slstm_at, self.d_model, self.num_heads)
         return self
+
+    @classmethod
+    def from_dict(cls, values: dict) -> NetworkConfig:
+        """The config saved as a JSON mapping (lists become tuples); :func:`build_network`
+        validates it."""
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"network config holds unknown fields {sorted(unknown)}.")
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fields)
 
     @property
     def n_patches(self) -> int:
         return (self.lookback - self.patch_len) // self.patch_stride + 1
+
+
+def check_network_shape(network: str, lookback: int, patch_len: int, num_blocks: int,
+                        slstm_at, d_model: int, num_heads: int) -> None:
+    """The rules that tie several fields together."""
+    if network == "patch" and lookback < patch_len:
+        raise ValueError(f"lookback ({lookback}) must be at least patch_len "
+                         f"({patch_len}). Raise lookback or lower patch_len.")
+    if any(j >= num_blocks for j in slstm_at):
+        raise ValueError(f"slstm_at must hold block indices in [0, {num_blocks}). "
+                         f"Got {list(slstm_at)}.")
+    if d_model % num_heads:
+        raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
 
 
 class _Forecaster(nn.Module):
@@ -77,8 +112,7 @@ class _Forecaster(nn.Module):
 
     def __init__(self, config: NetworkConfig, d_features: int):
         super().__init__()
-        self.config = config.validate()
-        c = config
+        self.config = c = config
         self.revin = RevIN(1, affine=c.revin_affine)
         self.stack = XLSTMStack(c.d_model, c.num_blocks, slstm_at=c.slstm_at,
                                 num_heads=c.num_heads, dropout=c.dropout, backend=c.backend)
@@ -126,7 +160,7 @@ class PatchXLSTM(_Forecaster):
     XLSTMStack over patch tokens -> flatten -> head (+ future covariates)."""
 
     def __init__(self, config: NetworkConfig):
-        c = config.validate()
+        c = config
         super().__init__(c, c.n_patches * c.d_model)
         n_features = 2 + c.n_past + c.n_future
         self.embed = nn.Linear(c.patch_len * n_features, c.d_model)
@@ -161,7 +195,7 @@ class XLSTMTime(_Forecaster):
     streaming = True
 
     def __init__(self, config: NetworkConfig):
-        c = config.validate()
+        c = config
         super().__init__(c, c.d_model)
         n_features = 3 + c.n_past + c.n_future  # seasonal, trend, mask, covariates
         self.embed = nn.Linear(n_features, c.d_model)
@@ -239,6 +273,7 @@ def unpack_stack_state(flat: dict[str, torch.Tensor], num_blocks: int) -> list:
 
 
 def build_network(config: NetworkConfig) -> _Forecaster:
-    """The network named by ``config.network``."""
+    """The network named by ``config.network`` (the one place a config is checked before
+    a network is built)."""
     config.validate()
     return {"patch": PatchXLSTM, "xlstmtime": XLSTMTime}[config.network](config)

@@ -3,7 +3,7 @@
 from .datamodule import EpochSampler, ShardSampler, WindowDataModule
 from .history import LossHistory
 from .module import ForecastModule, OptimConfig
-from .trainer import build_trainer, is_rank_zero
+from .trainer import build_trainer, fit_module, is_rank_zero
 
 __all__ = ["EpochSampler", "ForecastModule", "LossHistory", "OptimConfig", "ShardSampler",
-           "WindowDataModule", "build_trainer", "is_rank_zero"]
+           "WindowDataModule", "build_trainer", "fit_module", "is_rank_zero"]

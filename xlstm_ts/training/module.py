@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import lightning as L
 import torch
@@ -23,11 +23,12 @@ class OptimConfig:
 class ForecastModule(L.LightningModule):
     """Wraps a forecasting network; the loss is the head's, in normalised units."""
 
-    def __init__(self, network: dict, optim: dict):
+    def __init__(self, network: NetworkConfig, optim: OptimConfig):
         super().__init__()
-        self.save_hyperparameters()
-        self.net = build_network(NetworkConfig(**network))
-        self.optim = OptimConfig(**optim)
+        # plain values in checkpoints, so they load with weights_only=True
+        self.save_hyperparameters({"network": asdict(network), "optim": asdict(optim)})
+        self.net = build_network(network)
+        self.optim = optim
 
     def forward(self, batch):
         return self.net(batch)

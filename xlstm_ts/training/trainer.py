@@ -1,12 +1,15 @@
-"""build_trainer: the only place Lightning trainer arguments are assembled."""
+"""build_trainer and fit_module: the only place Lightning trainers are assembled and run."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 
@@ -58,3 +61,34 @@ def build_trainer(*, max_epochs: int, checkpoint_dir: str | Path, patience: int 
         num_sanity_val_steps=0,
     )
     return trainer, checkpoint
+
+
+def fit_module(module: L.LightningModule, datamodule: L.LightningDataModule, *,
+               checkpoint_dir: str | os.PathLike | None, resume: bool = False,
+               ckpt_path: str | None = None, **trainer_options) -> L.Trainer:
+    """Train ``module`` with a trainer from :func:`build_trainer` (``trainer_options``);
+    afterwards it holds the best validation weights (the last ones without validation).
+
+    ``resume`` continues from ``checkpoint_dir/last.ckpt`` (or ``ckpt_path``). Without
+    a ``checkpoint_dir`` the checkpoints go to a temporary directory that is removed
+    when training ends, so no fit leaves files behind."""
+    own_dir = checkpoint_dir is None
+    directory = tempfile.mkdtemp(prefix="xlstm_ts_") if own_dir else os.fspath(checkpoint_dir)
+    try:
+        if resume and ckpt_path is None:
+            ckpt_path = os.path.join(directory, "last.ckpt")
+            if not os.path.exists(ckpt_path):
+                raise ValueError(f"resume=True but {ckpt_path} does not exist; set "
+                                 f"checkpoint_dir to the directory of the killed fit.")
+        trainer, checkpoint = build_trainer(checkpoint_dir=directory, **trainer_options)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        best = checkpoint.best_model_path or checkpoint.last_model_path
+        # rank 0 wrote it; other ranks on another node without shared storage keep the
+        # last weights, which only rank 0 ever saves anyway
+        if best and os.path.exists(best):
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    finally:
+        if own_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+    return trainer

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from .data.frames import FrameLike, from_polars, to_polars
+from ..data.frames import FrameLike, from_polars, to_polars
 
 
 def _pair(y_true, y_pred):

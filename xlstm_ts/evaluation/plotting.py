@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .data.frames import to_polars
+from ..data.frames import PRED_COL, to_polars
 
-PRED = "y_pred"
 _HISTORY, _ACTUAL, _FORECAST = "0.35", "0.1", "C0"
 
 
@@ -38,13 +37,14 @@ def _require(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
 def _interval_pairs(columns: Sequence[str]) -> list[tuple[str, str]]:
     """(lower, upper) column pairs, widest first: symmetric quantile pairs
     (q0.1 with q0.9) and conformal pairs (lo80 with hi80)."""
-    quantiles = sorted(float(c[len(PRED) + 2:]) for c in columns if c.startswith(f"{PRED}_q"))
-    pairs = [(f"{PRED}_q{lo:g}", f"{PRED}_q{hi:g}") for lo in quantiles for hi in quantiles
+    q_prefix, lo_prefix = f"{PRED_COL}_q", f"{PRED_COL}_lo"
+    quantiles = sorted(float(c[len(q_prefix):]) for c in columns if c.startswith(q_prefix))
+    pairs = [(f"{q_prefix}{lo:g}", f"{q_prefix}{hi:g}") for lo in quantiles for hi in quantiles
              if lo < 0.5 < hi and abs(lo + hi - 1) < 1e-9]
-    levels = sorted((float(c[len(PRED) + 3:]) for c in columns if c.startswith(f"{PRED}_lo")),
+    levels = sorted((float(c[len(lo_prefix):]) for c in columns if c.startswith(lo_prefix)),
                     reverse=True)
-    pairs += [(f"{PRED}_lo{lv:g}", f"{PRED}_hi{lv:g}") for lv in levels
-              if f"{PRED}_hi{lv:g}" in columns]
+    pairs += [(f"{PRED_COL}_lo{lv:g}", f"{PRED_COL}_hi{lv:g}") for lv in levels
+              if f"{PRED_COL}_hi{lv:g}" in columns]
     return sorted(pairs, key=lambda p: p[0])  # stable; alpha stacks the nested bands
 
 
@@ -71,7 +71,7 @@ def plot_forecast(history, forecasts, actuals=None, ids: Sequence | None = None,
         hist = hist.assign(**{id_col: "series"})
         act = act.assign(**{id_col: "series"}) if act is not None else None
     _require(hist, "history", (id_col, time_col, target_col))
-    _require(fc, "forecasts", (id_col, time_col, PRED))
+    _require(fc, "forecasts", (id_col, time_col, PRED_COL))
     if act is not None:
         _require(act, "actuals", (id_col, time_col, target_col))
     chosen = list(ids) if ids is not None else list(dict.fromkeys(fc[id_col]))[:max_series]
@@ -92,9 +92,9 @@ def plot_forecast(history, forecasts, actuals=None, ids: Sequence | None = None,
             ax.plot(a[time_col], a[target_col], color=_ACTUAL, lw=1, ls=":", label="actual")
         for k, (lo, hi) in enumerate(pairs):
             ax.fill_between(f[time_col], f[lo], f[hi], color=_FORECAST, alpha=0.15,
-                            lw=0, label=f"{lo[len(PRED) + 1:]}-{hi[len(PRED) + 1:]}"
+                            lw=0, label=f"{lo[len(PRED_COL) + 1:]}-{hi[len(PRED_COL) + 1:]}"
                             if k < 3 else None)
-        ax.plot(f[time_col], f[PRED], color=_FORECAST, lw=1.5, label="forecast")
+        ax.plot(f[time_col], f[PRED_COL], color=_FORECAST, lw=1.5, label="forecast")
         ax.set_title(str(sid), fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
     axes[0].legend(loc="upper left", fontsize=7, ncol=4, frameon=False)
@@ -106,12 +106,12 @@ def plot_backtest(backtest, *, id_col: str = "unique_id", target_col: str = "y",
     """Errors of :meth:`XLSTMForecaster.backtest` output: MAE and RMSE by horizon step
     (left) and MAE by cutoff (right)."""
     bt = _pandas(backtest, "backtest")
-    _require(bt, "backtest", (id_col, "cutoff", target_col, PRED))
+    _require(bt, "backtest", (id_col, "cutoff", target_col, PRED_COL))
     bt = bt.dropna(subset=[target_col])
     if bt.empty:
         raise ValueError("backtest holds no rows with actual values.")
     bt = bt.assign(step=bt.groupby([id_col, "cutoff"]).cumcount() + 1,
-                   err=bt[PRED] - bt[target_col])
+                   err=bt[PRED_COL] - bt[target_col])
     by_step = bt.groupby("step").err.agg(mae=lambda e: e.abs().mean(),
                                          rmse=lambda e: float(np.sqrt((e ** 2).mean())))
     by_cutoff = bt.groupby("cutoff").err.agg(lambda e: e.abs().mean())

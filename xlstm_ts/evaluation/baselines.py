@@ -9,11 +9,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ._checks import check_positive_int
-from .data.frames import FrameLike, from_polars
-from .data.series import SeriesData, prepare_series
-
-PRED_COL = "y_pred"
+from .._checks import check_positive_int
+from ..data.frames import PRED_COL, FrameLike, from_polars
+from ..data.series import SeriesData, prepare_series
 
 
 class _Baseline:
@@ -49,10 +47,9 @@ class _Baseline:
         y = data.target.double().numpy()
         series = [y[a:b] for a, b in zip(data.indptr[:-1], data.indptr[1:], strict=True)]
         values = self._forecast(series, horizon)  # (n, H)
-        last = pl.Series(data.times[data.indptr[1:] - 1])
         frame = pl.DataFrame({
             self.id_col: np.repeat(data.ids, horizon),
-            self.time_col: data.freq.future(last, horizon),
+            self.time_col: data.future_times(horizon),
             PRED_COL: values.reshape(-1),
         })
         return from_polars(frame, data.kind)

@@ -1,0 +1,13 @@
+"""Evaluation: metrics, baselines, backtests with conformal calibration, and plots.
+
+Sits above the data layer and beside the estimator: the backtest functions drive
+any object with the estimator's ``fit``/``predict`` contract, so nothing here
+imports the estimator itself.
+"""
+
+from .backtesting import backtest, conformal_errors, conformal_halfwidth, score
+from .baselines import Drift, Naive, SeasonalNaive
+from .metrics import evaluate
+
+__all__ = ["Drift", "Naive", "SeasonalNaive", "backtest", "conformal_errors",
+           "conformal_halfwidth", "evaluate", "score"]

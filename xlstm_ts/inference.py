@@ -1,0 +1,138 @@
+"""Forecasting with a trained network: chunked forward passes, stream states and the
+recursive rollout beyond the trained horizon. Tensors in, tensors out; the
+estimator turns them into frames.
+
+Shapes: n series, H trained horizon, F future covariates, Q quantile levels.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from .data import SeriesData, last_windows
+
+PREDICT_CHUNK = 1024  # series per network call: activation memory stays bounded
+
+
+def chunks(n: int, what: str, progress: bool):
+    """Start indices of ``PREDICT_CHUNK``-series chunks, with a progress bar when a person
+    watches (``progress`` and an interactive stderr) and there are several."""
+    starts = range(0, n, PREDICT_CHUNK)
+    show = bool(progress) and sys.stderr.isatty() and len(starts) > 1
+    return tqdm(starts, desc=what, unit="chunk", disable=not show, leave=False)
+
+
+@torch.no_grad()
+def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
+                   quantiles: tuple[float, ...] | None, state: dict | None = None,
+                   progress: bool = False):
+    """Point (n, H) and quantiles (n, H, Q) or None, in data units: from the last
+    ``lookback`` steps of each series of ``data``, or from a carried stream ``state``.
+    ``ahead`` (n, H, F) holds the future-known covariates over the horizon."""
+    windows = last_windows(data, lookback, ahead) if state is None else None
+    points, quants = [], []
+    for start in chunks(data.n_series, "forecast", progress):
+        part = slice(start, start + PREDICT_CHUNK)
+        if state is None:
+            params, stats = net({k: v[part] for k, v in windows.items()})
+        else:
+            params, stats = net.head_from({k: v[part] for k, v in state.items()}, ahead[part])
+        points.append(net.denormalize(net.head.point(params), stats))
+        if quantiles is not None:
+            quants.append(net.denormalize(net.head.quantiles(params, quantiles), stats))
+    return torch.cat(points), (torch.cat(quants) if quants else None)
+
+
+@torch.no_grad()
+def encoded_state(net, data: SeriesData, lookback: int, progress: bool = False) -> dict:
+    """The stream state of every series of ``data``, encoded from its last ``lookback``
+    steps (what a forecast from ``data`` sees)."""
+    windows = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
+    parts = [net.encode({k: v[start:start + PREDICT_CHUNK] for k, v in windows.items()})
+             for start in chunks(data.n_series, "encode", progress)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+@torch.no_grad()
+def advance_state(net, state: dict, steps: dict, series: np.ndarray) -> dict:
+    """The states of rows ``series`` (n,) of ``state`` advanced over ``steps`` (n, T, ...);
+    ``state`` itself is left as it was."""
+    parts = []
+    for start in range(0, len(series), PREDICT_CHUNK):
+        rows = torch.from_numpy(series[start:start + PREDICT_CHUNK])
+        part = slice(start, start + PREDICT_CHUNK)
+        parts.append(net.advance({k: v[rows] for k, v in state.items()},
+                                 {k: v[part] for k, v in steps.items()}))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def append_block(data: SeriesData, point: torch.Tensor, future_block: torch.Tensor
+                 ) -> SeriesData:
+    """The panel with ``point`` (n, H) appended to each series (recursive rollout)."""
+    n, H = point.shape
+    lengths = data.lengths
+    indptr = np.concatenate([[0], np.cumsum(lengths + H)]).astype(np.int64)
+    old_rows = np.concatenate([np.arange(a, a + m)
+                               for a, m in zip(indptr[:-1], lengths, strict=True)])
+    new_rows = np.concatenate([np.arange(a + m, a + m + H)
+                               for a, m in zip(indptr[:-1], lengths, strict=True)])
+
+    def grow(old: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        out = old.new_zeros((indptr[-1], *old.shape[1:]))
+        out[torch.from_numpy(old_rows)] = old
+        out[torch.from_numpy(new_rows)] = added.reshape(n * H, *old.shape[1:]).to(old.dtype)
+        return out
+
+    times = np.zeros(indptr[-1], dtype=data.times.dtype)
+    times[old_rows] = data.times
+    times[new_rows] = data.freq.future(pl.Series(data.last_times()), H).to_numpy()
+    return replace(data, indptr=indptr, times=times,
+                   target=grow(data.target, point),
+                   observed=grow(data.observed, torch.ones(n, H, dtype=torch.bool)),
+                   past=grow(data.past, torch.zeros(n, H, data.past.shape[1])),
+                   future=grow(data.future, future_block))
+
+
+def rollout(net, data: SeriesData, lookback: int, horizon: int, trained_horizon: int,
+            ahead: torch.Tensor, quantiles: tuple[float, ...] | None,
+            state: dict | None = None, progress: bool = False):
+    """Point (n, horizon) and quantiles (n, horizon, Q) or None: blocks of the trained
+    horizon, each fed back as history (and through the stream state, when one is
+    carried) for the next."""
+    points, quants = [], []
+    current = data
+    for start in range(0, horizon, trained_horizon):
+        block = ahead[:, start:start + trained_horizon]
+        if block.shape[1] < trained_horizon:  # last partial block: pad, keep the head shape
+            pad = trained_horizon - block.shape[1]
+            block = torch.cat([block, block[:, -1:].expand(-1, pad, -1)], dim=1)
+        point, quant = forecast_block(net, current, lookback, block, quantiles, state, progress)
+        points.append(point)
+        quants.append(quant)
+        if start + trained_horizon < horizon:
+            current = append_block(current, point, block)
+            if state is not None:  # a new dict: the carried state stays as it was
+                n, H = point.shape
+                state = advance_state(net, state, {
+                    "history": point, "history_mask": torch.ones(n, H, dtype=torch.bool),
+                    "past": torch.zeros(n, H, data.past.shape[1]), "future": block,
+                    "static": data.static}, np.arange(n))
+    point = torch.cat(points, dim=1)[:, :horizon]
+    quant = torch.cat(quants, dim=1)[:, :horizon] if quants[0] is not None else None
+    return point, quant
+
+
+def check_finite(values: np.ndarray, data: SeriesData, horizon: int) -> None:
+    """Never return a NaN or infinite forecast without saying why."""
+    bad = ~np.isfinite(values.reshape(data.n_series, horizon)).all(axis=1)
+    if bad.any():
+        raise FloatingPointError(
+            f"The forecasts of {int(bad.sum())} series are not finite, e.g. series "
+            f"{data.ids[bad][:5].tolist()}: their values are beyond float32 range (about "
+            f"3.4e38) after normalisation. Rescale the target (e.g. divide by a constant).")

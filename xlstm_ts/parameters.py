@@ -1,0 +1,66 @@
+"""The rules of XLSTMForecaster's parameters, declared once.
+
+A table in the spirit of scikit-learn's ``_parameter_constraints``: the estimator
+checks it at every public entry point (``fit``, ``check``, ``load``) and the
+CLI's config validation checks the ``model`` section with it, so a bad value is
+named before any training. Network fields reuse the networks' own rules.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import (
+    BOOL,
+    PATH,
+    SEED,
+    STR,
+    InstanceOf,
+    Integer,
+    NoneOr,
+    Options,
+    Real,
+    SequenceOf,
+    any_value,
+)
+from .cells import BACKENDS
+from .models import NETWORK_CONSTRAINTS
+
+# the precisions Lightning accepts; the network fields' rules are the networks' own
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true",
+              "bf16-true", "transformer-engine")
+NETWORK_PARAMS = ("lookback", "horizon", "network", "d_model", "num_blocks", "slstm_at",
+                   "num_heads", "dropout", "patch_len", "patch_stride", "head", "loss",
+                   "quantiles", "backend")
+
+
+def _precision(name: str, value: object) -> None:
+    if str(value) not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {list(PRECISIONS)}. Got {value!r}.")
+
+
+def _accelerator(name: str, value: object) -> None:
+    STR(name, value)
+    Options(("auto", "cpu", "gpu", "cuda", "mps", "tpu"))(name, value)
+    if value in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r} but no CUDA device is available here. Use "
+                         f"accelerator='auto' or 'cpu'.")
+
+
+FORECASTER_CONSTRAINTS = {
+    **{name: NETWORK_CONSTRAINTS[name] for name in NETWORK_PARAMS},
+    "learning_rate": Real(0.0, None, open="low"), "weight_decay": Real(0.0),
+    "schedule": Options(("cosine", "onecycle")), "warmup": Real(0.0, 1.0),
+    "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": Integer(1),
+    "val_size": NoneOr(Integer(0)), "patience": NoneOr(Integer(0)),
+    "gradient_clip": NoneOr(Real(0.0, None, open="low")),
+    "id_col": STR, "time_col": STR, "target_col": STR,
+    "future_covariates": SequenceOf(STR), "past_covariates": SequenceOf(STR),
+    "calendar": SequenceOf(STR), "fill_missing": NoneOr(Options(("nan", "ffill", "zero"))),
+    "target_missing": Options(("raise", "mask", "ffill", "zero")),
+    "accelerator": _accelerator, "devices": any_value, "precision": _precision,
+    "strategy": InstanceOf((str,), "a Lightning strategy name such as 'auto' or 'ddp'"),
+    "num_nodes": Integer(1), "backend": Options(BACKENDS), "progress_bar": BOOL,
+    "logger": any_value, "callbacks": NoneOr(SequenceOf(any_value)),
+    "checkpoint_dir": NoneOr(PATH), "random_state": NoneOr(SEED),
+}

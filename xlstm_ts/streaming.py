@@ -1,0 +1,47 @@
+"""Absorbing new observations into a fitted forecaster (``XLSTMForecaster.update``).
+
+Networks with a causal encoder (``network.streaming``, e.g. XLSTMTime) carry a
+per-series stream state that advances over the new steps only; the others keep
+a rolling window of the last ``lookback`` steps and re-encode it at predict time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .data import SeriesData, append_observations, continue_series
+from .inference import advance_state, encoded_state
+
+log = logging.getLogger("xlstm_ts")
+
+
+def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict | None, *,
+           skip_seen: bool = False, progress: bool = False
+           ) -> tuple[SeriesData, dict | None]:
+    """``fitted`` with the rows of ``new`` appended (each series' last ``lookback`` kept)
+    and the stream ``state`` advanced over them (None for networks without one).
+
+    Everything is computed before anything is replaced: a failure leaves the caller's
+    model as it was. A state of None is first encoded from the current windows."""
+    new, codes, skipped = continue_series(fitted, new, skip_seen=skip_seen)
+    if skipped:
+        log.info("update: %d rows were already absorbed and are left out", skipped)
+    if not new.n_series:
+        return fitted, state
+    if net.streaming:
+        state = encoded_state(net, fitted, lookback, progress) if state is None else {
+            k: v.clone() for k, v in state.items()}
+        for T in np.unique(new.lengths):  # series with equal counts of new steps
+            group = np.flatnonzero(new.lengths == T)
+            rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
+            steps = {"history": new.target[rows], "history_mask": new.observed[rows],
+                     "past": new.past[rows], "future": new.future[rows],
+                     "static": fitted.static[torch.from_numpy(codes[group])]}
+            advanced = advance_state(net, state, steps, codes[group])
+            series = torch.from_numpy(codes[group])
+            for k, v in advanced.items():
+                state[k][series] = v
+    return append_observations(fitted, new, codes, keep=lookback), state
