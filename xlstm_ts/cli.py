@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,14 +34,35 @@ def read_frame(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist.")
-    if path.suffix == ".parquet":
-        return pl.read_parquet(path)
-    if path.suffix == ".csv":
-        try:
-            return pl.read_csv(path, try_parse_dates=True)
-        except pl.exceptions.ComputeError:  # types guessed from the first rows were wrong
-            return pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
-    raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet.")
+    if path.suffix not in (".csv", ".parquet"):
+        raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet.")
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            try:
+                frame = pl.read_csv(path, try_parse_dates=True)
+            except pl.exceptions.ComputeError:  # types guessed from the first rows were wrong
+                frame = pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot be read as {path.suffix[1:].upper()} "
+                         f"({type(err).__name__}: {err}).") from None
+    if frame.width == 0 or frame.height == 0:
+        raise InputError(f"{path}: the file holds no rows.")
+    return frame
+
+
+def check_writable(path: str | Path) -> None:
+    """InputError unless ``path`` can be created: its nearest existing ancestor must be a
+    writable directory (checked before training, not after)."""
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {path}: {parent} is not writable.")
 
 
 def write_frame(frame, path: str | Path) -> None:
@@ -51,6 +73,7 @@ def write_frame(frame, path: str | Path) -> None:
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise InputError(f"{path}: unsupported output type {path.suffix!r}; use .csv or .parquet.")
+    check_writable(path)
     if not is_rank_zero():
         return
     if path.suffix == ".parquet":
@@ -108,6 +131,7 @@ def cmd_fit(args) -> int:
     from .tracking import tracked_fit
 
     config = load_config(args.config, args.set)
+    check_writable(config.output.model_dir)
     model = tracked_fit(_model(config, args.interactive), _data(config),
                         static_df=_static(config), tracking=config.tracking_arg(),
                         registered_model_name=config.tracking.registered_model_name)
@@ -122,6 +146,7 @@ def cmd_backtest(args) -> int:
     from .tracking import tracked_backtest
 
     config = load_config(args.config, args.set)
+    check_writable(config.output.backtest)
     b = config.backtest
     result = tracked_backtest(_model(config, args.interactive), _data(config),
                               n_windows=b.n_windows, step=b.step, refit=b.refit,

@@ -178,6 +178,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
             raw = yaml.safe_load(f) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err}).") from None
+    if overrides and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections to apply "
+                          f"--set overrides; got {type(raw).__name__}.")
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -188,5 +191,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {part} is not a section.")
-        node[leaf] = yaml.safe_load(text)
+        try:
+            node[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML "
+                              f"({str(err).splitlines()[0]}). Quote it if it is text.") from None
     return parse_config(raw)

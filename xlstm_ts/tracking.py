@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import tempfile
+import urllib.parse
 import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -70,7 +72,11 @@ def resolve(tracking) -> Tracking | None:
 
 
 def activate(target: Tracking) -> None:
-    """Point MLflow at ``target`` and check the store answers, before any training."""
+    """Point MLflow at ``target`` and check the store answers, before any training.
+
+    A server is first probed with a 5-second connection: MLflow's own client retries
+    an unreachable server for minutes before it gives up."""
+    _probe_server(target.uri)
     try:
         mlflow.set_tracking_uri(target.uri)
         if mlflow.get_experiment_by_name(target.experiment) is None:
@@ -82,6 +88,21 @@ def activate(target: Tracking) -> None:
             f"MLflow tracking store {target.uri!r} is not usable ({type(err).__name__}: "
             f"{err}). Check the URI or server, or pass tracking=False."
         ) from err
+
+
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """ValueError unless an http(s) tracking server accepts a connection in time."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise ValueError(
+            f"MLflow tracking store {uri!r} is not reachable ({type(err).__name__}: {err}; "
+            f"waited {timeout:g} s). Check the URI or server, or pass tracking=False."
+        ) from None
 
 
 def _artifact_root(uri: str) -> str | None:

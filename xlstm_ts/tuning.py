@@ -28,6 +28,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from . import tracking as tracking_lib
+from ._checks import Integer, NoneOr, Options, Real
 from .data import prepare_series
 from .data.frames import from_polars, to_polars
 from .forecaster import XLSTMForecaster
@@ -142,6 +143,29 @@ class TuneResult:
     forecaster: XLSTMForecaster | None
 
 
+TUNE_METRICS = ("mae", "mse", "rmse", "smape")
+
+
+def _check_tune_args(n_trials, timeout, metric, direction, storage, n_jobs, refit,
+                     worker) -> None:
+    """The study's own arguments, checked before any trial trains."""
+    if n_trials is not None:
+        # 0 trials only makes sense for the final refit of a shared study
+        Integer(0 if (refit and storage is not None) or worker else 1)("n_trials", n_trials)
+    if n_trials is None and timeout is None:
+        raise ValueError("n_trials and timeout are both None: the search would never end. "
+                         "Set n_trials, timeout or both.")
+    NoneOr(Real(0.0, None, open="low"))("timeout", timeout)
+    Options(TUNE_METRICS)("metric", metric)
+    Options(("minimize", "maximize"))("direction", direction)
+    Integer(-1)("n_jobs", n_jobs)
+    if storage is not None and "://" not in str(storage):
+        folder = Path(storage).resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"storage {str(storage)!r}: the folder {folder} does not exist. "
+                             f"Create it, or pass a path in an existing folder.")
+
+
 def _storage(storage: str | Path | None):
     """None, or an RDB storage whose running trials send heartbeats: a trial of a killed
     worker is marked FAIL after two minutes instead of staying RUNNING forever."""
@@ -209,6 +233,7 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
     """
     if worker and (storage is None or study_name is None):
         raise ValueError("worker=True needs a shared storage and a study_name.")
+    _check_tune_args(n_trials, timeout, metric, direction, storage, n_jobs, refit, worker)
     seed = None if worker else random_state
     refit = refit and not worker
     target = tracking_lib.resolve(tracking)
@@ -270,8 +295,11 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
                    catch=_CAUGHT)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise RuntimeError(f"No trial of study {study.study_name!r} completed; see "
-                           f"study.trials for the failures.")
+        reasons = [t.user_attrs["fail_reason"] for t in study.trials
+                   if "fail_reason" in t.user_attrs]
+        why = f" The first failure: {reasons[0]}" if reasons else ""
+        raise RuntimeError(f"No trial of study {study.study_name!r} completed "
+                           f"({len(study.trials)} tried).{why}")
     best = study.best_trial
     forecaster = None
     if refit:

@@ -336,6 +336,12 @@ def _target_policy(frame: pl.DataFrame, cols: Columns, keys: _Keys, policy: Targ
     inserted = (frame["__inserted"].to_numpy() if "__inserted" in frame.columns
                 else np.zeros(len(y), dtype=bool))
     masked_by_fill = inserted & missing if fill_missing == "nan" else np.zeros_like(missing)
+    huge = ~missing & (np.abs(np.where(missing, 0.0, y)) > np.finfo(np.float32).max)
+    if huge.any():
+        raise ValueError(
+            f"Column {cols.target_col!r} (target_col) has {int(huge.sum())} values beyond the "
+            f"float32 range (|y| > 3.4e38) in series {_listed(keys.ids_where(huge))}. "
+            f"Rescale the target, e.g. divide it by a constant.")
     given = missing & ~masked_by_fill  # missing in the caller's data
     observed = ~masked_by_fill
     if given.any():

@@ -34,11 +34,14 @@ class RevIN(nn.Module):
         return self.apply(x, stats, mask), stats
 
     def statistics(self, x: torch.Tensor, mask: torch.Tensor | None = None):
-        """(mean, std), each (B, 1, C), over the observed steps of x (B, L, C)."""
+        """(mean, std), each (B, 1, C), over the observed steps of x (B, L, C).
+
+        Squared deviations of float32 values above about 1e19 overflow float32 although
+        the std itself fits: then the moments are recomputed in float64."""
         m = torch.ones_like(x[..., :1]) if mask is None else mask.unsqueeze(-1).to(x.dtype)
-        count = m.sum(dim=1, keepdim=True).clamp_min(1.0)
-        mean = (x * m).sum(dim=1, keepdim=True) / count  # (B, 1, C)
-        var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
+        mean, var = _moments(x, m)
+        if x.dtype != torch.float64 and not torch.isfinite(var).all():
+            mean, var = (t.to(x.dtype) for t in _moments(x.double(), m.double()))
         return mean, torch.sqrt(var + self.eps)
 
     def apply(self, x: torch.Tensor, stats, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,3 +60,11 @@ class RevIN(nn.Module):
         if self.log_weight is not None:
             y = (y - self.bias) / self.weight
         return y * std + mean
+
+
+def _moments(x: torch.Tensor, m: torch.Tensor):
+    """Masked mean and variance over dim 1 of x (B, L, C) with weights m (B, L, 1)."""
+    count = m.sum(dim=1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(dim=1, keepdim=True) / count  # (B, 1, C)
+    var = ((x - mean) ** 2 * m).sum(dim=1, keepdim=True) / count
+    return mean, var
