@@ -162,12 +162,15 @@ def test_tampered_config_is_rejected(levels_model, tmp_path, tamper, match):
 
 @pytest.mark.parametrize("name, damage", [
     ("weights.pt", lambda p: p.write_bytes(p.read_bytes()[:100])),
-    ("history.pt", lambda p: p.write_bytes(os.urandom(256))),
+    ("history.pt", lambda p: p.write_bytes(np.random.default_rng(0).bytes(256))),
+    ("stream.pt", lambda p: p.write_bytes(np.random.default_rng(1).bytes(256))),
     ("config.json", lambda p: p.write_text(p.read_text()[:50])),
 ])
 def test_damaged_files_are_named(levels_model, tmp_path, name, damage):
     """Truncated or random files raised OSError, UnpicklingError or JSONDecodeError."""
     levels_model.save(tmp_path / "m")
+    if name == "stream.pt":
+        torch.save({"hidden": torch.zeros(1)}, tmp_path / "m" / name)
     damage(tmp_path / "m" / name)
     with pytest.raises(DamagedModelError, match=rf"{name}: the model directory is damaged"):
         XLSTMForecaster.load(tmp_path / "m")

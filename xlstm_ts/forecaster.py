@@ -61,13 +61,16 @@ class XLSTMForecaster(BaseEstimator):
         lookback, horizon: history length fed to the network, steps forecast at once.
         network: ``"patch"`` or ``"xlstmtime"``.
         d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack.
+        linear_path: forecast = a linear map of the normalised lookback + the xLSTM's
+            correction (zero-initialised, so training starts from the linear forecast).
         patch_len, patch_stride: patching of the lookback (``network="patch"``).
         head: ``"point"``, ``"quantile"``, ``"normal"`` or ``"studentt"``.
         loss: point-head loss, ``"mse"``, ``"mae"`` or ``"huber"``.
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
         learning_rate, weight_decay, schedule, warmup: AdamW with warm-up + cosine or
             one-cycle.
-        batch_size, max_epochs, batches_per_epoch: training length.
+        batch_size, max_epochs, batches_per_epoch: training length; an epoch draws
+            ``batches_per_epoch`` batches, or one pass's worth when there are fewer windows.
         val_size: validation steps at the end of each series (default: ``horizon``;
             0 disables validation and early stopping).
         patience: early-stopping patience in epochs.
@@ -77,11 +80,7 @@ class XLSTMForecaster(BaseEstimator):
         accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
             when present).
         strategy, num_nodes: data-parallel training, passed to Lightning (e.g.
-            ``strategy="ddp", devices=4, num_nodes=2``). Each process draws
-            ``batches_per_epoch`` batches of ``batch_size`` windows per epoch, disjoint
-            shares of one epoch's draw; losses are reduced across processes; only global
-            rank 0 writes checkpoints, MLflow runs and saved models (see
-            ``docs/scale-out.md``).
+            ``strategy="ddp", devices=4, num_nodes=2``; see ``docs/scale-out.md``).
         backend: the cells' kernels: ``"auto"`` (fused Triton kernels on a CUDA device
             when Triton is installed, PyTorch otherwise), ``"triton"`` or ``"torch"``.
         progress_bar: Lightning's progress bar.
@@ -93,7 +92,8 @@ class XLSTMForecaster(BaseEstimator):
 
     def __init__(self, *, lookback: int = 168, horizon: int = 24, network: str = "patch",
                  d_model: int = 64, num_blocks: int = 2, slstm_at: tuple = (1,),
-                 num_heads: int = 4, dropout: float = 0.1, patch_len: int = 16,
+                 num_heads: int = 4, dropout: float = 0.1, linear_path: bool = True,
+                 patch_len: int = 16,
                  patch_stride: int = 8, head: str = "point", loss: str = "mse",
                  quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-2,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
@@ -115,6 +115,7 @@ class XLSTMForecaster(BaseEstimator):
         self.slstm_at = slstm_at
         self.num_heads = num_heads
         self.dropout = dropout
+        self.linear_path = linear_path
         self.patch_len = patch_len
         self.patch_stride = patch_stride
         self.head = head
@@ -221,14 +222,14 @@ class XLSTMForecaster(BaseEstimator):
         seed = 0 if self.random_state is None else self.random_state
         L.seed_everything(seed, workers=True, verbose=False)
 
-        module = ForecastModule(config, OptimConfig(
-            learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
-            schedule=self.schedule, warmup=float(self.warmup),
-            total_steps=self.max_epochs * self.batches_per_epoch))
         datamodule = WindowDataModule(
             data, self.lookback, self.horizon, train_region=regions["train"],
             val_region=regions["val"] if val else None, batch_size=self.batch_size,
             samples_per_epoch=self.batches_per_epoch * self.batch_size, seed=seed)
+        module = ForecastModule(config, OptimConfig(
+            learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
+            schedule=self.schedule, warmup=float(self.warmup),
+            total_steps=self.max_epochs * datamodule.steps_per_epoch))
         losses = LossHistory()
         trainer = fit_module(
             module, datamodule, checkpoint_dir=self.checkpoint_dir, resume=resume,

@@ -30,8 +30,8 @@ from .models import NETWORK_CONSTRAINTS
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true",
               "bf16-true", "transformer-engine")
 NETWORK_PARAMS = ("lookback", "horizon", "network", "d_model", "num_blocks", "slstm_at",
-                   "num_heads", "dropout", "patch_len", "patch_stride", "head", "loss",
-                   "quantiles", "backend")
+                  "num_heads", "dropout", "linear_path", "patch_len", "patch_stride", "head",
+                  "loss", "quantiles", "backend")
 
 
 def _precision(name: str, value: object) -> None:

@@ -41,8 +41,10 @@ class PointHead(nn.Module):
         self.loss_name = loss
         self.proj = nn.Linear(d_in, horizon)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.proj(z)
+    def forward(self, z: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H) forecasts from features z (B, d_in), added to ``base`` (B, H) if given."""
+        out = self.proj(z)
+        return out if base is None else out + base
 
     def loss(self, params, target, mask=None):
         """Mean point loss of params (B, H) against target (B, H) over unmasked steps."""
@@ -77,10 +79,12 @@ class QuantileHead(nn.Module):
         self.register_buffer("levels", torch.tensor(levels), persistent=False)
         self.proj = nn.Linear(d_in, horizon * len(levels))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, Q) increasing quantiles, all shifted by ``base`` (B, H) if given."""
         raw = self.proj(z).view(z.shape[0], self.horizon, -1)  # (B, H, Q)
         steps = F_.softplus(raw[..., 1:])
-        return torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
+        out = torch.cat([raw[..., :1], raw[..., :1] + steps.cumsum(-1)], dim=-1)
+        return out if base is None else out + base.unsqueeze(-1)
 
     def loss(self, params, target, mask=None):
         """Mean pinball loss of quantiles (B, H, Q) against target (B, H)."""
@@ -118,9 +122,10 @@ class DistributionHead(nn.Module):
         self.n_params = 2 if family == "normal" else 3
         self.proj = nn.Linear(d_in, horizon * self.n_params)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, n_params): loc (shifted by ``base`` (B, H) if given), scale[, df]."""
         raw = self.proj(z).view(z.shape[0], self.horizon, self.n_params)
-        loc = raw[..., 0]
+        loc = raw[..., 0] if base is None else raw[..., 0] + base
         scale = F_.softplus(raw[..., 1]) + self.min_scale
         parts = [loc, scale]
         if self.family == "studentt":

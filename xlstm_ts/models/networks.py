@@ -42,7 +42,7 @@ NETWORK_CONSTRAINTS = {
     "head": Options(HEADS), "loss": Options(PointHead.LOSSES),
     "quantiles": _quantile_levels,
     "n_past": Integer(0), "n_future": Integer(0), "n_static": Integer(0),
-    "revin_affine": BOOL, "backend": Options(BACKENDS),
+    "revin_affine": BOOL, "linear_path": BOOL, "backend": Options(BACKENDS),
 }
 
 
@@ -67,7 +67,13 @@ class NetworkConfig:
     n_past: int = 0  # P
     n_future: int = 0  # F
     n_static: int = 0  # K
-    revin_affine: bool = True
+    # The RevIN scale and shift stay off: with them the loss is measured in units the
+    # network can shrink by itself (the scale), so training lowers the loss without
+    # forecasting better and early stopping watches a moving ruler.
+    revin_affine: bool = False
+    # The forecast = a linear map of the normalised lookback + the xLSTM's correction
+    # (zero at the start), NLinear/RevIN style: training starts from the linear forecast.
+    linear_path: bool = True
     backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"
 
     def validate(self) -> NetworkConfig:
@@ -85,6 +91,7 @@ class NetworkConfig:
         if unknown:
             raise ValueError(f"network config holds unknown fields {sorted(unknown)}.")
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        fields.setdefault("linear_path", False)  # saved before the linear path existed
         return cls(**fields)
 
     @property
@@ -119,6 +126,15 @@ class _Forecaster(nn.Module):
         self.static = nn.Linear(c.n_static, c.d_model) if c.n_static else None
         d_head = d_features + c.horizon * c.n_future
         self.head = build_head(c.head, d_head, c.horizon, loss=c.loss, quantiles=c.quantiles)
+        self.linear = nn.Linear(c.lookback, c.horizon) if c.linear_path else None
+        if self.linear is not None:  # start from the window mean, with no correction
+            for layer in (self.linear, self.head.proj):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def _base(self, window: torch.Tensor) -> torch.Tensor | None:
+        """The linear path's forecast (B, H) from the normalised lookback (B, L)."""
+        return None if self.linear is None else self.linear(window)
 
     def _inputs(self, batch, stats=None) -> tuple[torch.Tensor, tuple]:
         """Per-step input features (B, S, 2 + P + F) of the S history steps and the RevIN
@@ -176,7 +192,8 @@ class PatchXLSTM(_Forecaster):
             tokens = tokens + self.static(batch["static"]).unsqueeze(1)
         hidden = self.stack(tokens)  # (B, N, D)
         ahead = batch["future"][:, c.lookback:]
-        return self.head(self._head_input(hidden.flatten(1), ahead)), stats
+        base = self._base(x[..., 0])
+        return self.head(self._head_input(hidden.flatten(1), ahead), base), stats
 
 
 class XLSTMTime(_Forecaster):
@@ -215,22 +232,24 @@ class XLSTMTime(_Forecaster):
         x = batch["history"][:, :stats_steps].unsqueeze(-1)
         mask = batch["history_mask"][:, :stats_steps]
         stats = self.revin.statistics(x, mask)
-        return self._run(batch, stats, tail=None, stack_state=None)
+        return self._run(batch, stats, tail=None, stack_state=None, window=None)
 
     def advance(self, state: dict[str, torch.Tensor], steps) -> dict[str, torch.Tensor]:
         """The stream state after T new steps: ``steps`` holds history (B, T),
         history_mask (B, T), past (B, T, P), future (B, T, F) and static (B, K)."""
         stats = (state["mean"], state["std"])
         stack_state = unpack_stack_state(state, len(self.stack.blocks))
-        return self._run(steps, stats, tail=state["tail"], stack_state=stack_state)
+        return self._run(steps, stats, tail=state["tail"], stack_state=stack_state,
+                         window=state.get("window"))
 
     def head_from(self, state: dict[str, torch.Tensor], ahead: torch.Tensor | None):
         """Head parameters (normalised units) and RevIN statistics from a stream state;
         ``ahead`` (B, H, F) holds the future-known covariates over the horizon."""
-        params = self.head(self._head_input(state["hidden"], ahead))
+        params = self.head(self._head_input(state["hidden"], ahead),
+                           self._base(state["window"]) if self.linear is not None else None)
         return params, (state["mean"], state["std"])
 
-    def _run(self, batch, stats, tail, stack_state) -> dict[str, torch.Tensor]:
+    def _run(self, batch, stats, tail, stack_state, window) -> dict[str, torch.Tensor]:
         x, stats = self._inputs(batch, stats)  # (B, T, 2 + P + F): y, mask, covariates
         y = x[..., 0]
         k = self.config.decomposition_kernel
@@ -243,9 +262,13 @@ class XLSTMTime(_Forecaster):
         if self.static is not None:
             tokens = tokens + self.static(batch["static"]).unsqueeze(1)
         hidden, stack_state = self.stack(tokens, stack_state, return_state=True)  # (B, T, D)
-        return {"hidden": hidden[:, -1], "mean": stats[0], "std": stats[1],
-                "tail": padded[:, padded.shape[1] - (k - 1):],
-                **pack_stack_state(stack_state)}
+        out = {"hidden": hidden[:, -1], "mean": stats[0], "std": stats[1],
+               "tail": padded[:, padded.shape[1] - (k - 1):], **pack_stack_state(stack_state)}
+        if self.linear is not None:  # the last L normalised values, for the linear path
+            L = self.config.lookback
+            before = y.new_zeros(y.shape[0], L) if window is None else window
+            out["window"] = torch.cat([before, y], dim=1)[:, -L:]
+        return out
 
 
 def pack_stack_state(states: list) -> dict[str, torch.Tensor]:

@@ -57,7 +57,8 @@ class ShardSampler(Sampler[int]):
 class WindowDataModule(L.LightningDataModule):
     """Windows of ``data``: training horizons in ``train_region``, validation horizons in
     ``val_region`` (None: no validation). ``samples_per_epoch`` random training windows
-    per epoch (all windows, shuffled, when None)."""
+    per epoch, at most as many as there are training windows (all windows, shuffled,
+    when None)."""
 
     def __init__(self, data: SeriesData, lookback: int, horizon: int, *, train_region,
                  val_region=None, batch_size: int = 64, samples_per_epoch: int | None = None,
@@ -73,8 +74,14 @@ class WindowDataModule(L.LightningDataModule):
                 f"horizon ({horizon}) before its validation part. Lower lookback or val_size."
             )
         self.batch_size = batch_size
-        self.samples = samples_per_epoch or len(self.train)
+        # an epoch is at most one pass's worth of draws: small data gets short epochs
+        self.samples = min(samples_per_epoch or len(self.train), len(self.train))
         self.seed = seed
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch of one process."""
+        return -(-self.samples // self.batch_size)
 
     def _placement(self) -> dict:
         """This process's rank and the number of processes (1 outside a trainer)."""
