@@ -63,7 +63,8 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str = "test") -> d
     from xlstm_ts.data import WindowDataset, ett_regions
 
     data = model._prepare(frame)
-    test = WindowDataset(data, model.lookback, model.horizon, region=ett_regions(per_hour)[split])
+    lookback = model.config_.lookback
+    test = WindowDataset(data, lookback, model.horizon, region=ett_regions(per_hour)[split])
     net = model.network_.eval()
     sq, ab, count = 0.0, 0.0, 0
     for start in range(0, len(test), 1024):
@@ -75,6 +76,42 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str = "test") -> d
         ab += float(err.abs().sum())
         count += err.numel()
     return {"mse": sq / count, "mae": ab / count, "windows": len(test)}
+
+
+def _windows(frame: pd.DataFrame, per_hour: int, split: str, lookback: int, horizon: int):
+    """(X (n, L) window-normalised lookbacks, Y (n, H) normalised targets, mean, std) of
+    every stride-1 window of every channel whose horizon lies in ``split``."""
+    from xlstm_ts.data import WindowDataset, ett_regions, prepare_series
+
+    data = prepare_series(frame)
+    windows = WindowDataset(data, lookback, horizon, region=ett_regions(per_hour)[split])
+    batch = windows[np.arange(len(windows))]
+    x, y = batch["history"].double().numpy(), batch["target"].double().numpy()
+    mean, std = x.mean(1, keepdims=True), x.std(1, keepdims=True) + 1e-5
+    return (x - mean) / std, (y - mean) / std, mean, std
+
+
+def run_ridge(frame: pd.DataFrame, per_hour: int, lookback: int, horizon: int) -> dict:
+    """The linear floor: closed-form ridge from the window-normalised lookback to the
+    horizon, shared by all channels, its penalty chosen on validation MSE."""
+    start = time.perf_counter()
+    X, Y, _, _ = _windows(frame, per_hour, "train", lookback, horizon)
+    Xv, Yv, _, sv = _windows(frame, per_hour, "val", lookback, horizon)
+    Xt, Yt, _, st = _windows(frame, per_hour, "test", lookback, horizon)
+    X1 = np.hstack([X, np.ones((len(X), 1))])
+    gram, cross = X1.T @ X1, X1.T @ Y
+    best = None
+    for penalty in (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4):
+        reg = penalty * np.eye(gram.shape[0])
+        reg[-1, -1] = 0.0
+        W = np.linalg.solve(gram + reg, cross)
+        val = float((((np.hstack([Xv, np.ones((len(Xv), 1))]) @ W - Yv) * sv) ** 2).mean())
+        if best is None or val < best[0]:
+            best = (val, penalty, W)
+    val, penalty, W = best
+    err = (np.hstack([Xt, np.ones((len(Xt), 1))]) @ W - Yt) * st
+    return {"mse": float((err ** 2).mean()), "mae": float(np.abs(err).mean()),
+            "val_mse": val, "penalty": penalty, "seconds": time.perf_counter() - start}
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -102,6 +139,13 @@ def run_ett(args) -> None:
 
     frame, per_hour = _ett_frame(args.dataset)
     fit_rows = frame[frame.groupby("unique_id").cumcount() < 11520 * per_hour]
+    for horizon in args.horizons:  # the linear floor, in the same run
+        ridge = run_ridge(frame, per_hour, 336, horizon)
+        row = {"dataset": args.dataset, "setup": "ridge", "horizon": horizon,
+               "lookback": 336, "date": str(date.today()), "cores": os.cpu_count(), **ridge}
+        print(json.dumps(row), flush=True)
+        with open(runs_file, "a") as f:
+            f.write(json.dumps(row) + "\n")
     for seed in args.seeds:
         for horizon in args.horizons:
             candidates = {}  # "L=... {grid point}" -> (val MSE, model, seconds, lookback, point)
@@ -114,9 +158,9 @@ def run_ett(args) -> None:
                     model = XLSTMForecaster(**{**params, **overrides, **point}).fit(fit_rows)
                     seconds = time.perf_counter() - start
                     shown = {k: v for k, v in point.items() if k != "lookback"}
-                    key = f"L={model.lookback} {json.dumps(shown, sort_keys=True)}"
+                    key = f"L={model.config_.lookback} {json.dumps(shown, sort_keys=True)}"
                     val = _scores(model, frame, per_hour, "val")["mse"]
-                    candidates[key] = (val, model, seconds, model.lookback, point)
+                    candidates[key] = (val, model, seconds, model.config_.lookback, point)
                     print(f"{args.dataset} h={horizon} {key} seed={seed}: val MSE {val:.4f} "
                           f"in {seconds:.0f} s", flush=True)
             best = min(candidates, key=lambda k: candidates[k][0])
@@ -165,14 +209,64 @@ def run_m4(args) -> None:
         print("statsforecast not installed: AutoETS skipped (pip install -e '.[bench]')")
     for seed in args.seeds:
         start = time.perf_counter()
-        model = XLSTMForecaster(lookback=336, horizon=48, patch_len=24, patch_stride=12,
-                                val_size=48, max_epochs=args.epochs,
-                                batches_per_epoch=args.batches, progress_bar=False,
-                                random_state=seed).fit(train)
-        results[f"xlstm-ts seed {seed}"] = (score(model.predict()), time.perf_counter() - start)
+        overrides = _overrides(args.set)
+        model = XLSTMForecaster(horizon=48, progress_bar=False, random_state=seed,
+                                **overrides).fit(train)
+        label = " ".join(args.set) or "defaults"
+        results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict()),
+                                                    time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M4-Hourly", "model": name, **scores, "seconds": seconds,
                "cores": os.cpu_count(), "torch": torch.__version__, "date": str(date.today())}
+        print(json.dumps(row), flush=True)
+        with open(RUNS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def load_m3_yearly() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """M3 Yearly (645 series) from the shared Monash .tsf file: (train, test), the test
+    being the last 6 values of each series, as in the competition."""
+    path = ROOT.parent / "shared" / "datasets" / "m3_yearly_dataset.tsf"
+    frames = []
+    in_data = False
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if line.strip().lower() == "@data":
+            in_data = True
+            continue
+        if not in_data or not line.strip():
+            continue
+        name, start, values = line.split(":", 2)
+        y = np.array([float(v) for v in values.split(",")])
+        ds = pd.date_range(start[:10], periods=len(y), freq="YS")
+        frames.append(pd.DataFrame({"unique_id": name, "ds": ds, "y": y}))
+    long = pd.concat(frames, ignore_index=True)
+    position = long.groupby("unique_id").cumcount(ascending=False)
+    return long[position >= 6].reset_index(drop=True), long[position < 6].reset_index(drop=True)
+
+
+def run_m3(args) -> None:
+    """M3 Yearly with the forecaster's defaults (only horizon=6), against naive."""
+    from xlstm_ts import XLSTMForecaster
+    from xlstm_ts.evaluation.baselines import Naive
+    from xlstm_ts.evaluation.metrics import evaluate
+
+    train, test = load_m3_yearly()
+
+    def score(forecast):
+        merged = forecast.merge(test, on=["unique_id", "ds"])
+        return evaluate(merged, metrics=("smape", "mase"), train_df=train, season=1)
+
+    results = {"naive": (score(Naive().fit(train).predict(6)), 0.0)}
+    for seed in args.seeds:
+        start = time.perf_counter()
+        model = XLSTMForecaster(horizon=6, progress_bar=False, random_state=seed,
+                                **_overrides(args.set)).fit(train)
+        results[f"xlstm-ts defaults seed {seed}"] = (score(model.predict()),
+                                                     time.perf_counter() - start)
+    for name, (scores, seconds) in results.items():
+        row = {"dataset": "M3-Yearly", "model": name, **scores, "seconds": seconds,
+               "overrides": args.set, "cores": os.cpu_count(), "torch": torch.__version__,
+               "date": str(date.today())}
         print(json.dumps(row), flush=True)
         with open(RUNS, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -269,11 +363,14 @@ def main() -> None:
                      "results/accuracy-runs.jsonl, the one `report` reads)")
     m4 = sub.add_parser("m4")
     m4.add_argument("--seeds", type=int, nargs="+", default=[0])
-    m4.add_argument("--epochs", type=int, default=20)
-    m4.add_argument("--batches", type=int, default=100)
+    m4.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="forecaster parameters over the defaults (JSON values)")
+    m3 = sub.add_parser("m3")
+    m3.add_argument("--seeds", type=int, nargs="+", default=[0])
+    m3.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     sub.add_parser("report")
     args = parser.parse_args()
-    {"ett": run_ett, "m4": run_m4, "report": report}[args.what](args)
+    {"ett": run_ett, "m4": run_m4, "m3": run_m3, "report": report}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_validate_and_backtest(workspace):
 
 @pytest.mark.parametrize("override, message", [
     ("model.lookbak=3", "model.lookbak: unknown key"),
-    ("model.lookback=ten", "model.lookback: expected int"),
+    ("model.lookback=ten", "model.lookback: lookback must be a positive int"),
     ("backtest.n_windows=two", "backtest.n_windows: expected int"),
     ("trackin.enabled=true", "trackin: unknown section"),
     ("data.path=/no/such/file.csv", "does not exist"),

@@ -24,8 +24,7 @@ class WeightsAtValidation(Callback):
                                {k: v.detach().clone() for k, v in module.net.state_dict().items()}))
 
 
-@pytest.fixture(scope="module")
-def overfitting_fit():
+def _overfitting(**params):
     """White noise with a large, fast network: validation improves briefly, then worsens."""
     rng = np.random.default_rng(0)
     times = pd.date_range("2024-01-01", periods=300, freq="h")
@@ -35,8 +34,13 @@ def overfitting_fit():
     model = XLSTMForecaster(lookback=48, horizon=8, d_model=64, patch_len=8, patch_stride=4,
                             dropout=0.0, learning_rate=3e-2, weight_decay=0.0, max_epochs=40,
                             batches_per_epoch=8, batch_size=32, patience=3, val_size=48,
-                            progress_bar=False, random_state=0, callbacks=[recorder])
+                            progress_bar=False, random_state=0, callbacks=[recorder], **params)
     return model.fit(df), recorder
+
+
+@pytest.fixture(scope="module")
+def overfitting_fit():
+    return _overfitting(linear_path=False)
 
 
 def test_stops_patience_epochs_after_the_best(overfitting_fit):
@@ -56,3 +60,15 @@ def test_restores_the_best_validation_weights_not_the_last(overfitting_fit):
     final = model.network_.state_dict()
     assert all(torch.equal(final[k], best_weights[k]) for k in final)
     assert not all(torch.equal(final[k], last_weights[k]) for k in final)
+
+
+def test_keeps_the_linear_start_when_training_never_beats_it():
+    """With the linear path, training starts from the least-squares linear forecast and
+    no correction; on white noise no epoch beats that on validation, so it is kept."""
+    model, recorder = _overfitting()
+    start = model.network_
+    assert all(loss > 0 for loss, _ in recorder.snapshots)
+    assert torch.count_nonzero(start.head.proj.weight) == 0  # the correction is still zero
+    assert torch.count_nonzero(start.linear.weight) > 0  # the ridge solution, not zeros
+    trained = {k: v for k, v in recorder.snapshots[0][1].items() if k.startswith("head.")}
+    assert any(torch.count_nonzero(v) for v in trained.values())  # training did move it

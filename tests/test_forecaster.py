@@ -167,7 +167,7 @@ def test_beats_seasonal_naive_on_airline():
                             calendar=("month",), progress_bar=False, random_state=0).fit(train)
     mae = evaluate(model.predict().merge(test, on=["unique_id", "ds"]), metrics=("mae",))["mae"]
     naive = SeasonalNaive(12).fit(train).predict(12).merge(test, on=["unique_id", "ds"])
-    assert mae < 0.6 * evaluate(naive, metrics=("mae",))["mae"]  # measured: 17.6 vs 47.8
+    assert mae < 0.6 * evaluate(naive, metrics=("mae",))["mae"]  # measured: 25.9 vs 47.8
 
 
 def test_future_covariates_and_static_features_drive_the_forecast():

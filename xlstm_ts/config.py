@@ -159,7 +159,7 @@ def parse_config(raw: Mapping) -> Config:
         try:
             check_params(FORECASTER_CONSTRAINTS, {key: value})
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"model.{err}") from None
+            raise ConfigError(f"model.{key}: {err}") from None
     if config.data.layout not in ("long", "wide", "rows"):
         raise ConfigError(f"data.layout: expected 'long', 'wide' or 'rows', got "
                           f"{config.data.layout!r}.")

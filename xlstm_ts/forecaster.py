@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator
@@ -37,33 +36,33 @@ from .data.frames import PRED_COL, from_polars, quantile_column
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS
-from .training import (
-    ForecastModule,
-    LossHistory,
-    OptimConfig,
-    WindowDataModule,
-    fit_module,
-    is_rank_zero,
-)
+from .presets import WindowShape, resolve_window
+from .training import is_rank_zero, train_network
 
 __all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
 
 class XLSTMForecaster(BaseEstimator):
     """Global xLSTM forecaster for many series at once.
 
-    Defaults (patched xLSTM encoder, lookback 168, patches of 16 with stride 8,
-    d_model 64, blocks [mLSTM, sLSTM], 20 epochs of 50 batches of 64 windows,
-    AdamW with warm-up + cosine) suit hourly data; for daily data lower
-    ``lookback`` (e.g. 56) and ``patch_len`` (7). How the defaults were chosen, with
-    the measurements, is in ``benchmarks/results/``.
+    Pass ``horizon``; the rest has defaults that fit the data: the lookback and the
+    patching follow the horizon, the frequency and the series' lengths (the rule is in
+    :mod:`xlstm_ts.presets`; short series are padded, not rejected), the forecast is a
+    least-squares linear map of the window plus the xLSTM's correction (patched
+    encoder, d_model 64, blocks [mLSTM, sLSTM]), trained at most 20 epochs with early
+    stopping on the last ``horizon`` steps. Measurements: ``benchmarks/results/``.
 
     Args (all keyword-only, stored as given):
-        lookback, horizon: history length fed to the network, steps forecast at once.
+        lookback, horizon: history length fed to the network (None: by the rule),
+            steps forecast at once.
         network: ``"patch"`` or ``"xlstmtime"``.
         d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack.
         linear_path: forecast = a linear map of the normalised lookback + the xLSTM's
-            correction (zero-initialised, so training starts from the linear forecast).
-        patch_len, patch_stride: patching of the lookback (``network="patch"``).
+            correction; the map starts at its ridge solution and the correction at zero,
+            and a fit whose training never beats that start on validation keeps it.
+        n_models: ensemble size: members trained with seeds ``random_state + k``, point
+            forecasts their median (see :class:`xlstm_ts.models.Ensemble`).
+        patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
+            by the rule).
         head: ``"point"``, ``"quantile"``, ``"normal"`` or ``"studentt"``.
         loss: point-head loss, ``"mse"``, ``"mae"`` or ``"huber"``.
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
@@ -90,11 +89,12 @@ class XLSTMForecaster(BaseEstimator):
         random_state: seed making CPU runs reproducible.
     """
 
-    def __init__(self, *, lookback: int = 168, horizon: int = 24, network: str = "patch",
+    def __init__(self, *, lookback: int | None = None, horizon: int = 24, network: str = "patch",
                  d_model: int = 64, num_blocks: int = 2, slstm_at: tuple = (1,),
                  num_heads: int = 4, dropout: float = 0.1, linear_path: bool = True,
-                 patch_len: int = 16,
-                 patch_stride: int = 8, head: str = "point", loss: str = "mse",
+                 n_models: int = 1,
+                 patch_len: int | None = None,
+                 patch_stride: int | None = None, head: str = "point", loss: str = "mse",
                  quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-2,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
@@ -116,6 +116,7 @@ class XLSTMForecaster(BaseEstimator):
         self.num_heads = num_heads
         self.dropout = dropout
         self.linear_path = linear_path
+        self.n_models = n_models
         self.patch_len = patch_len
         self.patch_stride = patch_stride
         self.head = head
@@ -156,8 +157,8 @@ class XLSTMForecaster(BaseEstimator):
 
     def _check_params(self) -> None:
         check_params(self._parameter_constraints, self.get_params())
-        check_network_shape(self.network, self.lookback, self.patch_len, self.num_blocks,
-                            self.slstm_at, self.d_model, self.num_heads)
+        check_network_shape(self.network, self.lookback or 1 << 30, self.patch_len or 1,
+                            self.num_blocks, self.slstm_at, self.d_model, self.num_heads)
 
     def _prepare(self, df, static_df=None, static_categories=None, freq=None) -> SeriesData:
         return prepare_series(
@@ -182,8 +183,15 @@ class XLSTMForecaster(BaseEstimator):
         """Check the parameters and the frame ``df`` as :meth:`fit` would, without training:
         raises the error fit would raise, else returns the validated panel."""
         self._check_params()
-        return check_min_length(self._prepare(df, static_df),
-                                self.lookback + self.horizon + self._val_size())
+        return self._window(self._prepare(df, static_df), self._val_size())[0]
+
+    def _window(self, data: SeriesData, val: int) -> tuple[SeriesData, WindowShape]:
+        """The panel without too-short series (an error naming them) and the window
+        shape: given values, or the rule of :mod:`xlstm_ts.presets` for None ones."""
+        shape = resolve_window(self.lookback, self.patch_len, self.patch_stride,
+                               horizon=self.horizon, val_size=val, freq=data.freq,
+                               lengths=data.lengths)
+        return check_min_length(data, shape.min_history + self.horizon + val), shape
 
     def _val_size(self, val_size: int | None = None) -> int:
         """Validation steps per series: the argument, else ``val_size``, else ``horizon``."""
@@ -211,42 +219,36 @@ class XLSTMForecaster(BaseEstimator):
         if val_size is not None:
             NoneOr(Integer(0))("val_size", val_size)
         val = self._val_size(val_size)
-        data = check_min_length(self._prepare(df, static_df),
-                                self.lookback + self.horizon + val)
+        data, shape = self._window(self._prepare(df, static_df), val)
         regions = time_split_regions(data, val, 0)
         config = NetworkConfig(
-            **{name: getattr(self, name) for name in NETWORK_PARAMS},
+            **{name: getattr(self, name) for name in NETWORK_PARAMS if name not in (
+                "lookback", "patch_len", "patch_stride")},
+            lookback=shape.lookback, patch_len=shape.patch_len, patch_stride=shape.patch_stride,
             n_past=data.past.shape[1], n_future=data.future.shape[1],
             n_static=data.static.shape[1])
         config = NetworkConfig.from_dict(asdict(config))  # tuples, whatever was passed
-        seed = 0 if self.random_state is None else self.random_state
-        L.seed_everything(seed, workers=True, verbose=False)
-
-        datamodule = WindowDataModule(
-            data, self.lookback, self.horizon, train_region=regions["train"],
-            val_region=regions["val"] if val else None, batch_size=self.batch_size,
-            samples_per_epoch=self.batches_per_epoch * self.batch_size, seed=seed)
-        module = ForecastModule(config, OptimConfig(
-            learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
-            schedule=self.schedule, warmup=float(self.warmup),
-            total_steps=self.max_epochs * datamodule.steps_per_epoch))
-        losses = LossHistory()
-        trainer = fit_module(
-            module, datamodule, checkpoint_dir=self.checkpoint_dir, resume=resume,
-            ckpt_path=ckpt_path, max_epochs=self.max_epochs, patience=self.patience,
-            has_validation=bool(val), gradient_clip=self.gradient_clip,
-            accelerator=self.accelerator, devices=self.devices, precision=self.precision,
-            strategy=self.strategy, num_nodes=self.num_nodes, progress_bar=self.progress_bar,
-            logger=self.logger, callbacks=[*(self.callbacks or ()), *callbacks, losses])
-        self.network_ = module.net.cpu().eval()
+        trained = train_network(
+            config, {"learning_rate": float(self.learning_rate),
+                     "weight_decay": float(self.weight_decay), "schedule": self.schedule,
+                     "warmup": float(self.warmup)}, data, regions,
+            has_validation=bool(val), batch_size=self.batch_size,
+            samples_per_epoch=self.batches_per_epoch * self.batch_size,
+            min_history=shape.min_history, max_epochs=self.max_epochs,
+            seed=0 if self.random_state is None else self.random_state,
+            checkpoint_dir=self.checkpoint_dir, resume=resume, ckpt_path=ckpt_path,
+            callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,
+            gradient_clip=self.gradient_clip, accelerator=self.accelerator,
+            devices=self.devices, precision=self.precision, strategy=self.strategy,
+            num_nodes=self.num_nodes, progress_bar=self.progress_bar, logger=self.logger)
+        self.network_ = trained.network
         self.__dict__.pop("stream_state_", None)  # a refit forgets the carried state
-        self.config_ = config
-        self.data_ = data
-        self.freq_ = data.freq
-        self.epochs_trained_ = trainer.current_epoch
-        self.global_rank_ = trainer.global_rank
-        self.history_ = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.loss_history_ = losses.history
+        self.config_, self.data_, self.freq_ = config, data, data.freq
+        self.epochs_trained_ = trained.epochs[0]
+        self.global_rank_ = trained.global_rank
+        self.history_ = trained.metrics[0]
+        self.loss_history_ = trained.histories[0]
+        self.member_loss_histories_ = trained.histories
         return self
 
     # ------------------------------------------------------------------ predict
@@ -273,7 +275,7 @@ class XLSTMForecaster(BaseEstimator):
         ahead = future_covariates(self.data_, data, future_df, horizon)
         state = getattr(self, "stream_state_", None) if df is None else None
         quantiles = None if self.head == "point" else self.config_.quantiles
-        point, quant = inference.rollout(self.network_, data, self.lookback, horizon,
+        point, quant = inference.rollout(self.network_, data, self.config_.lookback, horizon,
                                          self.horizon, ahead, quantiles, state,
                                          self.progress_bar)
         columns = {self.id_col: np.repeat(data.ids, horizon),
@@ -297,23 +299,17 @@ class XLSTMForecaster(BaseEstimator):
         forecasts from their new end.
 
         ``df`` holds, per series, the steps right after those already absorbed (the
-        same columns as in fit). With ``network="xlstmtime"`` each series carries a
-        recurrent state that advances over the new steps only, O(new steps) instead of
-        re-encoding ``lookback`` steps. The state is first encoded from the last
-        ``lookback`` steps, then advanced, so forecasts equal re-encoding that whole
-        span (anchor window plus new steps) with the anchor window's normalisation,
-        to float32 round-off; they drift from a fresh sliding-window forecast as the
-        anchor ages (older steps fade through the forget gates but are not dropped,
-        and the RevIN statistics stay the anchor's). :meth:`reset_state` re-anchors.
-        ``network="patch"`` has no such state (patch tokens carry position embeddings
-        and are flattened into the head): its window rolls forward and predict
-        re-encodes it. ``skip_seen=True`` leaves out (and logs) rows at or before a
-        series' last absorbed time, so a re-run scheduled job is harmless.
+        same columns as in fit). Streaming networks (``network="xlstmtime"``) advance a
+        carried state over the new steps only, O(new steps); others roll their window
+        forward and re-encode it (see :mod:`xlstm_ts.streaming` for the drift of a
+        carried state and :meth:`reset_state`). ``skip_seen=True`` leaves out (and
+        logs) rows at or before a series' last absorbed time, so a re-run is harmless.
         """
         self._check_fitted()
         new = self._prepare(df, None, self.data_.static_categories, self.data_.freq)
         self.data_, state = streaming.absorb(
-            self.network_, self.data_, new, self.lookback, getattr(self, "stream_state_", None),
+            self.network_, self.data_, new, self.config_.lookback,
+            getattr(self, "stream_state_", None),
             skip_seen=skip_seen, progress=self.progress_bar)
         if state is not None:
             self.stream_state_ = state
@@ -374,7 +370,7 @@ class XLSTMForecaster(BaseEstimator):
             return
         params = {k: v for k, v in self.get_params().items() if k not in ("logger", "callbacks")}
         persistence.save_model(
-            path, params, self.config_, self.network_, self.data_, lookback=self.lookback,
+            path, params, self.config_, self.network_, self.data_,
             loss_history=getattr(self, "loss_history_", None),
             conformal_errors=getattr(self, "conformal_errors_", None),
             stream_state=getattr(self, "stream_state_", None))

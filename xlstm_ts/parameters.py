@@ -30,8 +30,8 @@ from .models import NETWORK_CONSTRAINTS
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true",
               "bf16-true", "transformer-engine")
 NETWORK_PARAMS = ("lookback", "horizon", "network", "d_model", "num_blocks", "slstm_at",
-                  "num_heads", "dropout", "linear_path", "patch_len", "patch_stride", "head",
-                  "loss", "quantiles", "backend")
+                  "num_heads", "dropout", "linear_path", "n_models", "patch_len",
+                  "patch_stride", "head", "loss", "quantiles", "backend")
 
 
 def _precision(name: str, value: object) -> None:
@@ -49,6 +49,9 @@ def _accelerator(name: str, value: object) -> None:
 
 FORECASTER_CONSTRAINTS = {
     **{name: NETWORK_CONSTRAINTS[name] for name in NETWORK_PARAMS},
+    # None: chosen from the horizon, the frequency and the data (xlstm_ts.presets)
+    **{name: NoneOr(NETWORK_CONSTRAINTS[name]) for name in ("lookback", "patch_len",
+                                                            "patch_stride")},
     "learning_rate": Real(0.0, None, open="low"), "weight_decay": Real(0.0),
     "schedule": Options(("cosine", "onecycle")), "warmup": Real(0.0, 1.0),
     "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": Integer(1),

@@ -49,7 +49,7 @@ class DamagedModelError(ValueError):
 
 
 def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
-               network: torch.nn.Module, data: SeriesData, *, lookback: int,
+               network: torch.nn.Module, data: SeriesData, *,
                loss_history: list | None = None, conformal_errors: np.ndarray | None = None,
                stream_state: dict | None = None) -> None:
     """Write a model directory at ``path`` (staged, then swapped in)."""
@@ -64,7 +64,7 @@ def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
         "time_dtype": str(data.times.dtype), "time_zone": data.time_zone,
         "loss_history": jsonable(loss_history),
     }, indent=2)  # serialised before anything is written: a failure leaves nothing behind
-    keep = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
+    keep = last_windows(data, config.lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
     times = data.times
     times = (times.astype("datetime64[us]").astype(np.int64) if times.dtype.kind == "M"
              else times.astype(np.int64))
@@ -109,7 +109,8 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         check_params(FORECASTER_CONSTRAINTS, params)
         config = NetworkConfig.from_dict(document["network"])
         network = build_network(config)
-        if (params.get("lookback"), params.get("horizon")) != (config.lookback, config.horizon):
+        if params.get("lookback") not in (None, config.lookback) or \
+                params.get("horizon") != config.horizon:
             raise ValueError("params and network disagree on lookback or horizon")
     except (KeyError, TypeError, ValueError) as err:
         raise _damaged(path, "config.json", err) from None

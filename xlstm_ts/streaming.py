@@ -3,6 +3,14 @@
 Networks with a causal encoder (``network.streaming``, e.g. XLSTMTime) carry a
 per-series stream state that advances over the new steps only; the others keep
 a rolling window of the last ``lookback`` steps and re-encode it at predict time.
+
+A carried state is first encoded from the last ``lookback`` steps, then advanced,
+so forecasts equal re-encoding that whole span (anchor window plus new steps) with
+the anchor window's normalisation, to float32 round-off. They drift from a fresh
+sliding-window forecast as the anchor ages: older steps fade through the forget
+gates but are not dropped, and the RevIN statistics stay the anchor's.
+``reset_state()`` re-anchors. Patch networks have no such state (patch tokens carry
+position embeddings and are flattened into the head).
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def log_forecaster(forecaster, history: pd.DataFrame | None = None,
         forecaster.save(path)
         example = signature = None
         if history is not None:
-            example = history.groupby(forecaster.id_col).tail(forecaster.lookback)
+            example = history.groupby(forecaster.id_col).tail(forecaster.config_.lookback)
             example = example.reset_index(drop=True)
             signature = mlflow.models.infer_signature(
                 example, forecaster.predict(df=example))

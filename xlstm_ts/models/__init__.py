@@ -6,6 +6,7 @@ from .networks import (
     HEADS,
     NETWORK_CONSTRAINTS,
     NETWORKS,
+    Ensemble,
     NetworkConfig,
     PatchXLSTM,
     XLSTMTime,
@@ -16,7 +17,7 @@ from .revin import RevIN
 from .stack import XLSTMStack
 
 __all__ = [
-    "HEADS", "NETWORKS", "NETWORK_CONSTRAINTS", "DistributionHead", "GatedFeedForward",
+    "HEADS", "NETWORKS", "NETWORK_CONSTRAINTS", "DistributionHead", "Ensemble", "GatedFeedForward",
     "NetworkConfig", "PatchXLSTM",
     "PointHead", "QuantileHead", "RevIN", "XLSTMStack", "XLSTMTime", "build_head",
     "build_network", "check_network_shape", "mLSTMBlock", "sLSTMBlock",

@@ -12,7 +12,7 @@ K static features, D model width, N patches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F_
@@ -42,7 +42,8 @@ NETWORK_CONSTRAINTS = {
     "head": Options(HEADS), "loss": Options(PointHead.LOSSES),
     "quantiles": _quantile_levels,
     "n_past": Integer(0), "n_future": Integer(0), "n_static": Integer(0),
-    "revin_affine": BOOL, "linear_path": BOOL, "backend": Options(BACKENDS),
+    "revin_affine": BOOL, "linear_path": BOOL, "n_models": Integer(1),
+    "backend": Options(BACKENDS),
 }
 
 
@@ -74,6 +75,7 @@ class NetworkConfig:
     # The forecast = a linear map of the normalised lookback + the xLSTM's correction
     # (zero at the start), NLinear/RevIN style: training starts from the linear forecast.
     linear_path: bool = True
+    n_models: int = 1  # > 1: an ensemble of members trained with different seeds
     backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"
 
     def validate(self) -> NetworkConfig:
@@ -295,8 +297,77 @@ def unpack_stack_state(flat: dict[str, torch.Tensor], num_blocks: int) -> list:
     return states
 
 
-def build_network(config: NetworkConfig) -> _Forecaster:
-    """The network named by ``config.network`` (the one place a config is checked before
-    a network is built)."""
+class Ensemble(nn.Module):
+    """``config.n_models`` members of one architecture, trained apart (different seeds),
+    combined by the element-wise median of their head parameters in normalised units
+    (the mean of the two middle members for an even count).
+
+    Point forecasts are the members' median. Quantile heads give the median of each
+    level across members (element-wise medians of increasing sequences stay
+    increasing); distribution heads the median loc and scale. The members share the
+    RevIN statistics (no learnable affine), so medians in normalised units equal
+    medians in data units. Streaming networks stream every member; the stream state
+    holds each member's under the prefix ``m{k}.``.
+    """
+
+    def __init__(self, config: NetworkConfig, members: list[nn.Module] | None = None):
+        super().__init__()
+        self.config = config
+        member = replace(config, n_models=1)
+        self.members = nn.ModuleList(members if members is not None else [
+            _ARCHITECTURES[config.network](member) for _ in range(config.n_models)])
+        self.streaming = self.members[0].streaming
+
+    @property
+    def head(self):
+        return self.members[0].head
+
+    def normalize_target(self, target, stats):
+        """As the members' (they share their normalisation)."""
+        return self.members[0].normalize_target(target, stats)
+
+    def denormalize(self, values, stats):
+        """As the members' (they share their normalisation)."""
+        return self.members[0].denormalize(values, stats)
+
+    @staticmethod
+    def _median(params: list[torch.Tensor]) -> torch.Tensor:
+        return torch.quantile(torch.stack(params), 0.5, dim=0)
+
+    def forward(self, batch):
+        outs = [m(batch) for m in self.members]
+        return self._median([p for p, _ in outs]), outs[0][1]
+
+    def encode(self, batch, stats_steps: int | None = None) -> dict[str, torch.Tensor]:
+        """Every member's stream state, keys prefixed ``m{k}.``."""
+        return {f"m{k}.{name}": v for k, m in enumerate(self.members)
+                for name, v in m.encode(batch, stats_steps).items()}
+
+    def _member_state(self, state: dict, k: int) -> dict:
+        prefix = f"m{k}."
+        return {name[len(prefix):]: v for name, v in state.items() if name.startswith(prefix)}
+
+    def advance(self, state: dict, steps) -> dict[str, torch.Tensor]:
+        """Every member's state advanced over ``steps``."""
+        return {f"m{k}.{name}": v for k, m in enumerate(self.members)
+                for name, v in m.advance(self._member_state(state, k), steps).items()}
+
+    def head_from(self, state: dict, ahead):
+        """The median head parameters of the members' states, and the shared statistics."""
+        outs = [m.head_from(self._member_state(state, k), ahead)
+                for k, m in enumerate(self.members)]
+        return self._median([p for p, _ in outs]), outs[0][1]
+
+
+_ARCHITECTURES = {"patch": PatchXLSTM, "xlstmtime": XLSTMTime}
+
+
+def build_network(config: NetworkConfig, members: list[nn.Module] | None = None
+                  ) -> nn.Module:
+    """The network named by ``config.network`` (an :class:`Ensemble` of ``n_models``
+    of them, or of the trained ``members``, when ``n_models > 1``); the one place a
+    config is checked before a network is built."""
     config.validate()
-    return {"patch": PatchXLSTM, "xlstmtime": XLSTMTime}[config.network](config)
+    if config.n_models > 1 or members is not None:
+        return Ensemble(config, members)
+    return _ARCHITECTURES[config.network](config)

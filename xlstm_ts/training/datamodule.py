@@ -8,6 +8,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data import SeriesData, WindowDataset
 
+MIN_BATCHES = 8  # per epoch, however few windows there are
+
 
 class EpochSampler(Sampler[int]):
     """``num_samples`` window indices per process, drawn with replacement, a pure function
@@ -57,8 +59,7 @@ class ShardSampler(Sampler[int]):
 class WindowDataModule(L.LightningDataModule):
     """Windows of ``data``: training horizons in ``train_region``, validation horizons in
     ``val_region`` (None: no validation). ``samples_per_epoch`` random training windows
-    per epoch, at most as many as there are training windows (all windows, shuffled,
-    when None)."""
+    per epoch, at most one pass's worth (but at least ``MIN_BATCHES`` batches)."""
 
     def __init__(self, data: SeriesData, lookback: int, horizon: int, *, train_region,
                  val_region=None, batch_size: int = 64, samples_per_epoch: int | None = None,
@@ -74,8 +75,11 @@ class WindowDataModule(L.LightningDataModule):
                 f"horizon ({horizon}) before its validation part. Lower lookback or val_size."
             )
         self.batch_size = batch_size
-        # an epoch is at most one pass's worth of draws: small data gets short epochs
-        self.samples = min(samples_per_epoch or len(self.train), len(self.train))
+        # an epoch is one pass's worth of draws, capped at samples_per_epoch, but at least
+        # MIN_BATCHES batches: tiny panels (one 144-point series has ~70 windows) would
+        # otherwise train a handful of steps in all
+        one_pass = max(len(self.train), MIN_BATCHES * batch_size)
+        self.samples = min(samples_per_epoch or one_pass, one_pass)
         self.seed = seed
 
     @property

@@ -18,6 +18,10 @@ class OptimConfig:
     schedule: str = "cosine"  # "cosine" (linear warm-up then cosine decay) or "onecycle"
     warmup: float = 0.05  # share of all steps spent warming up
     total_steps: int = 1000
+    # the linear path starts at its least-squares optimum: its learning rate is this
+    # share of the rest's, so the first steps of Adam (about ``learning_rate`` per weight
+    # whatever the gradient) do not throw that start away
+    linear_lr_scale: float = 0.01
 
 
 class ForecastModule(L.LightningModule):
@@ -77,12 +81,17 @@ class ForecastModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        optimizer = torch.optim.AdamW(self.parameters(), lr=o.learning_rate,
-                                      weight_decay=o.weight_decay)
+        linear = getattr(self.net, "linear", None)
+        linear_ids = {id(p) for p in linear.parameters()} if linear is not None else set()
+        groups = [{"params": [p for p in self.parameters() if id(p) not in linear_ids]}]
+        if linear_ids:
+            groups.append({"params": list(linear.parameters()),
+                           "lr": o.learning_rate * o.linear_lr_scale})
+        optimizer = torch.optim.AdamW(groups, lr=o.learning_rate, weight_decay=o.weight_decay)
         total = max(o.total_steps, 1)
         if o.schedule == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=o.learning_rate, total_steps=total,
+                optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
                 pct_start=max(o.warmup, 1e-3))
         else:
             warm = max(int(o.warmup * total), 1)

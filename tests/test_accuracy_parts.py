@@ -1,0 +1,148 @@
+"""The parts issue 17 added for accuracy: the linear path, ensembles and the window
+presets (numbers in benchmarks/results/accuracy-ett.md)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xlstm_ts import XLSTMForecaster
+from xlstm_ts.data import Frequency
+from xlstm_ts.models import Ensemble, NetworkConfig, build_network
+from xlstm_ts.presets import MAX_LOOKBACK, cycle_length, resolve_window
+
+
+def _batch(B=5, L=32, H=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    history = 10 + 3 * torch.randn(B, L, generator=g)
+    return {"history": history, "history_mask": torch.ones(B, L, dtype=torch.bool),
+            "past": torch.zeros(B, L, 0), "future": torch.zeros(B, L + H, 0),
+            "static": torch.zeros(B, 0)}
+
+
+@pytest.mark.parametrize("network", ["patch", "xlstmtime"])
+@pytest.mark.parametrize("head", ["point", "quantile", "normal"])
+def test_linear_path_starts_at_the_linear_forecast(network, head):
+    config = NetworkConfig(lookback=32, horizon=8, network=network, d_model=8, num_heads=2,
+                           patch_len=8, patch_stride=4, head=head)
+    net = build_network(config)
+    with torch.no_grad():  # a non-trivial linear map, so the check is not 0 == 0
+        net.linear.weight.normal_()
+        net.linear.bias.normal_()
+    batch = _batch()
+    params, (mean, std) = net(batch)
+    window = (batch["history"].unsqueeze(-1) - mean) / std
+    expected = net.linear(window[..., 0])
+    point = net.head.point(params)
+    if head == "quantile":  # quantiles start evenly spread around the linear forecast
+        point = params[..., 0]
+    torch.testing.assert_close(point, expected)
+    forecast = net.denormalize(net.head.point(params), (mean, std))
+    if head == "point":
+        torch.testing.assert_close(forecast, expected * std[..., 0] + mean[..., 0])
+
+
+def test_without_linear_path_there_is_none():
+    net = build_network(NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2,
+                                      patch_len=8, patch_stride=4, linear_path=False))
+    assert net.linear is None
+
+
+@pytest.mark.parametrize("head", ["point", "quantile"])
+def test_ensemble_is_the_median_of_its_members(head):
+    config = NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2, patch_len=8,
+                           patch_stride=4, head=head, n_models=3)
+    torch.manual_seed(0)
+    ensemble = build_network(config).eval()  # no dropout: the same members twice
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
+    for member in ensemble.members:  # leave the zero start, so members differ
+        for p in member.parameters():
+            p.data.normal_(0, 0.3)
+    batch = _batch()
+    params, _ = ensemble(batch)
+    members = torch.stack([m(batch)[0] for m in ensemble.members])
+    torch.testing.assert_close(params, members.median(dim=0).values)
+    if head == "quantile":
+        assert (params.diff(dim=-1) >= 0).all()  # medians of increasing levels increase
+
+
+def test_forecaster_ensemble_point_is_the_median_of_member_forecasts(tmp_path):
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2024-01-01", periods=200, freq="h")
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{j}", "ds": times,
+                                  "y": np.sin(np.arange(200) * 2 * np.pi / 24) * (j + 1)
+                                  + 0.1 * rng.standard_normal(200)}) for j in range(3)])
+    params = {"lookback": 48, "horizon": 12, "d_model": 8, "num_heads": 2, "max_epochs": 2,
+              "batches_per_epoch": 5, "progress_bar": False, "random_state": 3}
+    model = XLSTMForecaster(**params, n_models=3).fit(df)
+    assert len(model.member_loss_histories_) == 3
+    members = []
+    for k, net in enumerate(model.network_.members):
+        single = XLSTMForecaster(**{**params, "random_state": 3 + k}).fit(df)
+        for a, b in zip(single.network_.state_dict().values(), net.state_dict().values(),
+                        strict=True):
+            torch.testing.assert_close(a, b)  # member k is the single model of seed 3 + k
+        members.append(single.predict()["y_pred"].to_numpy())
+    np.testing.assert_allclose(model.predict()["y_pred"], np.median(members, axis=0),
+                               rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(XLSTMForecaster.load(tmp_path / "m").predict(),
+                                  model.predict())
+
+
+FREQS = {"hourly": Frequency("fixed", 3_600_000_000), "15min": Frequency("fixed", 900_000_000),
+         "daily": Frequency("fixed", 86_400_000_000),
+         "weekly": Frequency("fixed", 7 * 86_400_000_000), "monthly": Frequency("months", 1),
+         "quarterly": Frequency("months", 3), "yearly": Frequency("months", 12),
+         "index": Frequency("index", 1)}
+
+
+def test_cycle_lengths():
+    assert [cycle_length(FREQS[k]) for k in FREQS] == [168, 672, 7, 52, 12, 4, 1, 1]
+
+
+@pytest.mark.parametrize("freq", list(FREQS))
+@pytest.mark.parametrize("horizon", [1, 6, 24, 96, 720])
+def test_presets_give_valid_networks_for_any_accepted_length(freq, horizon):
+    val = horizon
+    for shortest in sorted({horizon + val + 1, horizon + val + 5, 100, 1000, 5000}):
+        if shortest < horizon + val + 1:
+            continue
+        lengths = np.array([shortest, shortest + 7, shortest * 2])
+        shape = resolve_window(None, None, None, horizon=horizon, val_size=val,
+                               freq=FREQS[freq], lengths=lengths)
+        assert 1 <= shape.min_history <= shape.lookback <= MAX_LOOKBACK
+        assert shape.lookback <= lengths.max() - horizon - val
+        assert shape.min_history <= lengths.min() - horizon - val
+        build_network(NetworkConfig(lookback=shape.lookback, horizon=horizon,
+                                    patch_len=shape.patch_len, patch_stride=shape.patch_stride,
+                                    d_model=8, num_heads=2))  # validates the shape
+
+
+def test_presets_follow_the_documented_rule():
+    long = np.array([20_000])
+    hourly = resolve_window(None, None, None, horizon=96, val_size=96, freq=FREQS["hourly"],
+                            lengths=long)
+    assert (hourly.lookback, hourly.patch_len, hourly.patch_stride) == (384, 19, 9)
+    assert resolve_window(None, None, None, horizon=24, val_size=24, freq=FREQS["hourly"],
+                          lengths=long).lookback == 336
+    given = resolve_window(100, 10, 5, horizon=24, val_size=24, freq=FREQS["hourly"],
+                           lengths=long)
+    assert (given.lookback, given.patch_len, given.patch_stride, given.min_history) == (
+        100, 10, 5, 100)
+
+
+def test_defaults_fit_short_yearly_series():
+    """M3-Yearly-like panel (14 to 41 points, horizon 6): only horizon is given."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for j, n in enumerate(rng.integers(14, 42, size=12)):
+        years = pd.date_range("1970-01-01", periods=n, freq="YS")
+        frames.append(pd.DataFrame({"unique_id": f"Y{j}", "ds": years,
+                                    "y": 1000 + 50 * np.arange(n) + 20 * rng.standard_normal(n)}))
+    df = pd.concat(frames)
+    model = XLSTMForecaster(horizon=6, max_epochs=2, progress_bar=False).fit(df)
+    forecast = model.predict()
+    assert len(forecast) == 12 * 6 and np.isfinite(forecast["y_pred"]).all()
+    longest = int(df.groupby("unique_id").size().max())
+    assert model.config_.lookback == min(24, longest - 12)  # the rule: max(4 * 6, 2, 16)

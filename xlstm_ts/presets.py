@@ -1,0 +1,74 @@
+"""Defaults that fit the data: the window shape chosen from the horizon, the
+frequency and the series' lengths when the caller leaves it to the library.
+
+The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
+
+- the *cycle* of the frequency: a week of steps for hourly and finer data (168
+  hourly, 672 quarter-hourly), 7 for daily, 52 weekly, 12 monthly, 4 quarterly,
+  1 yearly or for an integer index;
+- ``lookback = min(512, max(4 * horizon, 2 * cycle, 16))``, then at most what the
+  longest series holds before its horizon and validation steps;
+- series shorter than ``lookback + horizon + val_size`` are not rejected: their
+  windows are left-padded and masked, and every window keeps at least the history
+  the shortest series has (at least one step);
+- patches: ``patch_len = clip(lookback // 20, 1, 24)`` (16 for a lookback of 336, as
+  PatchTST), ``patch_stride = max(1, patch_len // 2)``.
+
+Measured on the bundled datasets in ``benchmarks/results/`` (see the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import Frequency
+
+_HOUR_US = 3_600_000_000
+MAX_LOOKBACK = 512
+
+
+@dataclass(frozen=True)
+class WindowShape:
+    """The resolved window: steps of history, patching, and the fewest real history
+    steps a training window needs (below ``lookback`` it is left-padded)."""
+
+    lookback: int
+    patch_len: int
+    patch_stride: int
+    min_history: int
+
+
+def cycle_length(freq: Frequency | None) -> int:
+    """Steps in the natural cycle of ``freq`` (a week for hourly and finer data)."""
+    if freq is None or freq.kind == "index":
+        return 1
+    if freq.kind == "months":
+        return {1: 12, 3: 4}.get(freq.step, 1)
+    if freq.step <= _HOUR_US:
+        return max(1, 168 * _HOUR_US // freq.step)
+    days = freq.step / (24 * _HOUR_US)
+    return {1: 7, 7: 52}.get(round(days), 1) if days == round(days) else 1
+
+
+def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: int | None,
+                   *, horizon: int, val_size: int, freq: Frequency | None,
+                   lengths: np.ndarray) -> WindowShape:
+    """The window shape for a fit: given values are kept, None ones follow the rule."""
+    needed = horizon + val_size
+    if lookback is None:
+        preferred = min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle_length(freq), 16))
+        available = int(lengths.max()) - needed
+        if available < 1:
+            raise ValueError(f"Every series is shorter than horizon + val_size + 1 = "
+                             f"{needed + 1} steps; nothing to fit. Lower horizon or val_size.")
+        lookback = min(preferred, available)
+        min_history = max(1, min(lookback, int(lengths.min()) - needed))
+    else:
+        min_history = lookback  # an explicit lookback asks for full windows
+    if patch_len is None:
+        patch_len = int(np.clip(lookback // 20, 1, 24))
+    if patch_stride is None:
+        patch_stride = max(1, patch_len // 2)
+    return WindowShape(lookback, min(patch_len, lookback), patch_stride, min_history)

@@ -1,0 +1,99 @@
+"""train_network: one network (or an ensemble of members) trained on one panel."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..data import SeriesData
+from ..models import NetworkConfig, build_network
+from .datamodule import WindowDataModule
+from .history import LossHistory
+from .linear_start import ridge_start, series_variance
+from .module import ForecastModule, OptimConfig
+from .trainer import fit_module
+
+
+@dataclass
+class Trained:
+    """A trained network (on the CPU, in eval mode) and how its training went; the
+    histories and metrics of every member, member 0 first."""
+
+    network: nn.Module
+    histories: list[dict]
+    metrics: list[dict[str, float]]
+    epochs: list[int]
+    global_rank: int
+
+
+def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
+                  has_validation: bool, batch_size: int, samples_per_epoch: int,
+                  min_history: int, max_epochs: int, seed: int,
+                  checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+                  ckpt_path: str | None = None, callbacks=(), **trainer_options) -> Trained:
+    """Train ``config.n_models`` members with seeds ``seed, seed + 1, ...`` (each its own
+    Lightning fit, early stopping and best-weights restore) and combine them.
+
+    With ``config.linear_path`` every member starts from the ridge solution of
+    :func:`ridge_start` (fitted once) and no correction; with validation, a member
+    whose training never beat that start on validation keeps the start.
+
+    ``optim`` holds :class:`OptimConfig` fields except ``total_steps`` (counted from
+    the epochs' real length). With a ``checkpoint_dir``, member k > 0 checkpoints to
+    its subfolder ``member{k}``; ``resume`` needs a single member."""
+    if resume and config.n_models > 1:
+        raise ValueError("resume=True continues one network; it is not available with "
+                         "n_models > 1. Refit the ensemble, or resume with n_models=1.")
+    member_config = replace(config, n_models=1)
+    members, histories, metrics, epochs = [], [], [], []
+    trainer, linear, variance = None, None, None
+    for k in range(config.n_models):
+        L.seed_everything(seed + k, workers=True, verbose=False)
+        datamodule = WindowDataModule(
+            data, config.lookback, config.horizon, train_region=regions["train"],
+            val_region=regions["val"] if has_validation else None, batch_size=batch_size,
+            samples_per_epoch=samples_per_epoch, min_history=min_history, seed=seed + k)
+        module = ForecastModule(member_config, OptimConfig(
+            **optim, total_steps=max_epochs * datamodule.steps_per_epoch))
+        if variance is None:
+            variance = series_variance(data, regions["train"][1])
+        start = None
+        if member_config.linear_path:  # start from the least-squares linear forecast
+            if linear is None:
+                ridge_start(module.net, datamodule.train, datamodule.val, variance, seed)
+                linear = {k: v.clone() for k, v in module.net.linear.state_dict().items()}
+            module.net.linear.load_state_dict(linear)
+            if has_validation and not resume:
+                start = (_val_loss(module, datamodule),
+                         {k: v.clone() for k, v in module.state_dict().items()})
+        losses = LossHistory()
+        directory = checkpoint_dir if checkpoint_dir is None or k == 0 else \
+            os.path.join(checkpoint_dir, f"member{k}")
+        trainer = fit_module(module, datamodule, checkpoint_dir=directory, resume=resume,
+                             ckpt_path=ckpt_path, max_epochs=max_epochs,
+                             has_validation=has_validation,
+                             callbacks=[*callbacks, losses], **trainer_options)
+        best = trainer.checkpoint_callback.best_model_score
+        if start is not None and best is not None and start[0] < float(best):
+            module.load_state_dict(start[1])  # training never beat its start on validation
+        members.append(module.net.cpu().eval())
+        histories.append(losses.history)
+        metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+        epochs.append(trainer.current_epoch)
+    network = members[0] if config.n_models == 1 else build_network(config, members).eval()
+    return Trained(network, histories, metrics, epochs, trainer.global_rank)
+
+
+@torch.no_grad()
+def _val_loss(module: ForecastModule, datamodule: WindowDataModule) -> float:
+    """The window-weighted validation loss of ``module`` as it is (val_loss's definition)."""
+    total, count = 0.0, 0
+    for batch in datamodule.val_dataloader():
+        n = len(batch["target"])
+        total += float(module._loss(batch)) * n
+        count += n
+    return total / count if count else float("inf")
