@@ -191,7 +191,7 @@ class XLSTMForecaster(BaseEstimator):
         shape = resolve_window(self.lookback, self.patch_len, self.patch_stride,
                                horizon=self.horizon, val_size=val, freq=data.freq,
                                lengths=data.lengths)
-        return check_min_length(data, shape.min_history + self.horizon + val), shape
+        return check_min_length(data, shape.min_length), shape
 
     def _val_size(self, val_size: int | None = None) -> int:
         """Validation steps per series: the argument, else ``val_size``, else ``horizon``."""

@@ -10,7 +10,9 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
   longest series holds before its horizon and validation steps;
 - series shorter than ``lookback + horizon + val_size`` are not rejected: their
   windows are left-padded and masked, and every window keeps at least the history
-  the shortest series has (at least one step);
+  the shortest series has before its horizon and validation steps (at least one
+  step); a series too short for both a training and a validation window serves the
+  one it has room for, and only series shorter than ``horizon + 1`` are rejected;
 - patches: ``patch_len = clip(lookback // 20, 1, 24)`` (16 for a lookback of 336, as
   PatchTST), ``patch_stride = max(1, patch_len // 2)``.
 
@@ -38,6 +40,7 @@ class WindowShape:
     patch_len: int
     patch_stride: int
     min_history: int
+    min_length: int  # shorter series are rejected (named)
 
 
 def cycle_length(freq: Frequency | None) -> int:
@@ -65,10 +68,13 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
                              f"{needed + 1} steps; nothing to fit. Lower horizon or val_size.")
         lookback = min(preferred, available)
         min_history = max(1, min(lookback, int(lengths.min()) - needed))
+        min_length = min_history + horizon
     else:
         min_history = lookback  # an explicit lookback asks for full windows
+        min_length = lookback + needed
     if patch_len is None:
         patch_len = int(np.clip(lookback // 20, 1, 24))
     if patch_stride is None:
         patch_stride = max(1, patch_len // 2)
-    return WindowShape(lookback, min(patch_len, lookback), patch_stride, min_history)
+    return WindowShape(lookback, min(patch_len, lookback), patch_stride, min_history,
+                       min_length)
