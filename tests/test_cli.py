@@ -177,9 +177,11 @@ def test_scheduled_updates_absorb_new_rows_once(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
-def test_shipped_configs_parse(name):
+def test_shipped_configs_parse(name, monkeypatch):
     config = load_config(ROOT / "configs" / name)
     assert (ROOT / config.data.path).exists()
+    monkeypatch.chdir(ROOT)  # and the data checks of `validate`, as a user would run them
+    assert main(["--quiet", "validate", "--config", f"configs/{name}"]) == 0
 
 
 def test_m4_config_validates_its_data(monkeypatch):

@@ -55,6 +55,16 @@ def test_time_splits_keep_horizons_in_their_region(lengths, val, test, horizon):
         cut = ds.cutoffs
         assert (cut >= np.asarray(lo)[ds.series]).all()
         assert (cut + horizon <= np.asarray(hi)[ds.series]).all(), name
+    # the regions tile each series: train ends where validation starts, validation where
+    # test starts, test at the end; sizes are val and test wherever the series is long
+    n = data.lengths
+    (t_lo, t_hi), (v_lo, v_hi), (s_lo, s_hi) = (regions[k] for k in ("train", "val", "test"))
+    assert (np.asarray(t_lo) == 0).all() and (np.asarray(s_hi) == n).all()
+    assert (np.asarray(t_hi) == np.asarray(v_lo)).all()
+    assert (np.asarray(v_hi) == np.asarray(s_lo)).all()
+    long = n >= val + test
+    assert (np.asarray(s_hi - s_lo)[long] == test).all()
+    assert (np.asarray(v_hi - v_lo)[long] == val).all()
 
 
 def test_ett_borders_give_the_standard_window_counts():
@@ -104,6 +114,11 @@ def test_dataloader_with_sampler_draws_a_fixed_number_of_windows():
                                          collate_fn=WindowDataset.collate)
     sizes = [batch["history"].shape for batch in loader]
     assert sizes == [(16, 5), (16, 5), (8, 5)]
+    # the draw is a function of the seed (and epoch): same seed, same windows
+    draw = list(ds.sampler(40, seed=1))
+    assert draw == list(ds.sampler(40, seed=1))
+    assert draw != list(ds.sampler(40, seed=2))
+    assert all(0 <= j < len(ds) for j in draw)
 
 
 @pytest.mark.parametrize("kwargs, match", [

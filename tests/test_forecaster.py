@@ -41,6 +41,9 @@ def test_beats_seasonal_naive_with_calibrated_intervals(fitted, split):
     assert mae < 0.7 * mae_naive
     inside = (forecast.y >= forecast["y_pred_q0.1"]) & (forecast.y <= forecast["y_pred_q0.9"])
     assert 0.6 <= inside.mean() <= 0.97  # nominal 80%
+    # and each side on its own: about 10% below q0.1 and 10% above q0.9 (144 points)
+    assert 0.02 <= (forecast.y < forecast["y_pred_q0.1"]).mean() <= 0.25
+    assert 0.02 <= (forecast.y > forecast["y_pred_q0.9"]).mean() <= 0.25
 
 
 def test_output_columns_and_timestamps(fitted, split):
@@ -87,6 +90,23 @@ def test_predicts_new_series_and_longer_horizons(fitted):
     assert out["unique_id"].unique().tolist() == ["new"] and len(out) == 24
     long = fitted.predict(horizon=60)
     assert len(long) == 6 * 60 and long["y_pred"].notna().all()
+    # the first block is predict(); the next block is predicting from the history plus
+    # the first block as if observed (the recursive rollout)
+    first = fitted.predict()
+    by_series = long.groupby("unique_id").head(24).reset_index(drop=True)
+    np.testing.assert_allclose(by_series["y_pred"], first["y_pred"], rtol=1e-5, atol=1e-5)
+    history = pd.concat([held_history(fitted),
+                         first.rename(columns={"y_pred": "y"})[["unique_id", "ds", "y"]]])
+    second = fitted.predict(df=history)  # calendar covariates are generated
+    rolled = long.groupby("unique_id").nth(list(range(24, 48))).reset_index(drop=True)
+    np.testing.assert_allclose(rolled["y_pred"], second["y_pred"], rtol=1e-4, atol=1e-4)
+
+
+def held_history(model) -> pd.DataFrame:
+    """The steps of each series the fitted model holds, as a frame."""
+    d = model.data_
+    return pd.DataFrame({"unique_id": np.repeat(d.ids, d.lengths), "ds": d.times,
+                         "y": d.target.numpy()})
 
 
 class _KillAfter(Callback):
@@ -139,6 +159,14 @@ def test_conformal_intervals_cover_held_out_data(split, tmp_path):
     for level, low in ((80, 0.65), (95, 0.85)):
         inside = (out.y >= out[f"y_pred_lo{level}"]) & (out.y <= out[f"y_pred_hi{level}"])
         assert low <= inside.mean() <= 1.0
+        # the half-width at step h is the ceil((n + 1) * level)-th smallest of the n
+        # calibration errors at h: check it against the stored errors, not just coverage
+        errors = np.sort(model.conformal_errors_, axis=0)
+        n = errors.shape[0]
+        rank = min(int(np.ceil((n + 1) * level / 100)), n) - 1
+        half = (out[f"y_pred_hi{level}"] - out["y_pred"]).to_numpy().reshape(6, 24)
+        np.testing.assert_allclose(half, np.tile(errors[rank], (6, 1)), rtol=1e-9)
+        assert (half < 10 * np.abs(model.conformal_errors_).max()).all()
     assert (out["y_pred_hi95"] - out["y_pred_lo95"] >= out["y_pred_hi80"] - out["y_pred_lo80"]
             ).all()
     model.save(tmp_path / "m")

@@ -351,3 +351,16 @@ def test_unreachable_tracking_server_fails_within_seconds():
     with pytest.raises(ValueError, match="not reachable"):
         tracked_fit(XLSTMForecaster(**TINY), _levels(), tracking="http://127.0.0.1:9")
     assert time.perf_counter() - start < 30
+
+
+def test_models_saved_before_this_layout_still_load_and_forecast_the_same():
+    """A model saved by the release before the persistence module (commit cafd2ff):
+    format 1, without linear_path, id_dtype or time_zone in its config."""
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    model = XLSTMForecaster.load(fixtures / "model_format1_v0.1")
+    expected = pd.read_csv(fixtures / "model_format1_v0.1_forecast.csv", parse_dates=["ds"])
+    got = model.predict()
+    np.testing.assert_allclose(got["y_pred"].to_numpy(), expected["y_pred"].to_numpy(),
+                               rtol=1e-5)
+    assert (got["ds"].to_numpy() == expected["ds"].to_numpy()).all()
+    assert got["unique_id"].astype(str).tolist() == expected["unique_id"].astype(str).tolist()

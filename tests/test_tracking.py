@@ -1,9 +1,12 @@
 """A real MLflow store (SQLite in a temp dir): runs, metrics, artifacts, pyfunc, registry."""
 
+import subprocess
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from xlstm_ts import XLSTMForecaster, datasets
 from xlstm_ts.tracking import DEFAULT_URI, load, resolve, tracked_backtest, tracked_fit
@@ -38,7 +41,10 @@ def test_fit_logs_params_metrics_artifacts_and_model(tracked, store):
     client = mlflow.MlflowClient(store)
     run = client.get_run(tracked.run_id_)
     assert run.data.params["d_model"] == "16" and run.data.params["data.n_series"] == "2"
-    assert "version.torch" in run.data.tags and "git_commit" in run.data.tags
+    assert run.data.tags["version.torch"] == torch.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    expected = head.stdout.strip() if head.returncode == 0 else "unknown"
+    assert run.data.tags["git_commit"] == expected
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"forecast.png", "config.json"} <= artifacts
@@ -69,11 +75,19 @@ def test_tune_makes_a_parent_run_with_nested_trials(store, df):
 
 
 def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
-    tracked_backtest(tracked, df, n_windows=2,
-                     tracking={"uri": store, "experiment": "backtest"})
+    result = tracked_backtest(tracked, df, n_windows=2,
+                              tracking={"uri": store, "experiment": "backtest"})
     run = mlflow.search_runs(experiment_names=["backtest"], output_format="list")[0]
     history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "backtest_mae")
     assert sorted(m.step for m in history) == list(range(1, 25))
+    # the values, not only the steps: MAE of the returned forecasts at each step
+    err = (result["y_pred"] - result["y"]).abs()
+    step = result.groupby(["unique_id", "cutoff"]).cumcount() + 1
+    expected = err.groupby(step).mean()
+    logged = {m.step: m.value for m in history}
+    np.testing.assert_allclose([logged[h] for h in expected.index], expected.to_numpy(),
+                               rtol=1e-6)
+    assert run.data.metrics["backtest_mae_all"] == pytest.approx(expected.mean(), rel=1e-6)
 
 
 def test_bad_tracking_uri_fails_before_training(df, monkeypatch):

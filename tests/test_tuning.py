@@ -29,6 +29,11 @@ def test_pruned_trials_train_fewer_epochs(df, tmp_path):
         t.user_attrs["epochs_trained"] for t in complete)
     assert result.best_score == min(t.value for t in complete)
     assert result.forecaster is not None and len(result.forecaster.predict()) == 3 * 24
+    # the refit is the best trial's model: its parameters, n_slstm turned into slstm_at
+    best, refit = result.best_params, result.forecaster
+    assert refit.learning_rate == best["learning_rate"] and refit.d_model == best["d_model"]
+    assert refit.slstm_at == ((0,) if best["n_slstm"] == 1 else ())  # one of two blocks: 0
+    assert all(getattr(refit, k) == v for k, v in FIXED.items() if k != "progress_bar")
 
 
 def test_same_study_name_continues_the_study(df, tmp_path):

@@ -7,6 +7,7 @@ default. ``model`` takes any :class:`XLSTMForecaster` argument.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -119,6 +120,11 @@ def _forecaster_params() -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(XLSTMForecaster.__init__).parameters)
 
 
+def _did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(str(key), [k for k in known if k != "self"], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def parse_config(raw: Mapping) -> Config:
     """Validate a parsed YAML mapping into a :class:`Config`."""
     if not isinstance(raw, Mapping):
@@ -135,7 +141,8 @@ def parse_config(raw: Mapping) -> Config:
         known = {f.name: f for f in fields(cls)}
         for key, value in section.items():
             if key not in known:
-                raise ConfigError(f"{name}.{key}: unknown key. Known keys: {sorted(known)}.")
+                raise ConfigError(f"{name}.{key}: unknown key.{_did_you_mean(key, known)} "
+                                  f"Known keys: {sorted(known)}.")
             if not _type_ok(value, str(known[key].type)):
                 raise ConfigError(f"{name}.{key}: expected {known[key].type}, "
                                   f"got {type(value).__name__} {value!r}.")
@@ -146,7 +153,8 @@ def parse_config(raw: Mapping) -> Config:
     params = _forecaster_params()
     for key, value in model.items():
         if key not in params or key == "self":
-            raise ConfigError(f"model.{key}: unknown key. Known keys are the XLSTMForecaster "
+            raise ConfigError(f"model.{key}: unknown key.{_did_you_mean(key, params)} Known "
+                              f"keys are the XLSTMForecaster "
                               f"arguments, e.g. lookback, horizon, d_model.")
         default = params[key].default
         if default is not None and not isinstance(default, (tuple, str)) and not (
