@@ -231,7 +231,7 @@ def test_rejects_missing_static_rows():
 
 def test_short_series_raise_or_drop_with_a_count():
     data = prepare_series(panel())  # lengths 6, 5, 4
-    with pytest.raises(ValueError, match=r"2 series are shorter than 6 steps .*'s1', 's2'"):
+    with pytest.raises(ValueError, match=r"2 series are shorter than 6 steps.*'s1', 's2'"):
         check_min_length(data, 6)
     with pytest.warns(UserWarning, match=r"Dropped 2 of 3 series .* \(9 rows\)"):
         kept = check_min_length(data, 6, "drop")

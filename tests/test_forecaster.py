@@ -185,7 +185,7 @@ def test_backtest_windows_cutoffs_and_actuals(split):
     assert cutoffs[-1] == train.ds.max() - pd.Timedelta(hours=24)
     actual = bt.merge(train, on=["unique_id", "ds"], suffixes=("", "_true"))
     assert np.array_equal(actual.y.to_numpy(), actual.y_true.to_numpy())
-    assert np.isfinite(model.score(train)) and model.score(train) > 0
+    assert not hasattr(model, "network_")  # the backtest fitted a clone, not the caller's
 
 
 def test_beats_seasonal_naive_on_airline():
@@ -239,4 +239,3 @@ def test_backtest_joins_actuals_for_string_dates():
                             batches_per_epoch=2, progress_bar=False, random_state=0)
     result = model.backtest(frame, n_windows=2)
     assert result.height == 12 and result["Passengers"].null_count() == 0
-    assert np.isfinite(model.score(frame))

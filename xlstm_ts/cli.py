@@ -136,13 +136,20 @@ def cmd_fit(args) -> int:
                         static_df=_static(config), tracking=config.tracking_arg(),
                         registered_model_name=config.tracking.registered_model_name)
     _save_model_atomically(model, config.output.model_dir)
-    log.info("model saved to %s", config.output.model_dir)
+    log.info("model saved to %s (%d series, %d epochs%s)", config.output.model_dir,
+             model.data_.n_series, model.epochs_trained_, _best_val(model))
     return 0
+
+
+def _best_val(model) -> str:
+    val = [v for v in model.loss_history_["val_loss"] if v is not None]
+    return f", best val_loss {min(val):.4g}" if val else ""
 
 
 def cmd_backtest(args) -> int:
     """xlstm-ts backtest: rolling-origin evaluation to output.backtest."""
     from .config import load_config
+    from .evaluation import evaluate
     from .tracking import tracked_backtest
 
     config = load_config(args.config, args.set)
@@ -152,7 +159,10 @@ def cmd_backtest(args) -> int:
                               n_windows=b.n_windows, step=b.step, refit=b.refit,
                               static_df=_static(config), tracking=config.tracking_arg())
     write_frame(result, config.output.backtest)
-    log.info("backtest written to %s", config.output.backtest)
+    errors = evaluate(result, metrics=("mae", "mse"), id_col=config.data.id_col,
+                      target_col=config.data.target_col)
+    log.info("backtest: %d windows, MAE %.4g, MSE %.4g; forecasts written to %s", b.n_windows,
+             errors["mae"], errors["mse"], config.output.backtest)
     return 0
 
 
@@ -206,6 +216,7 @@ def _predict_settings(args):
             section.horizon if section else None),
         "as_of": args.as_of or (section.as_of if section else None),
         "update": args.update or bool(section and section.update),
+        "future": args.future or (section.future if section else None),
     }
     missing = [f"--{k}" for k in ("model", "input", "output") if not settings[k]]
     if missing:
@@ -230,6 +241,7 @@ def cmd_predict(args) -> int:
         raise InputError(f"--update saves the updated model back, so --model must be a model "
                          f"directory, not {s['model']}.")
     model = load(s["model"])
+    future = _future_rows(model, s)
     history = _data(config, s["input"]) if config else read_frame(s["input"])
     if model.time_col not in history.columns:
         raise InputError(f"{s['input']}: time column {model.time_col!r} is missing.")
@@ -244,14 +256,21 @@ def cmd_predict(args) -> int:
         history = history.filter(pl.col(model.time_col) <= as_of)
         if history.is_empty():
             raise InputError(f"--as-of {s['as_of']}: no rows at or before it in {s['input']}.")
-    if s["update"]:  # absorb new rows into the carried state, forecast from the new end
-        model.update(history, skip_seen=True)
-        forecast, _ = to_polars(model.predict(horizon=s["horizon"]))
-        cutoffs = pl.DataFrame({model.id_col: model.data_.ids.tolist(),
-                                "cutoff": model.data_.last_times()})
-    else:
-        forecast, _ = to_polars(model.predict(df=history, horizon=s["horizon"]))
-        cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max().alias("cutoff"))
+    try:
+        if s["update"]:  # absorb new rows into the carried state, forecast from the new end
+            model.update(history, skip_seen=True)
+            forecast, _ = to_polars(model.predict(future_df=future, horizon=s["horizon"]))
+            cutoffs = pl.DataFrame({model.id_col: model.data_.ids.tolist(),
+                                    "cutoff": model.data_.last_times()})
+        else:
+            forecast, _ = to_polars(model.predict(df=history, future_df=future,
+                                                  horizon=s["horizon"]))
+            cutoffs = history.group_by(model.id_col).agg(
+                pl.col(model.time_col).max().alias("cutoff"))
+    except ValueError as err:  # name the file the user gave, not the Python argument
+        if "future_df" not in str(err):
+            raise
+        raise InputError(str(err).replace("future_df", f"--future file {s['future']}")) from None
     forecast = forecast.join(cutoffs, on=model.id_col, how="left").with_columns(
         pl.lit(str(s["model"])).alias("model_id"))
     write_frame(forecast, s["output"])  # forecasts first: a kill before the model save below
@@ -262,11 +281,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _future_rows(model, s: dict):
+    """The future-known covariates file (``--future``) when the model needs one."""
+    needed = list(model.future_covariates)
+    if not needed:
+        if s["future"]:
+            log.warning("--future %s ignored: the model uses no future covariates.", s["future"])
+        return None
+    if not s["future"]:
+        horizon = s["horizon"] or model.horizon
+        raise InputError(
+            f"the model uses future-known covariates {needed}: pass --future FILE (or "
+            f"predict.future in the config), a CSV or Parquet file with columns "
+            f"{[model.id_col, model.time_col, *needed]} for the {horizon} steps after each "
+            f"series' last time.")
+    return read_frame(s["future"])
+
+
 def _predict_on_spark(s: dict, master: str | None) -> int:
     """predict --engine spark: Parquet in, Parquet (a directory of part files) out."""
-    if s["update"] or s["as_of"]:
-        raise InputError("--engine spark makes plain forecasts: --update and --as-of are "
-                         "local-engine options (filter the Parquet input instead of --as-of).")
+    if s["update"] or s["as_of"] or s["future"]:
+        raise InputError("--engine spark makes plain forecasts: --update, --as-of and --future "
+                         "are local-engine options (filter the Parquet input instead of --as-of).")
     for key in ("input", "output"):
         if Path(s[key]).suffix != ".parquet":
             raise InputError(f"--engine spark reads and writes Parquet; --{key} {s[key]} is "
@@ -304,19 +340,30 @@ def _write_spark_parquet(frame, path: Path) -> None:
     swap_in(staging, path)
 
 
+def _add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    parser.add_argument("--debug", action="store_true", default=defaults["debug"],
+                        help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", default=defaults["quiet"],
+                        help="only errors on stderr")
+    parser.add_argument("--log-level", default=defaults["log_level"],
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the xlstm-ts command."""
     parser = argparse.ArgumentParser(prog="xlstm-ts",
                                      description="Time-series forecasting with xLSTM.")
     parser.add_argument("--version", action="version", version=f"xlstm-ts {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--quiet", action="store_true", help="only errors on stderr")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # the common options go before or after the command (`xlstm-ts predict --quiet`);
+    # after it they default to "not given", so they never undo the ones given before
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(parser, {"debug": False, "quiet": False, "log_level": "INFO"})
+    _add_common_options(common, dict.fromkeys(("debug", "quiet", "log_level"),
+                                              argparse.SUPPRESS))
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, func, text: str):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, parents=[common])
         p.add_argument("--config", required=True, help="YAML config file")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set model.max_epochs=5")
@@ -334,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run trials into the shared study only: no refit, no model "
                            "written (start one per process or machine)")
     with_config("validate", cmd_validate, "check config and data without training")
-    predict = sub.add_parser("predict", help="forecast from a saved or logged model")
+    predict = sub.add_parser("predict", help="forecast from a saved or logged model",
+                             parents=[common])
     predict.add_argument("--config", help="YAML config (predict, data and output sections)")
     predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config key, e.g. --set predict.horizon=48")
@@ -342,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", help="history (.csv or .parquet)")
     predict.add_argument("--output", help="forecasts (.csv or .parquet)")
     predict.add_argument("--horizon", type=int)
+    predict.add_argument("--future", help="future-known covariates over the horizon (.csv or "
+                         ".parquet: id, time and the model's future_covariates columns)")
     predict.add_argument("--as-of", help="ignore history after this time")
     predict.add_argument("--update", action="store_true",
                          help="absorb the input as new observations (rows already absorbed "
@@ -356,16 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_THIRD_PARTY = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                "mlflow", "optuna", "alembic", "urllib3")
+
+
+def _configure_logging(level: int) -> None:
+    """Our lines at ``level`` on stderr, once each; third-party INFO chatter (Lightning's
+    device lines and tips, MLflow's and Optuna's notes), deprecation and experimental
+    warnings and MLflow's download bars only at DEBUG."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
+    logging.getLogger("xlstm_ts").setLevel(level)
+    chatty = level <= logging.DEBUG
+    import lightning.pytorch  # noqa: F401  (it sets its loggers up on import: go after it)
+
+    for name in _THIRD_PARTY:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()  # their own handler plus ours printed every line twice
+        logger.propagate = True
+        logger.setLevel(level if chatty else max(level, logging.WARNING))
+    if not chatty:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", message=".*(LeafSpec|experimental).*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command and return the process exit code."""
     args = build_parser().parse_args(argv)
-    level = logging.ERROR if args.quiet else getattr(logging, args.log_level)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
-    if args.quiet or level > logging.INFO:
-        for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    _configure_logging(logging.ERROR if args.quiet else getattr(logging, args.log_level))
     # Lightning's progress bar only when a person watches (and is not asking for quiet)
     args.interactive = sys.stderr.isatty() and not args.quiet
     try:

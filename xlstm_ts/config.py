@@ -2,7 +2,9 @@
 
 Every key is checked: unknown keys and wrong types are rejected with the key path
 (``model.lookbak: unknown key``), so a typo never silently falls back to a
-default. ``model`` takes any :class:`XLSTMForecaster` argument.
+default. ``model`` takes any :class:`XLSTMForecaster` argument. Relative file paths
+in a config are relative to the config file's folder, so a config runs the same from
+any working directory (a cron job's, a notebook's).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class PredictConfig:
     horizon: int | None = None  # default: the trained horizon
     as_of: str | None = None  # ignore input rows after this time
     update: bool = False  # absorb the input as new observations and save the model back
+    future: str | None = None  # future-known covariates over the horizon (--future overrides)
 
 
 @dataclass
@@ -204,4 +207,20 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML "
                               f"({str(err).splitlines()[0]}). Quote it if it is text.") from None
-    return parse_config(raw)
+    return _resolve_paths(parse_config(raw), path.parent)
+
+
+# (section, key) pairs holding file paths; models:/ and runs:/ URIs are left alone
+_PATH_KEYS = (("data", "path"), ("data", "static_path"), ("predict", "model"),
+              ("predict", "future"), ("output", "model_dir"), ("output", "forecasts"),
+              ("output", "backtest"))
+
+
+def _resolve_paths(config: Config, folder: Path) -> Config:
+    """Relative paths of ``config`` made relative to ``folder`` (the config file's)."""
+    for section, key in _PATH_KEYS:
+        value = getattr(getattr(config, section), key)
+        is_uri = value and (value.startswith(("runs:/", "models:/")) or "://" in value)
+        if value and not is_uri and not Path(value).is_absolute():
+            setattr(getattr(config, section), key, str(folder / value))
+    return config

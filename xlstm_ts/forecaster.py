@@ -16,6 +16,7 @@ backtests and calibration in :mod:`xlstm_ts.evaluation`, the saved format in
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -82,7 +83,9 @@ class XLSTMForecaster(BaseEstimator):
             ``strategy="ddp", devices=4, num_nodes=2``; see ``docs/scale-out.md``).
         backend: the cells' kernels: ``"auto"`` (fused Triton kernels on a CUDA device
             when Triton is installed, PyTorch otherwise), ``"triton"`` or ``"torch"``.
-        progress_bar: Lightning's progress bar.
+        progress_bar: progress bars (training and long predictions); ``None`` shows them
+            only when stderr is a terminal, so piped output and cron logs stay clean.
+            Per-epoch losses go to the ``xlstm_ts`` logger at INFO either way.
         logger, callbacks: any Lightning logger and callbacks.
         checkpoint_dir: where checkpoints go (a temporary directory when None; set it
             to resume a killed fit with ``fit(..., resume=True)``).
@@ -105,7 +108,7 @@ class XLSTMForecaster(BaseEstimator):
                  fill_missing: str | None = None, target_missing: str = "raise",
                  accelerator: str = "auto", devices="auto", precision="32-true",
                  strategy: str = "auto", num_nodes: int = 1, backend: str = "auto",
-                 progress_bar: bool = True, logger=False, callbacks=None,
+                 progress_bar: bool | None = None, logger=False, callbacks=None,
                  checkpoint_dir: str | None = None, random_state: int | None = None):
         self.lookback = lookback
         self.horizon = horizon
@@ -198,6 +201,12 @@ class XLSTMForecaster(BaseEstimator):
         val = self.val_size if val_size is None else val_size
         return self.horizon if val is None else val
 
+    def _progress(self) -> bool:
+        """Whether to draw progress bars: as set, or when stderr is a terminal."""
+        if self.progress_bar is None:
+            return sys.stderr.isatty()
+        return bool(self.progress_bar)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
             raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
@@ -240,7 +249,7 @@ class XLSTMForecaster(BaseEstimator):
             callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,
             gradient_clip=self.gradient_clip, accelerator=self.accelerator,
             devices=self.devices, precision=self.precision, strategy=self.strategy,
-            num_nodes=self.num_nodes, progress_bar=self.progress_bar, logger=self.logger)
+            num_nodes=self.num_nodes, progress_bar=self._progress(), logger=self.logger)
         self.network_ = trained.network
         self.__dict__.pop("stream_state_", None)  # a refit forgets the carried state
         self.config_, self.data_, self.freq_ = config, data, data.freq
@@ -277,7 +286,7 @@ class XLSTMForecaster(BaseEstimator):
         quantiles = None if self.head == "point" else self.config_.quantiles
         point, quant = inference.rollout(self.network_, data, self.config_.lookback, horizon,
                                          self.horizon, ahead, quantiles, state,
-                                         self.progress_bar)
+                                         self._progress())
         columns = {self.id_col: np.repeat(data.ids, horizon),
                    self.time_col: data.future_times(horizon),
                    PRED_COL: point.reshape(-1).double().numpy()}
@@ -310,7 +319,7 @@ class XLSTMForecaster(BaseEstimator):
         self.data_, state = streaming.absorb(
             self.network_, self.data_, new, self.config_.lookback,
             getattr(self, "stream_state_", None),
-            skip_seen=skip_seen, progress=self.progress_bar)
+            skip_seen=skip_seen, progress=self._progress())
         if state is not None:
             self.stream_state_ = state
         return self
@@ -331,26 +340,38 @@ class XLSTMForecaster(BaseEstimator):
 
         The last ``n_windows`` cutoffs of every series are ``step`` (default: horizon)
         apart, the last one leaving exactly ``horizon`` steps after it. At each cutoff
-        the model forecasts from the history before it: fitted once on the history
-        before the first cutoff when ``refit=False`` (or not yet fitted), refitted at
-        every cutoff with ``True``, every ``refit`` cutoffs with an int. Returns the
-        forecasts with ``cutoff`` (last history time) and the actual ``target_col``.
+        the model forecasts from the history before it. An unfitted estimator is fitted
+        (on a clone: this one stays unfitted) on the history before the first cutoff,
+        and refitted at every cutoff with ``refit=True``, every ``refit`` cutoffs with an
+        int. A fitted estimator with ``refit=False`` forecasts with its weights as they
+        are; where the windows lie inside the data it was fitted on, the errors are
+        in-sample and an :class:`~xlstm_ts.evaluation.InSampleWarning` says so. Returns
+        the forecasts with ``cutoff`` (last history time) and the actual ``target_col``.
         :func:`xlstm_ts.tracking.tracked_backtest` also logs the errors to MLflow.
         """
         return backtesting.backtest(self, df, n_windows, step, refit, static_df)
 
     def score(self, df, metric: str = "mae", static_df=None) -> float:
-        """``metric`` (``"mae"``, ``"mse"``, ``"rmse"``, ``"smape"``; lower is better) of
-        forecasts for the last ``horizon`` steps of each series of ``df``, made from the
-        history before them with the fitted model."""
+        """Minus the ``metric`` (``"mae"``, ``"mse"``, ``"rmse"``, ``"smape"``) of the
+        fitted model's forecasts for the last ``horizon`` steps of each series of ``df``,
+        made from the history before them.
+
+        Higher is better, as scikit-learn's ``score`` (so ``GridSearchCV`` and other
+        searches pick the most accurate model): ``-score(df)`` is the error itself,
+        :func:`xlstm_ts.evaluation.forecast_error`. Warns (:class:`~xlstm_ts.evaluation.
+        InSampleWarning`) when those steps lie inside the data the model was fitted on.
+        """
         self._check_fitted()
-        return backtesting.score(self, df, metric, static_df)
+        return -backtesting.forecast_error(self, df, metric, static_df)
 
     def conformalize(self, df, n_windows: int = 5, step: int | None = None, static_df=None):
         """Calibrate split-conformal intervals on backtest residuals of the fitted model.
 
         Runs :meth:`backtest` (no refit) on ``df`` and keeps the absolute errors per
-        horizon step; afterwards ``predict(level=...)`` adds symmetric intervals
+        horizon step. Calibrate on data after the training span (fit on an earlier cut,
+        conformalize on the full frame): errors on windows the model was fitted on are
+        too small, give intervals too narrow, and raise an ``InSampleWarning``.
+        Afterwards ``predict(level=...)`` adds symmetric intervals
         ``y_pred_lo{level}`` / ``y_pred_hi{level}`` whose half-width at step h is the
         finite-sample-corrected ``level`` quantile of those errors.
         """

@@ -63,7 +63,7 @@ FORECASTER_CONSTRAINTS = {
     "target_missing": Options(("raise", "mask", "ffill", "zero")),
     "accelerator": _accelerator, "devices": any_value, "precision": _precision,
     "strategy": InstanceOf((str,), "a Lightning strategy name such as 'auto' or 'ddp'"),
-    "num_nodes": Integer(1), "backend": Options(BACKENDS), "progress_bar": BOOL,
+    "num_nodes": Integer(1), "backend": Options(BACKENDS), "progress_bar": NoneOr(BOOL),
     "logger": any_value, "callbacks": NoneOr(SequenceOf(any_value)),
     "checkpoint_dir": NoneOr(PATH), "random_state": NoneOr(SEED),
 }

@@ -12,6 +12,7 @@ goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -31,8 +32,10 @@ from . import tracking as tracking_lib
 from ._checks import Integer, NoneOr, Options, Real
 from .data import prepare_series
 from .data.frames import from_polars, to_polars
+from .evaluation import forecast_error
 from .forecaster import XLSTMForecaster
 
+log = logging.getLogger("xlstm_ts.tuning")
 # Virtual parameter: how many of the num_blocks blocks are sLSTM (spread evenly).
 N_SLSTM = "n_slstm"
 _KINDS = ("int", "float", "categorical")
@@ -253,6 +256,22 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
     return result
 
 
+def _log_trial(metric: str):
+    """An Optuna callback logging one line per finished trial."""
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            log.info("trial %d: %s %.4g with %s (best so far %.4g, trial %d)", trial.number,
+                     metric, trial.value, trial.params, study.best_value,
+                     study.best_trial.number)
+        else:
+            reason = trial.user_attrs.get("fail_reason", "")
+            log.info("trial %d %s after %s epochs%s", trial.number, state,
+                     trial.user_attrs.get("epochs_trained", "?"),
+                     f": {reason}" if reason else "")
+    return report
+
+
 def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study_name, pruner,
           sampler, n_jobs, refit, static_df, random_state, sampler_seed, tracking,
           fixed_params):
@@ -274,7 +293,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
             tracking_lib.tracked_fit(model, history, static_df=static_df, tracking=tracking,
                                      log_model=False)
             trial.set_user_attr("epochs_trained", model.epochs_trained_)
-            score = model.score(df, metric=metric, static_df=static_df)
+            score = forecast_error(model, df, metric=metric, static_df=static_df)
             if tracking is not None:
                 client = mlflow.MlflowClient()
                 client.log_metric(model.run_id_, metric, score)
@@ -290,9 +309,9 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
         storage=_storage(storage), study_name=study_name, direction=direction,
         pruner=_pruner(pruner, fixed.get("max_epochs", XLSTMForecaster().max_epochs)),
         sampler=_sampler(sampler, sampler_seed), load_if_exists=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial instead
     study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
-                   catch=_CAUGHT)
+                   catch=_CAUGHT, callbacks=[_log_trial(metric)])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         reasons = [t.user_attrs["fail_reason"] for t in study.trials

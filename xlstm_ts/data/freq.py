@@ -39,13 +39,23 @@ class Frequency:
 
     def future(self, last: pl.Series, horizon: int) -> pl.Series:
         """Times ``1..horizon`` steps after each value of ``last``; flat, series-major."""
-        steps = np.tile(np.arange(1, horizon + 1), len(last))
         base = last.to_frame("t").select(pl.col("t").repeat_by(horizon).explode())["t"]
+        return self._add_steps(base, np.tile(np.arange(1, horizon + 1), len(last)),
+                               month_end=self._all_month_ends(last))
+
+    def shift(self, times: pl.Series, steps: int) -> pl.Series:
+        """Each of ``times`` moved ``steps`` (negative: back) grid steps."""
+        return self._add_steps(times, np.full(len(times), steps),
+                               month_end=self._all_month_ends(times))
+
+    def _all_month_ends(self, times: pl.Series) -> bool:
+        return self.kind == "months" and bool(times.dt.month_end().eq(times).all())
+
+    def _add_steps(self, base: pl.Series, steps: np.ndarray, month_end: bool) -> pl.Series:
         if self.kind == "index":
             return base + pl.Series(steps * self.step)
         if self.kind == "fixed":
             return base + pl.Series(steps * self.step).cast(pl.Duration("us"))
-        month_end = bool(last.dt.month_end().eq(last).all())
         frame = pl.DataFrame({"t": base, "k": steps * self.step})
         shifted = frame.select(
             pl.col("t").dt.offset_by(pl.format("{}mo", pl.col("k")))

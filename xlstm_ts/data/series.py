@@ -515,9 +515,10 @@ def check_min_length(data: SeriesData, min_length: int,
         return data
     if policy == "raise":
         raise ValueError(
-            f"{int(short.sum())} series are shorter than {min_length} steps (lookback + "
-            f"horizon): {_listed(data.ids[short])}. Shorten lookback/horizon or pass "
-            f"min_length='drop' to leave them out."
+            f"{int(short.sum())} series are shorter than {min_length} steps, the fewest this "
+            f"model trains on with its lookback, horizon and validation split: "
+            f"{_listed(data.ids[short])}. Lower lookback, horizon or val_size (or leave "
+            f"lookback unset: it is then sized to the data), or filter these series out."
         )
     if policy != "drop":
         raise ValueError(f"min_length policy must be 'raise' or 'drop'. Got {policy!r}.")
@@ -580,6 +581,8 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
                 f"{[cols.id_col, cols.time_col, *given]} covering the {horizon} steps ahead."
             )
         future, _ = to_polars(future_df, "future_df")
+        if cols.id_col not in future.columns and n == 1:  # one series: the id may be left out
+            future = future.with_columns(pl.lit(data.ids[0]).alias(cols.id_col))
         missing = [c for c in (cols.id_col, cols.time_col, *given) if c not in future.columns]
         if missing:
             raise ValueError(f"The following columns are missing from future_df: {missing}.")

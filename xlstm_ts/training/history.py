@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger("xlstm_ts.training")
 
 
 class LossHistory(Callback):
@@ -16,3 +20,8 @@ class LossHistory(Callback):
         self.history["epoch"].append(trainer.current_epoch)
         for name in ("train_loss", "val_loss"):
             self.history[name].append(float(metrics[name]) if name in metrics else None)
+        if trainer.is_global_zero:  # one line per epoch, for logs that are read later
+            losses = "  ".join(f"{name} {self.history[name][-1]:.4g}"
+                               for name in ("train_loss", "val_loss")
+                               if self.history[name][-1] is not None)
+            log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs, losses)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
 
@@ -17,6 +18,8 @@ from .history import LossHistory
 from .linear_start import ridge_start, series_variance, window_weights
 from .module import ForecastModule, OptimConfig
 from .trainer import fit_module
+
+log = logging.getLogger("xlstm_ts.training")
 
 
 @dataclass
@@ -79,15 +82,29 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                              ckpt_path=ckpt_path, max_epochs=max_epochs,
                              has_validation=has_validation,
                              callbacks=[*callbacks, losses], **trainer_options)
-        if start is not None and start[0] <= scaled_val_mse(module.net, datamodule.val,
-                                                            variance):
+        kept_start = start is not None and start[0] <= scaled_val_mse(
+            module.net, datamodule.val, variance)
+        if kept_start:
             module.load_state_dict(start[1])  # training never beat its start on validation
+        if trainer.is_global_zero:
+            _log_member(k, config.n_models, losses.history, kept_start)
         members.append(module.net.cpu().eval())
         histories.append(losses.history)
         metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
         epochs.append(trainer.current_epoch)
     network = members[0] if config.n_models == 1 else build_network(config, members).eval()
     return Trained(network, histories, metrics, epochs, trainer.global_rank)
+
+
+def _log_member(k: int, n_models: int, history: dict, kept_start: bool) -> None:
+    """One summary line per trained network: epochs, best validation loss, and whether
+    the linear start was kept."""
+    name = f"member {k + 1}/{n_models}: " if n_models > 1 else ""
+    val = [v for v in history["val_loss"] if v is not None]
+    best = f", best val_loss {min(val):.4g} at epoch {val.index(min(val)) + 1}" if val else ""
+    kept = ("; the linear start was kept (training did not beat it on validation)"
+            if kept_start else "")
+    log.info("%strained %d epochs%s%s", name, len(history["epoch"]), best, kept)
 
 
 @torch.no_grad()
