@@ -231,3 +231,19 @@ def test_matches_nx_ai_mlstm_kernels_when_installed():
     torch.testing.assert_close(state[0], C, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(state[1], n, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(state[2], m.squeeze(-1), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("form", ["chunkwise", "parallel", "recurrent"])
+def test_closed_gates_keep_gradients_finite(form):
+    """Input and forget gates closed hard (pre-activations -120 and -100, as training on
+    M3 Yearly drove them) push the stabiliser m below -88, where exp(-m) overflows
+    float32: the forward gave h = 0, the backward NaN for every input."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 16, 4, requires_grad=True) for _ in range(3))
+    i = torch.full((1, 1, 16), -120.0, requires_grad=True)
+    f = torch.full((1, 1, 16), -100.0, requires_grad=True)
+    h = mlstm(q, k, v, i, f, form=form, chunk_size=4)
+    h.sum().backward()
+    assert torch.isfinite(h).all() and h.abs().max() < 1e-30
+    for t in (q, k, v, i, f):
+        assert torch.isfinite(t.grad).all()

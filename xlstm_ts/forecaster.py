@@ -37,7 +37,7 @@ from .data.frames import PRED_COL, from_polars, quantile_column
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS
-from .presets import WindowShape, resolve_window
+from .presets import WindowShape, resolve_window, seasonal_periods
 from .training import is_rank_zero, train_network
 
 __all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
@@ -64,6 +64,10 @@ class XLSTMForecaster(BaseEstimator):
             forecasts their median (see :class:`xlstm_ts.models.Ensemble`).
         patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
             by the rule).
+        season_length: the seasonal period in steps (24 for hourly data with a daily
+            cycle); the linear start offers the seasonal naive forecast of each period
+            as a candidate on validation. None: the usual cycles of the frequency
+            (:func:`xlstm_ts.presets.seasonal_periods`; none for an integer index).
         head: ``"point"``, ``"quantile"``, ``"normal"`` or ``"studentt"``.
         loss: point-head loss, ``"mse"``, ``"mae"`` or ``"huber"``.
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
@@ -97,7 +101,8 @@ class XLSTMForecaster(BaseEstimator):
                  num_heads: int = 4, dropout: float = 0.1, linear_path: bool = True,
                  n_models: int = 1,
                  patch_len: int | None = None,
-                 patch_stride: int | None = None, head: str = "point", loss: str = "mse",
+                 patch_stride: int | None = None, season_length: int | None = None,
+                 head: str = "point", loss: str = "mse",
                  quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float = 1e-2,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
@@ -122,6 +127,7 @@ class XLSTMForecaster(BaseEstimator):
         self.n_models = n_models
         self.patch_len = patch_len
         self.patch_stride = patch_stride
+        self.season_length = season_length
         self.head = head
         self.loss = loss
         self.quantiles = quantiles
@@ -244,6 +250,8 @@ class XLSTMForecaster(BaseEstimator):
             has_validation=bool(val), batch_size=self.batch_size,
             samples_per_epoch=self.batches_per_epoch * self.batch_size,
             min_history=shape.min_history, max_epochs=self.max_epochs,
+            seasons=(seasonal_periods(data.freq) if self.season_length is None
+                     else (self.season_length,)),
             seed=0 if self.random_state is None else self.random_state,
             checkpoint_dir=self.checkpoint_dir, resume=resume, ckpt_path=ckpt_path,
             callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,

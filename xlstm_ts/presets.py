@@ -55,6 +55,22 @@ def cycle_length(freq: Frequency | None) -> int:
     return {1: 7, 7: 52}.get(round(days), 1) if days == round(days) else 1
 
 
+def seasonal_periods(freq: Frequency | None) -> tuple[int, ...]:
+    """Periods (in steps) of the usual cycles of ``freq``: a day and a week for
+    sub-daily data (24 and 168 hourly), a week for daily, a year for weekly, monthly
+    and quarterly data; none for yearly data or an integer index. The linear start
+    offers the seasonal naive forecast of each as a candidate
+    (:func:`xlstm_ts.training.linear_start.naive_maps`)."""
+    if freq is None or freq.kind == "index":
+        return ()
+    if freq.kind == "months":
+        return {1: (12,), 3: (4,)}.get(freq.step, ())
+    if freq.step < 24 * _HOUR_US and (24 * _HOUR_US) % freq.step == 0:
+        day = 24 * _HOUR_US // freq.step
+        return (day, 7 * day) if day > 1 else (7 * day,)
+    return (cycle_length(freq),) if cycle_length(freq) > 1 else ()
+
+
 def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: int | None,
                    *, horizon: int, val_size: int, freq: Frequency | None,
                    lengths: np.ndarray) -> WindowShape:

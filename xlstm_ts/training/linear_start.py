@@ -5,7 +5,13 @@ A network with ``linear_path`` forecasts ``linear(window) + correction``; starti
 the linear map at its least-squares optimum (instead of at zero, where gradient
 descent would need many epochs to reach it) makes training start from the linear
 forecast the issue asks to beat, so the xLSTM only has to learn what it lacks.
-The penalty is chosen on the validation windows when there are any.
+
+The ridge shrinks either towards zero (the window mean, in RevIN units) or towards
+a naive forecast that the linear map can hold exactly: the last value repeated, or
+the last cycle repeated for each seasonal period that fits in the lookback. The
+target and the penalty (including "the naive forecast itself") are chosen on the
+validation windows when there are any, so on short or noisy data the start falls
+back to (seasonal) naive instead of an overfitted regression.
 """
 
 from __future__ import annotations
@@ -80,12 +86,35 @@ def _moments(net, dataset: WindowDataset, rows: np.ndarray, per_series: torch.Te
     return gram, cross, weight_sum
 
 
+def naive_maps(lookback: int, horizon: int, seasons: tuple[int, ...] = ()) -> dict:
+    """(L+1, H) linear maps (bias row last, zero) that forecast naively from a window
+    of ``lookback`` steps: ``"naive"`` repeats the last value, ``"seasonal{s}"``
+    repeats the last ``s`` values, for each period ``s`` of ``seasons`` with
+    1 < s <= lookback."""
+    maps = {"naive": _repeat_last(lookback, horizon, 1)}
+    for s in sorted(set(seasons)):
+        if 1 < s <= lookback:
+            maps[f"seasonal{s}"] = _repeat_last(lookback, horizon, s)
+    return maps
+
+
+def _repeat_last(lookback: int, horizon: int, period: int) -> torch.Tensor:
+    """The (L+1, H) map whose step h is the window's value ``period - h % period``
+    steps before its end."""
+    W = torch.zeros(lookback + 1, horizon, dtype=torch.float64)
+    steps = np.arange(horizon)
+    W[lookback - period + steps % period, steps] = 1.0
+    return W
+
+
 @torch.no_grad()
 def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
-                per_series: torch.Tensor, seed: int = 0) -> float:
+                per_series: torch.Tensor, seed: int = 0,
+                seasons: tuple[int, ...] = ()) -> str:
     """Set ``net.linear`` to the ridge solution on ``train``, windows weighted by
-    :func:`window_weights` with ``per_series`` (from :func:`series_variance`), the
-    penalty chosen on ``val``; returns the penalty (per unit of weight)."""
+    :func:`window_weights` with ``per_series`` (from :func:`series_variance`); the
+    shrinkage target (zero or one of :func:`naive_maps`) and the penalty chosen on
+    ``val``. Returns the choice, e.g. ``"zero, penalty 0.001"`` or ``"naive"``."""
     rng = np.random.default_rng(seed)
     rows = np.arange(len(train))
     if len(rows) > MAX_WINDOWS:
@@ -93,13 +122,19 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
     gram, cross, weight_sum = _moments(net, train, rows, per_series)
     eye = torch.eye(gram.shape[0], dtype=torch.float64)
     eye[-1, -1] = 0.0  # the bias is not penalised
-    solutions = {p: torch.linalg.solve(gram + p * weight_sum * eye, cross) for p in PENALTIES}
-    chosen = 1e-3
+    solutions = {f"zero, penalty {p:g}": torch.linalg.solve(gram + p * weight_sum * eye, cross)
+                 for p in PENALTIES}
+    chosen = "zero, penalty 0.001"
     if val is not None and len(val):
+        for name, target in naive_maps(train.lookback, train.horizon, seasons).items():
+            solutions[name] = target
+            for p in PENALTIES:
+                solutions[f"{name}, penalty {p:g}"] = torch.linalg.solve(
+                    gram + p * weight_sum * eye, cross + p * weight_sum * eye @ target)
         val_rows = np.arange(len(val))
         if len(val_rows) > MAX_WINDOWS // 4:
             val_rows = np.sort(rng.choice(val_rows, MAX_WINDOWS // 4, replace=False))
-        errors = dict.fromkeys(PENALTIES, 0.0)
+        errors = dict.fromkeys(solutions, 0.0)
         for start in range(0, len(val_rows), BATCH):
             batch = val[val_rows[start:start + BATCH]]
             window, target, mask, variance = _normalised(net, batch)

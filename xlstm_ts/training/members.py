@@ -36,14 +36,15 @@ class Trained:
 
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
                   has_validation: bool, batch_size: int, samples_per_epoch: int,
-                  min_history: int, max_epochs: int, seed: int,
+                  min_history: int, max_epochs: int, seed: int, seasons: tuple = (),
                   checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
                   ckpt_path: str | None = None, callbacks=(), **trainer_options) -> Trained:
     """Train ``config.n_models`` members with seeds ``seed, seed + 1, ...`` (each its own
     Lightning fit, early stopping and best-weights restore) and combine them.
 
     With ``config.linear_path`` every member starts from the ridge solution of
-    :func:`ridge_start` (fitted once) and no correction; with validation, a member
+    :func:`ridge_start` (fitted once; ``seasons`` are the periods of its seasonal
+    naive candidates) and no correction; with validation, a member
     whose trained weights are no better than that start by :func:`scaled_val_mse`
     keeps the start.
 
@@ -62,14 +63,16 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
             data, config.lookback, config.horizon, train_region=regions["train"],
             val_region=regions["val"] if has_validation else None, batch_size=batch_size,
             samples_per_epoch=samples_per_epoch, min_history=min_history, seed=seed + k)
-        module = ForecastModule(member_config, OptimConfig(
-            **optim, total_steps=max_epochs * datamodule.steps_per_epoch))
         if variance is None:
             variance = series_variance(data, regions["train"][1])
+        module = ForecastModule(member_config, OptimConfig(
+            **optim, total_steps=max_epochs * datamodule.steps_per_epoch))
         start = None
         if member_config.linear_path:  # start from the least-squares linear forecast
             if linear is None:
-                ridge_start(module.net, datamodule.train, datamodule.val, variance, seed)
+                choice = ridge_start(module.net, datamodule.train, datamodule.val, variance,
+                                     seed, seasons)
+                log.info("linear start: %s", choice)
                 linear = {k: v.clone() for k, v in module.net.linear.state_dict().items()}
             module.net.linear.load_state_dict(linear)
             if has_validation and not resume and len(datamodule.val):
@@ -87,7 +90,8 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         if kept_start:
             module.load_state_dict(start[1])  # training never beat its start on validation
         if trainer.is_global_zero:
-            _log_member(k, config.n_models, losses.history, kept_start)
+            _log_member(k, config.n_models, losses.history, kept_start,
+                        getattr(module, "skipped_steps", 0))
         members.append(module.net.cpu().eval())
         histories.append(losses.history)
         metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
@@ -96,7 +100,8 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     return Trained(network, histories, metrics, epochs, trainer.global_rank)
 
 
-def _log_member(k: int, n_models: int, history: dict, kept_start: bool) -> None:
+def _log_member(k: int, n_models: int, history: dict, kept_start: bool,
+                skipped: int) -> None:
     """One summary line per trained network: epochs, best validation loss, and whether
     the linear start was kept."""
     name = f"member {k + 1}/{n_models}: " if n_models > 1 else ""
@@ -104,6 +109,9 @@ def _log_member(k: int, n_models: int, history: dict, kept_start: bool) -> None:
     best = f", best val_loss {min(val):.4g} at epoch {val.index(min(val)) + 1}" if val else ""
     kept = ("; the linear start was kept (training did not beat it on validation)"
             if kept_start else "")
+    if skipped:
+        log.warning("%s%d training steps skipped: their gradients were not finite", name,
+                    skipped)
     log.info("%strained %d epochs%s%s", name, len(history["epoch"]), best, kept)
 
 

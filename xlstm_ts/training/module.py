@@ -25,7 +25,12 @@ class OptimConfig:
 
 
 class ForecastModule(L.LightningModule):
-    """Wraps a forecasting network; the loss is the head's, in normalised units."""
+    """Wraps a forecasting network; the loss is the head's, in normalised units.
+
+    (Weighting each window's loss by its std relative to its series', so that the loss
+    is in series-standardised units, was tried and dropped: M3 Yearly validation
+    sMAPE 22.4 against 21.6 unweighted; ``accuracy-explore.jsonl``.)
+    """
 
     def __init__(self, network: NetworkConfig, optim: OptimConfig):
         super().__init__()
@@ -41,6 +46,24 @@ class ForecastModule(L.LightningModule):
         params, stats = self.net(batch)
         target = self.net.normalize_target(batch["target"], stats)
         return self.net.head.loss(params, target, batch["target_mask"])
+
+    def on_train_start(self) -> None:
+        self.skipped_steps = 0
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Skip the update of a step whose gradients are not finite (the loss was): one
+        rare overflow in the exponential gates' backward (seen once in ~400 steps on
+        M3 Yearly) would otherwise turn every weight into NaN through the clipping.
+        Parameters without a gradient are left alone by the clipping and AdamW."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.norm() for g in grads])).all():
+            for p in self.parameters():
+                p.grad = None
+            self.skipped_steps += 1
+            if self.skipped_steps > max(10, 0.05 * (self.global_step + 1)):
+                raise FloatingPointError(
+                    f"{self.skipped_steps} of {self.global_step + 1} training steps had "
+                    f"non-finite gradients; lower learning_rate.")
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)

@@ -31,9 +31,17 @@ def zero_state(batch_shape: tuple[int, ...], dqk: int, dv: int, *, dtype: torch.
     return C, n, m
 
 
+# exp(-m) overflows float32 past m = -88 (input gates closed hard, as training on M3
+# Yearly drove them): the forward still gave h = 0, but the backward multiplied 0 by
+# inf and every gradient upstream became NaN. exp(80) already makes h ~ 1e-35 num.
+_MAX_NEG_M = 80.0
+
+
 def readout(num: torch.Tensor, den: torch.Tensor, m: torch.Tensor, eps: float) -> torch.Tensor:
-    """h = num / (max(|den|, exp(-m)) + eps); num (..., DV), den and m (...)."""
-    return num / (torch.maximum(den.abs(), torch.exp(-m)) + eps).unsqueeze(-1)
+    """h = num / (max(|den|, exp(-m)) + eps); num (..., DV), den and m (...); the floor's
+    exponent is capped at 80, so the backward stays finite however negative m gets."""
+    floor = torch.exp(torch.clamp(-m, max=_MAX_NEG_M))
+    return num / (torch.maximum(den.abs(), floor) + eps).unsqueeze(-1)
 
 
 def step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, log_f: torch.Tensor,

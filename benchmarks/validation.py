@@ -1,0 +1,78 @@
+"""Choices on validation splits: M4 Hourly and M3 Yearly scored on the last horizon
+of their training series (the competition test values are never read), for the
+forecaster's defaults or a variant. One JSON line per run goes to
+``benchmarks/results/accuracy-explore.jsonl``.
+
+    python benchmarks/validation.py m4 --set loss=mae
+    python benchmarks/validation.py m3 --label "naive candidates"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from datetime import date
+
+import pandas as pd
+from _results import RESULTS
+from accuracy import _overrides, load_m3_yearly
+
+EXPLORE = RESULTS / "accuracy-explore.jsonl"
+
+
+def _split_last(frame: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    position = frame.groupby("unique_id").cumcount(ascending=False)
+    return (frame[position >= horizon].reset_index(drop=True),
+            frame[position < horizon].reset_index(drop=True))
+
+
+def main() -> None:
+    from xlstm_ts import XLSTMForecaster, datasets
+    from xlstm_ts.evaluation.baselines import Naive, SeasonalNaive
+    from xlstm_ts.evaluation.metrics import evaluate
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dataset", choices=["m4", "m3"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+    logging.getLogger("xlstm_ts.training").setLevel(logging.INFO)  # start chosen, kept
+    if args.dataset == "m4":
+        horizon, season, name = 48, 24, "M4-Hourly"
+        train = datasets.load_m4_hourly("train")
+        baseline = SeasonalNaive(24)
+    else:
+        horizon, season, name = 6, 1, "M3-Yearly"
+        train = load_m3_yearly()[0]
+        baseline = Naive()
+    fit_rows, val = _split_last(train, horizon)
+
+    def score(forecast):
+        merged = forecast.merge(val, on=["unique_id", "ds"])
+        return evaluate(merged, metrics=("smape", "mase"), train_df=fit_rows, season=season)
+
+    rows = [{"model": type(baseline).__name__, **score(baseline.fit(fit_rows).predict(horizon))}]
+    start = time.perf_counter()
+    try:
+        model = XLSTMForecaster(horizon=horizon, progress_bar=False, random_state=args.seed,
+                                **_overrides(args.set)).fit(fit_rows)
+        rows.append({"model": "xlstm-ts", **score(model.predict()),
+                     "epochs": model.epochs_trained_})
+    except FloatingPointError as err:
+        rows.append({"model": "xlstm-ts", "error": str(err)})
+    rows[-1]["seconds"] = time.perf_counter() - start
+    for row in rows:
+        line = {"dataset": name, "explore": f"validation ({horizon} before test)",
+                "params": args.set, "label": args.label,
+                "seed": args.seed, **row, "date": str(date.today())}
+        print(json.dumps(line), flush=True)
+        with open(EXPLORE, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
