@@ -146,3 +146,62 @@ def test_defaults_fit_short_yearly_series():
     assert len(forecast) == 12 * 6 and np.isfinite(forecast["y_pred"]).all()
     longest = int(df.groupby("unique_id").size().max())
     assert model.config_.lookback == min(24, longest - 12)  # the rule: max(4 * 6, 2, 16)
+
+
+def test_naive_maps_repeat_the_last_value_and_the_last_cycle():
+    from xlstm_ts.training.linear_start import naive_maps
+
+    maps = naive_maps(lookback=10, horizon=7, seasons=(4, 24))
+    assert set(maps) == {"naive", "seasonal4"}  # a 24-step cycle does not fit in 10 steps
+    window = torch.arange(10.0, dtype=torch.float64)[None]
+    X = torch.cat([window, torch.ones(1, 1, dtype=torch.float64)], dim=1)
+    assert (X @ maps["naive"]).tolist() == [[9.0] * 7]
+    assert (X @ maps["seasonal4"]).tolist() == [[6.0, 7.0, 8.0, 9.0, 6.0, 7.0, 8.0]]
+
+
+def test_seasonal_periods_of_common_frequencies():
+    from xlstm_ts.presets import seasonal_periods
+
+    hour = 3_600_000_000
+    assert seasonal_periods(Frequency("fixed", hour)) == (24, 168)
+    assert seasonal_periods(Frequency("fixed", hour // 4)) == (96, 672)
+    assert seasonal_periods(Frequency("fixed", 24 * hour)) == (7,)
+    assert seasonal_periods(Frequency("months", 1)) == (12,)
+    assert seasonal_periods(Frequency("months", 12)) == ()
+    assert seasonal_periods(Frequency("index", 1)) == ()
+
+
+def test_linear_start_falls_back_to_naive_on_random_walks(caplog):
+    """On random walks the last value is the best forecast and a regression on few
+    windows overfits: validation must pick the naive start, which the forecast then
+    reproduces when training does not beat it."""
+    rng = np.random.default_rng(0)
+    n, length = 20, 60
+    frames = [pd.DataFrame({"unique_id": f"s{k}", "ds": np.arange(length),
+                            "y": 100 + np.cumsum(rng.normal(0, 1, length))})
+              for k in range(n)]
+    df = pd.concat(frames, ignore_index=True)
+    model = XLSTMForecaster(horizon=6, lookback=24, d_model=8, num_heads=2, max_epochs=1,
+                            batches_per_epoch=2, progress_bar=False, random_state=0)
+    with caplog.at_level("INFO", logger="xlstm_ts.training"):
+        model.fit(df)
+    starts = [r.getMessage() for r in caplog.records if "linear start" in r.getMessage()]
+    assert starts and starts[0].startswith("linear start: naive"), starts
+
+
+def test_season_length_is_checked_and_offers_its_seasonal_start(caplog):
+    with pytest.raises(ValueError, match="season_length"):
+        XLSTMForecaster(horizon=6, season_length=0).fit(
+            pd.DataFrame({"ds": np.arange(50), "y": np.arange(50.0)}))
+    rng = np.random.default_rng(1)
+    y = list(10 + 5 * rng.normal(size=12))
+    for _ in range(108):  # a seasonal random walk: y_t = y_(t-12) + noise
+        y.append(y[-12] + rng.normal(0, 0.3))
+    df = pd.DataFrame({"ds": np.arange(len(y)), "y": y})
+    model = XLSTMForecaster(horizon=12, lookback=36, season_length=12, d_model=8, num_heads=2,
+                            max_epochs=1, batches_per_epoch=2, progress_bar=False,
+                            random_state=0)
+    with caplog.at_level("INFO", logger="xlstm_ts.training"):
+        model.fit(df)
+    starts = [r.getMessage() for r in caplog.records if "linear start" in r.getMessage()]
+    assert starts and starts[0].startswith("linear start: seasonal12"), starts

@@ -72,13 +72,17 @@ def test_tune_makes_a_parent_run_with_nested_trials(store, df):
                 parents[0].info.run_id]
     trials = [r for r in children if "optuna.trial" in r.data.tags]
     assert len(trials) == 2 and all("mae" in r.data.metrics for r in trials)
+    # names say what each run is, and never collide (the refit once shared trial 1's)
+    names = sorted(r.info.run_name for r in children)
+    assert names == ["refit-best", "trial-0", "trial-1"]
 
 
 def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
     result = tracked_backtest(tracked, df, n_windows=2,
                               tracking={"uri": store, "experiment": "backtest"})
     run = mlflow.search_runs(experiment_names=["backtest"], output_format="list")[0]
-    history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "backtest_mae")
+    history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id,
+                                                            "backtest_mae_by_step")
     assert sorted(m.step for m in history) == list(range(1, 25))
     # the values, not only the steps: MAE of the returned forecasts at each step
     err = (result["y_pred"] - result["y"]).abs()
@@ -87,7 +91,11 @@ def test_backtest_logs_errors_per_horizon_step(tracked, store, df):
     logged = {m.step: m.value for m in history}
     np.testing.assert_allclose([logged[h] for h in expected.index], expected.to_numpy(),
                                rtol=1e-6)
-    assert run.data.metrics["backtest_mae_all"] == pytest.approx(expected.mean(), rel=1e-6)
+    assert run.data.metrics["backtest_mae"] == pytest.approx(err.mean(), rel=1e-6)
+    assert run.data.params["backtest.n_windows"] == "2" and run.data.params["horizon"] == "24"
+    assert len(run.data.params["data.sha256"]) == 16
+    artifacts = {a.path for a in mlflow.MlflowClient(store).list_artifacts(run.info.run_id)}
+    assert {"backtest.csv", "backtest.png"} <= artifacts
 
 
 def test_bad_tracking_uri_fails_before_training(df, monkeypatch):

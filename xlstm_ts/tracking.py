@@ -19,7 +19,9 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.parse
+import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -33,7 +35,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ._version import __version__
 from .data.frames import PRED_COL, to_polars
-from .evaluation.plotting import plot_forecast, plot_training
+from .evaluation.plotting import plot_backtest, plot_forecast, plot_training
 from .forecaster import XLSTMForecaster
 from .persistence import jsonable
 from .training import is_rank_zero
@@ -214,9 +216,24 @@ def load(uri: str | os.PathLike) -> XLSTMForecaster:
     return XLSTMForecaster.load(uri)
 
 
+def _run_name(kind: str) -> str:
+    """A run name that stays unique when seeded code reseeds Python's ``random`` (which
+    MLflow's own name generator draws from: a tuning refit and its trial 1 collided)."""
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _spread_ids(ids, n: int = 4) -> list:
+    """``n`` ids spread evenly over the sorted ids, first and last included (the first
+    four alphabetically left ETTh1's target channel OT out of every plot)."""
+    ordered = sorted(dict.fromkeys(ids), key=str)
+    picks = np.unique(np.linspace(0, len(ordered) - 1, min(n, len(ordered))).round())
+    return [ordered[int(k)] for k in picks]
+
+
 def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None = None, *,
                 tracking=True, registered_model_name: str | None = None,
-                log_model: bool = True, **fit_options) -> XLSTMForecaster:
+                log_model: bool = True, run_name: str | None = None,
+                **fit_options) -> XLSTMForecaster:
     """``model.fit(df, ...)`` recorded in MLflow: parameters, data summary, per-epoch
     losses, a forecast plot and the model as a pyfunc (registered under
     ``registered_model_name`` if given). ``tracking`` as in :func:`resolve`; the store
@@ -226,9 +243,9 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
     if target is None:
         return model.fit(df, static_df, val_size, **fit_options)
     activate(target)  # fail fast, before training
-    with mlflow.start_run(nested=mlflow.active_run() is not None):
-        params = {k: str(v) for k, v in model.get_params().items()
-                  if k not in ("logger", "callbacks")}
+    with mlflow.start_run(nested=mlflow.active_run() is not None,
+                          run_name=run_name or _run_name("fit")):
+        params = _params(model)
         mlflow.log_params(params)
         mlflow.set_tags({**package_versions(), "git_commit": git_commit() or "unknown"})
         model.fit(df, static_df, val_size, callbacks=[EpochMetrics()], **fit_options)
@@ -238,8 +255,9 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
             history, _ = to_polars(df)
             history = history.to_pandas()
             mlflow.log_figure(plot_forecast(
-                history, model.predict(), id_col=model.id_col, time_col=model.time_col,
-                target_col=model.target_col, max_series=4), "forecast.png")
+                history, model.predict(), ids=_spread_ids(model.data_.ids.tolist()),
+                id_col=model.id_col, time_col=model.time_col,
+                target_col=model.target_col), "forecast.png")
             mlflow.log_figure(plot_training(model), "training.png")
             mlflow.log_dict({"params": params, "network": jsonable(asdict(model.config_))},
                             "config.json")
@@ -250,26 +268,51 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
     return model
 
 
+def _params(model: XLSTMForecaster) -> dict[str, str]:
+    return {k: str(v) for k, v in model.get_params().items()
+            if k not in ("logger", "callbacks")}
+
+
 def tracked_backtest(model: XLSTMForecaster, df, n_windows: int = 3, step: int | None = None,
-                     refit: bool | int = False, static_df=None, *, tracking=True):
-    """``model.backtest(...)`` recorded in an MLflow run: MAE and MSE per horizon step
-    (``backtest_mae`` at steps 1..H) and over all steps (``backtest_mae_all``)."""
+                     refit: bool | int = False, static_df=None, *, tracking=True,
+                     run_name: str | None = None):
+    """``model.backtest(...)`` recorded in an MLflow run: the model's parameters, the
+    data summary and content hash, the backtest settings; the headline errors
+    ``backtest_mae`` / ``backtest_mse`` over all forecasts, their curves by horizon
+    step (``backtest_mae_by_step`` at steps 1..H), and the forecasts (``backtest.csv``)
+    with their plot (``backtest.png``) as artifacts."""
     target = resolve(tracking)
     if target is None:
         return model.backtest(df, n_windows, step, refit, static_df)
     activate(target)
-    with mlflow.start_run(nested=mlflow.active_run() is not None, run_name="backtest"):
+    with mlflow.start_run(nested=mlflow.active_run() is not None,
+                          run_name=run_name or _run_name("backtest")):
+        mlflow.log_params({**_params(model), "backtest.n_windows": n_windows,
+                           "backtest.step": str(step), "backtest.refit": str(refit)})
+        mlflow.set_tags({**package_versions(), "git_commit": git_commit() or "unknown"})
         result = model.backtest(df, n_windows, step, refit, static_df)
         frame, _ = to_polars(result)
-        per_step = frame.with_columns(
+        errors = frame.with_columns(
             pl.int_range(pl.len()).over(model.id_col, "cutoff").alias("step"),
             (pl.col(PRED_COL) - pl.col(model.target_col)).alias("err"),
-        ).group_by("step").agg(pl.col("err").abs().mean().alias("mae"),
-                               (pl.col("err") ** 2).mean().alias("mse")).sort("step")
+        ).drop_nulls("err")
+        per_step = errors.group_by("step").agg(
+            pl.col("err").abs().mean().alias("mae"),
+            (pl.col("err") ** 2).mean().alias("mse")).sort("step")
         for row in per_step.iter_rows(named=True):
-            mlflow.log_metrics({"backtest_mae": row["mae"], "backtest_mse": row["mse"]},
-                               step=row["step"] + 1)
-        mlflow.log_metrics({"backtest_mae_all": float(per_step["mae"].mean()),
-                            "backtest_mse_all": float(per_step["mse"].mean())})
-        mlflow.log_params({"backtest.n_windows": n_windows, "backtest.refit": str(refit)})
+            mlflow.log_metrics({"backtest_mae_by_step": row["mae"],
+                                "backtest_mse_by_step": row["mse"]}, step=row["step"] + 1)
+        mlflow.log_metrics({"backtest_mae": float(errors["err"].abs().mean()),
+                            "backtest_mse": float((errors["err"] ** 2).mean())})
+        try:
+            history, _ = to_polars(df)
+            mlflow.log_params(data_summary(model.check(history, static_df)))
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "backtest.csv"
+                frame.write_csv(path)
+                mlflow.log_artifact(str(path))
+            mlflow.log_figure(plot_backtest(result, id_col=model.id_col,
+                                            target_col=model.target_col), "backtest.png")
+        except Exception as err:  # the backtest result must survive a logging failure
+            warn_logging_failed(err)
     return result

@@ -291,7 +291,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
         try:
             model = XLSTMForecaster(**params, callbacks=callbacks)
             tracking_lib.tracked_fit(model, history, static_df=static_df, tracking=tracking,
-                                     log_model=False)
+                                     log_model=False, run_name=f"trial-{trial.number}")
             trial.set_user_attr("epochs_trained", model.epochs_trained_)
             score = forecast_error(model, df, metric=metric, static_df=static_df)
             if tracking is not None:
@@ -323,7 +323,8 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
     forecaster = None
     if refit:
         forecaster = XLSTMForecaster(**_to_forecaster_params(best.params, fixed))
-        tracking_lib.tracked_fit(forecaster, df, static_df=static_df, tracking=tracking)
+        tracking_lib.tracked_fit(forecaster, df, static_df=static_df, tracking=tracking,
+                                 run_name="refit-best")
     return TuneResult(best.params, best.value, study, forecaster)
 
 
