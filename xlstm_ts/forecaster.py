@@ -277,12 +277,13 @@ class XLSTMForecaster(BaseEstimator):
 
         Longer horizons than trained are rolled out recursively, feeding point forecasts
         back as history. ``future_df`` supplies future-known covariates. ``level`` (e.g.
-        ``(80, 95)``) adds conformal intervals calibrated by :meth:`conformalize`.
+        ``(80, 95)``) adds the band ``y_pred_lo{level}`` / ``y_pred_hi{level}``: conformal,
+        calibrated by :meth:`conformalize`, when it was called; otherwise the head's own
+        quantiles where they hold both ends (``(0.1, 0.9)`` for 80).
         """
         self._check_fitted()
         SequenceOf(Real(0.0, 100.0, open="both"))("level", level)
-        if level and not hasattr(self, "conformal_errors_"):
-            raise ValueError("level= needs conformal calibration: call conformalize(df) first.")
+        bands = self._band_quantiles(level)
         horizon = self.horizon if horizon is None else check_positive_int("horizon", horizon)
         data = self.data_ if df is None else self._prepare_new(df, static_df)
         if self.config_.n_past and horizon > self.horizon:
@@ -302,14 +303,35 @@ class XLSTMForecaster(BaseEstimator):
             for j, q in enumerate(self.config_.quantiles):
                 columns[quantile_column(q)] = quant[..., j].reshape(-1).double().numpy()
         for lv in level:
-            half = np.tile(backtesting.conformal_halfwidth(self.conformal_errors_, float(lv),
-                                                           horizon), data.n_series)
-            columns[f"{PRED_COL}_lo{lv:g}"] = columns[PRED_COL] - half
-            columns[f"{PRED_COL}_hi{lv:g}"] = columns[PRED_COL] + half
+            if bands is None:
+                half = np.tile(backtesting.conformal_halfwidth(
+                    self.conformal_errors_, float(lv), horizon), data.n_series)
+                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
+            else:
+                low, high = (columns[quantile_column(q)] for q in bands[lv])
+            columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
         inference.check_finite(columns[PRED_COL], data, horizon)
         return from_polars(pl.DataFrame(columns), data.kind)
 
     # ------------------------------------------------------------------ streaming
+
+    def _band_quantiles(self, level) -> dict | None:
+        """None for conformal bands; else each level's (low, high) head quantiles."""
+        if not level or hasattr(self, "conformal_errors_"):
+            return None
+        held = [] if self.head == "point" else list(self.config_.quantiles)
+        bands = {}
+        for lv in level:
+            ends = [next((q for q in held if abs(q - target) < 1e-9), None)
+                    for target in ((1 - lv / 100) / 2, (1 + lv / 100) / 2)]
+            if None in ends:
+                raise ValueError(
+                    f"level={lv:g} needs the quantiles {(1 - lv / 100) / 2:g} and "
+                    f"{(1 + lv / 100) / 2:g}, which the {self.head} head does not return "
+                    f"(quantiles={tuple(held)}): call conformalize(df) for conformal "
+                    f"bands, or fit with those quantiles.")
+            bands[lv] = tuple(ends)
+        return bands
 
     def update(self, df, *, skip_seen: bool = False) -> XLSTMForecaster:
         """Absorb new observations of fitted series; :meth:`predict` (without ``df``) then
