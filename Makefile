@@ -20,7 +20,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(TORCH))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: test demo lint bench-cells bench-malloc clean
+.PHONY: test demo lint mutation bench-cells bench-malloc clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: $(STAMP) lint
 
 demo: $(STAMP)
 	$(BIN)/python -m xlstm_ts.demo
+
+# Mutation testing (issue 20): mutmut over [tool.mutmut] in pyproject.toml, then a
+# report in benchmarks/results/mutation.md ending in "mutation score: K killed of M".
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[mutation]"
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python benchmarks/mutation.py
 
 bench-cells: $(STAMP)
 	$(BIN)/python benchmarks/cells.py

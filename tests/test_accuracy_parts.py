@@ -205,3 +205,43 @@ def test_season_length_is_checked_and_offers_its_seasonal_start(caplog):
         model.fit(df)
     starts = [r.getMessage() for r in caplog.records if "linear start" in r.getMessage()]
     assert starts and starts[0].startswith("linear start: seasonal12"), starts
+
+
+def _channels(n_steps: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Three hourly channels sharing their timestamps; c2 is c0 three steps later, so
+    the other channels know c2's next values."""
+    rng = np.random.default_rng(seed)
+    t = pd.date_range("2024-01-01", periods=n_steps, freq="h")
+    driver = np.cumsum(rng.normal(0, 1, n_steps + 3))
+    values = {"c0": driver[3:], "c1": rng.normal(0, 1, n_steps), "c2": driver[:-3]}
+    return pd.concat([pd.DataFrame({"unique_id": k, "ds": t, "y": v})
+                      for k, v in values.items()], ignore_index=True)
+
+
+def test_mixer_network_mixes_channels_and_keeps_its_series():
+    from xlstm_ts.models import MixerXLSTM
+
+    df = _channels()
+    model = XLSTMForecaster(network="mixer", horizon=6, lookback=48, d_model=8, num_heads=2,
+                            max_epochs=1, batches_per_epoch=2, progress_bar=False,
+                            random_state=0).fit(df)
+    assert isinstance(model.network_, MixerXLSTM) and model.config_.n_channels == 3
+    forecast = model.predict()
+    pd.testing.assert_frame_equal(forecast, model.predict(df=df))
+    # the network: a window's forecast depends on the other channels at its times
+    net = build_network(model.config_).eval()
+    with torch.no_grad():
+        net.head.proj.weight.normal_()
+    batch = {**_batch(B=3, L=48, H=6), "past": torch.randn(3, 48, 3),
+             "series": torch.tensor([0, 1, 2])}
+    moved = {**batch, "past": batch["past"].clone()}
+    moved["past"][0, :, 1] += torch.linspace(0, 5, 48)  # window 0's channel 1 only
+    before, after = net(batch)[0], net(moved)[0]
+    assert not torch.allclose(before[0], after[0]) and torch.equal(before[1:], after[1:])
+    with pytest.raises(ValueError, match=r"lacks fitted series \['c1'\]"):
+        model.predict(df=df[df.unique_id != "c1"])
+    other = df.assign(unique_id=df.unique_id.str.replace("c2", "z"))
+    with pytest.raises(ValueError, match=r"series it was not fitted on: \['z'\]"):
+        model.predict(df=other)
+    with pytest.raises(ValueError, match="same timestamps"):
+        XLSTMForecaster(network="mixer", horizon=6, lookback=48).fit(df.iloc[5:])

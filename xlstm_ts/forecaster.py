@@ -33,6 +33,7 @@ from .data import (
     prepare_series,
     time_split_regions,
 )
+from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
@@ -55,7 +56,10 @@ class XLSTMForecaster(BaseEstimator):
     Args (all keyword-only, stored as given):
         lookback, horizon: history length fed to the network (None: by the rule),
             steps forecast at once.
-        network: ``"patch"`` or ``"xlstmtime"``.
+        network: ``"patch"``, ``"xlstmtime"`` (causal: carries a streaming state) or
+            ``"mixer"`` (the series share their timestamps and are forecast jointly, each
+            window seeing every series' values; :class:`xlstm_ts.models.MixerXLSTM`).
+            A mixer forecasts exactly the series it was fitted on.
         d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack.
         linear_path: forecast = a linear map of the normalised lookback + the xLSTM's
             correction; the map starts at its ridge solution and the correction at zero,
@@ -170,9 +174,15 @@ class XLSTMForecaster(BaseEstimator):
                             self.num_blocks, self.slstm_at, self.d_model, self.num_heads)
 
     def _prepare(self, df, static_df=None, static_categories=None, freq=None) -> SeriesData:
+        past = tuple(self.past_covariates)
+        if self.network == "mixer":  # every channel's value at each time, as past inputs
+            fitted = self.data_.ids if hasattr(self, "network_") else None
+            df, channels = add_channel_columns(df, self.id_col, self.time_col,
+                                               self.target_col, fitted)
+            past += tuple(channel_names(len(channels)))
         return prepare_series(
             df, id_col=self.id_col, time_col=self.time_col, target_col=self.target_col,
-            future_covariates=self.future_covariates, past_covariates=self.past_covariates,
+            future_covariates=self.future_covariates, past_covariates=past,
             static_df=static_df, calendar=self.calendar, fill_missing=self.fill_missing,
             target_missing=self.target_missing, static_categories=static_categories, freq=freq)
 
@@ -241,6 +251,7 @@ class XLSTMForecaster(BaseEstimator):
                 "lookback", "patch_len", "patch_stride")},
             lookback=shape.lookback, patch_len=shape.patch_len, patch_stride=shape.patch_stride,
             n_past=data.past.shape[1], n_future=data.future.shape[1],
+            n_channels=data.n_series if self.network == "mixer" else 0,
             n_static=data.static.shape[1])
         config = NetworkConfig.from_dict(asdict(config))  # tuples, whatever was passed
         trained = train_network(

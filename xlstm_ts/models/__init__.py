@@ -7,6 +7,7 @@ from .networks import (
     NETWORK_CONSTRAINTS,
     NETWORKS,
     Ensemble,
+    MixerXLSTM,
     NetworkConfig,
     PatchXLSTM,
     XLSTMTime,
@@ -18,7 +19,7 @@ from .stack import XLSTMStack
 
 __all__ = [
     "HEADS", "NETWORKS", "NETWORK_CONSTRAINTS", "DistributionHead", "Ensemble", "GatedFeedForward",
-    "NetworkConfig", "PatchXLSTM",
+    "MixerXLSTM", "NetworkConfig", "PatchXLSTM",
     "PointHead", "QuantileHead", "RevIN", "XLSTMStack", "XLSTMTime", "build_head",
     "build_network", "check_network_shape", "mLSTMBlock", "sLSTMBlock",
 ]

@@ -24,7 +24,7 @@ from .heads import PointHead, build_head
 from .revin import RevIN
 from .stack import XLSTMStack
 
-NETWORKS = ("patch", "xlstmtime")
+NETWORKS = ("patch", "xlstmtime", "mixer")
 HEADS = ("point", "quantile", "normal", "studentt")
 
 def _quantile_levels(name: str, value: object) -> None:
@@ -42,6 +42,7 @@ NETWORK_CONSTRAINTS = {
     "head": Options(HEADS), "loss": Options(PointHead.LOSSES),
     "quantiles": _quantile_levels,
     "n_past": Integer(0), "n_future": Integer(0), "n_static": Integer(0),
+    "n_channels": Integer(0),
     "revin_affine": BOOL, "linear_path": BOOL, "n_models": Integer(1),
     "backend": Options(BACKENDS),
 }
@@ -68,6 +69,9 @@ class NetworkConfig:
     n_past: int = 0  # P
     n_future: int = 0  # F
     n_static: int = 0  # K
+    # "mixer": the last n_channels past covariates are the C series forecast jointly
+    # (their values at the window's times); batch["series"] is the window's own channel
+    n_channels: int = 0
     # The RevIN scale and shift stay off: with them the loss is measured in units the
     # network can shrink by itself (the scale), so training lowers the loss without
     # forecasting better and early stopping watches a moving ruler.
@@ -104,7 +108,7 @@ class NetworkConfig:
 def check_network_shape(network: str, lookback: int, patch_len: int, num_blocks: int,
                         slstm_at, d_model: int, num_heads: int) -> None:
     """The rules that tie several fields together."""
-    if network == "patch" and lookback < patch_len:
+    if network in ("patch", "mixer") and lookback < patch_len:
         raise ValueError(f"lookback ({lookback}) must be at least patch_len "
                          f"({patch_len}). Raise lookback or lower patch_len.")
     if any(j >= num_blocks for j in slstm_at):
@@ -359,7 +363,62 @@ class Ensemble(nn.Module):
         return self._median([p for p, _ in outs]), outs[0][1]
 
 
-_ARCHITECTURES = {"patch": PatchXLSTM, "xlstmtime": XLSTMTime}
+class MixerXLSTM(PatchXLSTM):
+    """The patch network plus mixing across the series that share the window's times
+    (xLSTM-Mixer style): each channel's window, normalised by its own statistics, is
+    embedded as one token (+ a learned channel embedding); an xLSTM stack runs over the
+    channel axis in two views, forward and reversed, and the window's own channel
+    token joins the head's input. The linear path and the RevIN of the target are the
+    patch network's, so training starts from the same linear forecast.
+
+    Input: ``batch["past"][..., -C:]`` (B, L, C) the channels' values, ``batch["series"]``
+    (B,) the window's own channel index."""
+
+    def __init__(self, config: NetworkConfig):
+        c = config
+        if c.n_channels < 2 or c.n_past < c.n_channels:
+            raise ValueError(f"network='mixer' forecasts two or more series jointly; got "
+                             f"n_channels={c.n_channels} (n_past={c.n_past}).")
+        super().__init__(c)
+        self.head = build_head(c.head, c.n_patches * c.d_model + c.d_model
+                               + c.horizon * c.n_future, c.horizon, loss=c.loss,
+                               quantiles=c.quantiles)
+        if self.linear is not None:
+            nn.init.zeros_(self.head.proj.weight)
+            nn.init.zeros_(self.head.proj.bias)
+        # the patch tokens see the target and the other covariates, not the raw channels
+        n_features = 2 + c.n_past - c.n_channels + c.n_future
+        self.embed = nn.Linear(c.patch_len * n_features, c.d_model)
+        self.channel_embed = nn.Linear(c.lookback, c.d_model)
+        self.channel_id = nn.Parameter(torch.zeros(c.n_channels, c.d_model))
+        self.mix = XLSTMStack(c.d_model, 1, num_heads=c.num_heads, dropout=c.dropout,
+                              backend=c.backend)
+
+    def _inputs(self, batch, stats=None) -> tuple[torch.Tensor, tuple]:
+        own = self.config.n_past - self.config.n_channels
+        return super()._inputs({**batch, "past": batch["past"][..., :own]}, stats)
+
+    def forward(self, batch) -> tuple[torch.Tensor, tuple]:
+        c = self.config
+        x, stats = self._inputs(batch)  # (B, L, 2 + P - C + F)
+        patches = x.unfold(1, c.patch_len, c.patch_stride)
+        tokens = self.embed(patches.flatten(2)) + self.position
+        if self.static is not None:
+            tokens = tokens + self.static(batch["static"]).unsqueeze(1)
+        hidden = self.stack(tokens).flatten(1)  # (B, N * D)
+        channels = batch["past"][..., -c.n_channels:]  # (B, L, C)
+        mean = channels.mean(1, keepdim=True)
+        std = (channels.var(1, unbiased=False, keepdim=True) + self.revin.eps).sqrt()
+        views = self.channel_embed(((channels - mean) / std).transpose(1, 2)) + self.channel_id
+        mixed = self.mix(views) + self.mix(views.flip(1)).flip(1)  # (B, C, D), two views
+        own = mixed[torch.arange(len(mixed)), batch["series"]]  # (B, D)
+        features = torch.cat([hidden, own], dim=-1)
+        ahead = batch["future"][:, c.lookback:]
+        base = self._base(x[..., 0])
+        return self.head(self._head_input(features, ahead), base), stats
+
+
+_ARCHITECTURES = {"patch": PatchXLSTM, "xlstmtime": XLSTMTime, "mixer": MixerXLSTM}
 
 
 def build_network(config: NetworkConfig, members: list[nn.Module] | None = None
