@@ -22,7 +22,18 @@ def config(panel, **kw):
     base = {"lookback": L, "horizon": H, "d_model": 16, "num_blocks": 2, "num_heads": 2,
             "patch_len": 8, "patch_stride": 4, "n_future": panel.future.shape[1],
             "n_static": panel.static.shape[1], "dropout": 0.0}
+    if kw.get("network") == "mixer":  # the 3 series as channels, read from past inputs
+        base.update(n_past=3, n_channels=3)
     return NetworkConfig(**{**base, **kw})
+
+
+def windows(panel, rows, network):
+    """Training windows; for the mixer with the channels' values as past inputs."""
+    batch = WindowDataset(panel, L, H)[rows]
+    if network == "mixer":
+        g = torch.Generator().manual_seed(len(rows))
+        batch["past"] = torch.randn(len(rows), L, 3, generator=g)
+    return batch
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -30,7 +41,7 @@ def config(panel, **kw):
 def test_shapes_and_gradients(panel, network, head):
     torch.manual_seed(0)
     model = build_network(config(panel, network=network, head=head))
-    batch = WindowDataset(panel, L, H)[[0, 5, 300]]
+    batch = windows(panel, [0, 5, 300], network)
     params, stats = model(batch)
     assert params.shape[:2] == (3, H)
     loss = model.head.loss(params, model.normalize_target(batch["target"], stats),
@@ -57,7 +68,7 @@ def test_quantile_head_is_monotone_for_any_input():
 @pytest.mark.parametrize("network", NETWORKS)
 def test_outputs_ignore_the_horizon_target(panel, network):
     model = build_network(config(panel, network=network)).eval()
-    batch = WindowDataset(panel, L, H)[[3, 40]]
+    batch = windows(panel, [3, 40], network)
     altered = dict(batch, target=batch["target"] + 100.0)
     torch.testing.assert_close(model(batch)[0], model(altered)[0])
 
@@ -66,7 +77,7 @@ def test_outputs_ignore_the_horizon_target(panel, network):
 def test_point_forecast_follows_the_scale_of_the_history(panel, network):
     """RevIN: shifting and scaling the history shifts and scales the forecast."""
     model = build_network(config(panel, network=network)).eval()
-    batch = WindowDataset(panel, L, H)[[7, 70]]
+    batch = windows(panel, [7, 70], network)
     params, stats = model(batch)
     base = model.denormalize(model.head.point(params), stats)
     moved = dict(batch, history=batch["history"] * 3.0 + 10.0)
