@@ -1,10 +1,6 @@
 """The xlstm-ts command line: end to end, bad configs, atomic and idempotent outputs."""
 
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -102,27 +98,29 @@ def test_missing_config_and_bad_yaml(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
-def test_killed_prediction_leaves_the_previous_output_intact(workspace):
-    tmp, _ = workspace
-    out = tmp / "kill.csv"
+def test_a_write_failing_part_way_leaves_the_previous_output_intact(tmp_path):
+    """The writer fails after writing half the rows, on purpose (deterministic, unlike
+    killing a child process at a guessed moment): the old bytes stay, and no temporary
+    file is left beside them."""
+    import polars as pl
+
+    from xlstm_ts._io import atomic_write
+
+    out = tmp_path / "forecasts.csv"
     out.write_text("previous output\n")
-    previous = out.read_bytes()
-    reference = tmp / "reference.csv"
-    assert main(predict_args(tmp, reference)) == 0
-    finished = False
-    for delay in (1.0, 2.5, 12.0):  # the last one lets the run finish
-        proc = subprocess.Popen([sys.executable, "-m", "xlstm_ts",
-                                 *predict_args(tmp, out)], stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        finished = proc.poll() is not None
-        if not finished:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        content = out.read_bytes()
-        assert content in (previous, reference.read_bytes())  # never partial
-        if finished:
-            break
-    assert finished and out.read_bytes() == reference.read_bytes()
+    frame = pl.DataFrame({"unique_id": ["a"] * 1000, "y_pred": range(1000)})
+
+    def write_half_then_fail(tmp: str) -> None:
+        frame.head(500).write_csv(tmp)
+        assert Path(tmp).stat().st_size > 0  # something was written
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(out, write_half_then_fail)
+    assert out.read_text() == "previous output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forecasts.csv"]
+    atomic_write(out, frame.write_csv)  # and a write that finishes replaces it whole
+    assert pl.read_csv(out).equals(frame)
 
 
 def test_predict_from_a_config(workspace, tmp_path):
