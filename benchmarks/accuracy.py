@@ -273,7 +273,13 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
-    "v4": "linear path started at its ridge solution (variance-weighted windows, penalty "
+    "v5": "as v4, and the linear start chosen on validation among ridge solutions shrunk "
+          "towards zero or towards the naive / seasonal-naive (24, 168) maps; the mLSTM "
+          "readout fix; seeds 0, 1, 2",
+    "v5-ettm1": "as v5, one seed",
+    "mixer": "as v5 with network='mixer' (the 7 channels forecast jointly: an xLSTM over "
+             "the channel axis in two directions beside the patch encoder); one seed",
+    "v4": "(superseded by v5) linear path started at its ridge solution (variance-weighted windows, penalty "
           "chosen on validation) + the xLSTM correction; d_model 16, dropout 0.3, lookback "
           "336 (the v2 choice), one-pass epochs capped at 50 batches, 20 epochs, early "
           "stopping; seeds 0, 1, 2",

@@ -410,7 +410,9 @@ class MixerXLSTM(PatchXLSTM):
         mean = channels.mean(1, keepdim=True)
         std = (channels.var(1, unbiased=False, keepdim=True) + self.revin.eps).sqrt()
         views = self.channel_embed(((channels - mean) / std).transpose(1, 2)) + self.channel_id
-        mixed = self.mix(views) + self.mix(views.flip(1)).flip(1)  # (B, C, D), two views
+        # two views (the channel axis forward and reversed) in one batched pass
+        both = self.mix(torch.cat([views, views.flip(1)]))  # (2B, C, D)
+        mixed = both[: len(views)] + both[len(views):].flip(1)  # (B, C, D)
         own = mixed[torch.arange(len(mixed)), batch["series"]]  # (B, D)
         features = torch.cat([hidden, own], dim=-1)
         ahead = batch["future"][:, c.lookback:]
