@@ -279,10 +279,10 @@ SETUPS = {  # what each --setup label ran; newest first in the report
     "v5-ettm1": "as v5, one seed",
     "mixer": "as v5 with network='mixer' (the 7 channels forecast jointly: an xLSTM over "
              "the channel axis in two directions beside the patch encoder); one seed",
-    "v4": "(superseded by v5) linear path started at its ridge solution (variance-weighted windows, penalty "
-          "chosen on validation) + the xLSTM correction; d_model 16, dropout 0.3, lookback "
-          "336 (the v2 choice), one-pass epochs capped at 50 batches, 20 epochs, early "
-          "stopping; seeds 0, 1, 2",
+    "v4": "(superseded by v5) linear path started at its ridge solution "
+          "(variance-weighted windows, penalty chosen on validation) + the xLSTM "
+          "correction; d_model 16, dropout 0.3, lookback 336 (the v2 choice), one-pass "
+          "epochs capped at 50 batches, 20 epochs, early stopping; seeds 0, 1, 2",
     "v4-ettm1": "as v4, one seed",
     "v3": "linear path started at zero (no ridge start), RevIN without affine, d_model 16, "
           "dropout 0.3, lookback 336; one seed (superseded: worse than ridge on validation)",
