@@ -56,15 +56,13 @@ def _grid(model, frame: pl.DataFrame):
     return freq
 
 
-def _future_rows(model, freq, history: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
+def _future_rows(model, freq, cutoffs: pl.DataFrame, actual: pl.DataFrame) -> pl.DataFrame:
     """The window's future-known covariates on every grid step after the cutoff; steps
     missing from the data (gaps) take the nearest known value of their series, as
-    ``fill_missing`` does for the history."""
-    cutoffs = history.group_by(model.id_col, maintain_order=True).agg(
-        pl.col(model.time_col).max())
+    ``fill_missing`` does for the history. ``cutoffs``: (id, ``cutoff``) per series."""
     grid = pl.DataFrame({model.id_col: cutoffs[model.id_col].gather(
         np.repeat(np.arange(cutoffs.height), model.horizon)),
-        model.time_col: freq.future(cutoffs[model.time_col], model.horizon)})
+        model.time_col: freq.future(cutoffs["cutoff"], model.horizon)})
     grid = grid.with_columns(pl.col(model.time_col).cast(actual[model.time_col].dtype))
     covariates = list(model.future_covariates)
     rows = grid.join(actual.select(model.id_col, model.time_col, *covariates),
@@ -111,12 +109,12 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
             model.fit(history, static_df=static_df)
         in_sample += _count_in_sample(model, actual)
         scored += actual.height
-        future = (_future_rows(model, freq, history, actual)
+        cutoffs = history.group_by(model.id_col, maintain_order=True).agg(
+            pl.col(model.time_col).max().alias("cutoff"))  # each series' last history time
+        future = (_future_rows(model, freq, cutoffs, actual)
                   if (model.future_covariates or model.calendar) else None)
         forecast, _ = to_polars(model.predict(df=history, future_df=future,
                                               static_df=static_df))
-        cutoffs = history.group_by(model.id_col).agg(pl.col(model.time_col).max()
-                                                     .alias("cutoff"))
         forecast = forecast.with_columns(pl.col(model.time_col).cast(
             actual[model.time_col].dtype))
         joined = forecast.join(cutoffs, on=model.id_col).join(
