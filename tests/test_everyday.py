@@ -257,3 +257,24 @@ def test_level_bands_come_from_the_quantile_head_until_conformalized():
     half = out["y_pred_hi95"] - out["y_pred"]
     np.testing.assert_allclose(out["y_pred"] - out["y_pred_lo95"], half)
     assert not np.allclose(out["y_pred_hi80"], out["y_pred_q0.9"])
+
+
+def test_polars_dates_come_back_as_dates(tmp_path):
+    import polars as pl
+
+    from xlstm_ts.evaluation.baselines import SeasonalNaive
+
+    days = pl.date_range(pl.date(2024, 1, 1), pl.date(2024, 3, 31), "1d", eager=True)
+    y = np.sin(np.arange(len(days)) * 2 * np.pi / 7) + 5.0
+    df = pl.DataFrame({"unique_id": "a", "ds": days, "y": y})
+    model = XLSTMForecaster(horizon=7, lookback=14, max_epochs=1, batches_per_epoch=2,
+                            d_model=8, progress_bar=False).fit(df)
+    forecast = model.predict()
+    assert forecast["ds"].dtype == pl.Date
+    assert str(forecast["ds"][0]) == "2024-04-01"
+    model.save(tmp_path / "m")
+    assert XLSTMForecaster.load(tmp_path / "m").predict()["ds"].dtype == pl.Date
+    assert SeasonalNaive(7).fit(df).predict(3)["ds"].dtype == pl.Date
+    # datetimes stay datetimes
+    as_datetimes = df.with_columns(pl.col("ds").cast(pl.Datetime("us")))
+    assert model.predict(as_datetimes)["ds"].dtype == pl.Datetime("us")

@@ -17,6 +17,10 @@ def test_point_metrics_by_hand():
     assert metrics.rmse(y, p) == pytest.approx(np.sqrt(5 / 3))
     assert metrics.smape(y, p) == pytest.approx(100 * (0 + 2 / 5 + 4 / 6) / 3)
     assert metrics.smape([0.0], [0.0]) == 0.0
+    # 0/0 entries count as 0 among others; small denominators (below 1) still count
+    many_zeros = np.zeros(1000)
+    assert metrics.smape(np.r_[many_zeros, 0.2], np.r_[many_zeros, 0.1]) == pytest.approx(
+        100 * (0.2 / 0.3) / 1001)
     # MASE: in-sample seasonal (m=1) naive MAE of [1, 3, 2] is 1.5
     assert metrics.mase(y, p, [1.0, 3.0, 2.0], season=1) == pytest.approx(1.0 / 1.5)
     assert metrics.mae([1.0, np.nan], [2.0, 100.0]) == 1.0  # NaN truth ignored

@@ -62,6 +62,7 @@ def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
         "static_categories": jsonable(data.static_categories),
         "calendar": list(data.calendar), "columns": jsonable(asdict(data.columns)),
         "time_dtype": str(data.times.dtype), "time_zone": data.time_zone,
+        "dates": data.dates,
         "loss_history": jsonable(loss_history),
     }, indent=2)  # serialised before anything is written: a failure leaves nothing behind
     keep = last_windows(data, config.lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
@@ -191,7 +192,8 @@ def _history_from(document: dict, tensors: dict, lookback: int) -> SeriesData:
         times=times, target=flat["history"], observed=observed, past=flat["past"],
         future=future, static=tensors["static"], freq=freq, columns=columns,
         kind=document["kind"], static_categories=document["static_categories"],
-        calendar=tuple(document["calendar"]), time_zone=document.get("time_zone"))
+        calendar=tuple(document["calendar"]), time_zone=document.get("time_zone"),
+        dates=bool(document.get("dates", False)))
 
 
 def _ids_to_json(ids: np.ndarray) -> tuple[list, str]:

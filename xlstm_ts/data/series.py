@@ -73,6 +73,7 @@ class SeriesData:
     static_categories: dict[str, list[str]] = field(default_factory=dict)
     calendar: tuple[str, ...] = ()
     time_zone: str | None = None  # the caller's zone; ``times`` hold naive UTC
+    dates: bool = False  # the caller's times were polars ``Date``s; ``times`` hold midnights
 
     @property
     def n_series(self) -> int:
@@ -84,12 +85,15 @@ class SeriesData:
 
     def future_times(self, horizon: int) -> pl.Series:
         """(n * horizon,) the ``horizon`` times after each series' end, series by series,
-        in the caller's time zone; nulls when the frequency is unknown."""
+        in the caller's time zone (as dates if the caller gave dates); nulls when the
+        frequency is unknown."""
         if self.freq is None:
             return pl.Series([None] * (self.n_series * horizon))
         times = self.freq.future(pl.Series(self.last_times()), horizon)
         if self.time_zone is not None:
             times = times.dt.replace_time_zone("UTC").dt.convert_time_zone(self.time_zone)
+        if self.dates:  # steps between dates are whole days: midnights stay midnights
+            times = times.cast(pl.Date)
         return times
 
     @property
@@ -460,6 +464,7 @@ def prepare_series(
     cols = Columns(id_col, time_col, target_col, future, past)
     _check_columns(frame, cols, future, past)
     zone = time_zone_of(frame, time_col)
+    dates = time_col in frame.columns and frame[time_col].dtype == pl.Date
     wanted = (id_col, time_col, target_col, *future, *past)
     frame = as_long_frame(frame.select(c for c in wanted if c in frame.columns), id_col,
                           time_col)
@@ -503,6 +508,7 @@ def prepare_series(
         static_categories=categories,
         calendar=tuple(calendar),
         time_zone=zone,
+        dates=dates,
     )
 
 
