@@ -20,7 +20,7 @@ ifneq ($(shell cat $(STAMP) 2>/dev/null),$(TORCH))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: test demo lint mutation bench-cells bench-malloc clean
+.PHONY: test demo lint mutation notebooks bench-cells bench-malloc clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: $(STAMP) lint
 
 demo: $(STAMP)
 	$(BIN)/python -m xlstm_ts.demo
+
+# Run every notebook top to bottom at full settings in a Jupyter kernel and save it
+# with its outputs (a few minutes on 2 cores); make test runs them fast, unsaved.
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[notebooks]"
+	$(BIN)/python notebooks/run_notebooks.py
 
 # Mutation testing (issue 20): mutmut over [tool.mutmut] in pyproject.toml, then a
 # report in benchmarks/results/mutation.md ending in "mutation score: K killed of M".

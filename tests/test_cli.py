@@ -174,6 +174,34 @@ def test_scheduled_updates_absorb_new_rows_once(tmp_path):
     assert str(later["Date"].min())[:10] == "1960-07-01" and later["y_pred"].is_finite().all()
 
 
+def test_predict_update_writes_the_forecasts_before_saving_the_model(tmp_path, monkeypatch):
+    """The model save fails on purpose: the forecasts are already whole on disk when it
+    starts, the command fails, and the saved model is the old one (a re-run redoes both)."""
+    import xlstm_ts.cli as cli
+
+    airline = pl.read_csv(ROOT / "datasets" / "airline.csv")
+    airline.filter(pl.col("Date") < "1960-01").write_csv(tmp_path / "train.csv")
+    airline.write_csv(tmp_path / "latest.csv")
+    config = tmp_path / "stream.yaml"
+    config.write_text(CONFIG.format(data=tmp_path / "train.csv", out=tmp_path))
+    assert main(["--quiet", "fit", "--config", str(config), "--set",
+                 "model.network=xlstmtime", "model.max_epochs=1"]) == 0
+    model, output = tmp_path / "model", tmp_path / "forecasts.csv"
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    seen = []
+
+    def save_fails(fitted, directory):
+        seen.append(pl.read_csv(output).height)  # the forecasts exist, complete
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cli, "_save_model_atomically", save_fails)
+    code = main(["--quiet", "predict", "--model", str(model), "--input",
+                 str(tmp_path / "latest.csv"), "--output", str(output), "--update",
+                 "--as-of", "1960-03-01"])
+    assert code == 1 and seen == [12]
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
 def test_shipped_configs_parse(name, monkeypatch):
     config = load_config(ROOT / "configs" / name)

@@ -1,6 +1,7 @@
 """mLSTM cell: the three forms against each other and against the textbook equations."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,17 +221,24 @@ def test_bad_shapes_name_the_tensor():
         mlstm(q[:, :, :0], k[:, :, :0], v[:, :, :0], i[:, :, :0], f[:, :, :0])
 
 
-def test_matches_nx_ai_mlstm_kernels_when_installed():
-    """Cross-check against NX-AI's reference implementation (``pip install -e ".[bench]"``)."""
-    registry = pytest.importorskip("mlstm_kernels.torch.chunkwise").registry
-    q, k, v, i, f = (t.detach() for t in make_inputs(2, 3, 128, 16, 8))
-    h_theirs, (C, n, m) = registry["native_autograd"](q, k, v, i, f, chunk_size=32,
-                                                      return_last_states=True)
-    h, state = mlstm(q, k, v, i, f, chunk_size=32, return_state=True)
-    torch.testing.assert_close(h, h_theirs, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(state[0], C, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(state[1], n, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(state[2], m.squeeze(-1), atol=1e-10, rtol=1e-10)
+NX_AI = Path(__file__).resolve().parent / "fixtures" / "nx_ai_mlstm_chunkwise.pt"
+
+
+@pytest.mark.parametrize("form", ["chunkwise", "parallel", "recurrent"])
+def test_matches_nx_ai_mlstm_kernels(form):
+    """Every form against NX-AI's reference (``mlstm_kernels`` 2.0.6, ``native_autograd``,
+    float64): outputs, final state and input gradients stored by
+    ``tests/scripts/make_nx_ai_fixture.py``, so this runs without the package."""
+    ref = torch.load(NX_AI, weights_only=True)
+    inputs = [ref[name].clone().requires_grad_() for name in "qkvif"]
+    h, (C, n, m) = mlstm(*inputs, form=form, chunk_size=16, return_state=True)
+    torch.testing.assert_close(h, ref["h"], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(C, ref["C"], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(n, ref["n"], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(m, ref["m"], atol=1e-10, rtol=1e-10)
+    (h * ref["weights"]).sum().backward()
+    for name, t in zip("qkvif", inputs, strict=True):
+        torch.testing.assert_close(t.grad, ref[f"grad_{name}"], atol=1e-9, rtol=1e-9)
 
 
 @pytest.mark.parametrize("form", ["chunkwise", "parallel", "recurrent"])

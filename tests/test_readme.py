@@ -1,12 +1,19 @@
 """The README's Python examples run as written.
 
-Blocks fenced as ```python run here; ```py marks fragments that need a fitted model
-or a server (tuning, tracking), whose behaviour tests/test_tuning.py and
-tests/test_tracking.py cover.
+Blocks fenced as ```python run as they are. ```py marks fragments that continue a
+session (a frame ``df``, a model ``model``): they run in order in one namespace that
+holds those names, with smaller trial counts; the multi-node one, which needs GPUs,
+is checked for syntax and parameter names.
 """
 
+import inspect
 import re
 from pathlib import Path
+
+import mlflow
+
+from xlstm_ts import XLSTMForecaster, datasets
+from xlstm_ts.tracking import DEFAULT_URI
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -16,3 +23,29 @@ def test_readme_python_blocks_run():
     assert blocks, "README has no python example"
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
+
+
+def test_readme_fragments_run_in_one_session(tmp_path, monkeypatch):
+    blocks = re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)  # stores and studies land in the working directory
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    df = datasets.load_airline()
+    session = {"df": df, "history_df": df.head(120),
+               "model": XLSTMForecaster(horizon=12, lookback=36, max_epochs=2,
+                                        progress_bar=False, random_state=0)}
+    estimator_params = set(inspect.signature(XLSTMForecaster).parameters)
+    try:
+        for block in blocks:
+            code = compile(block, str(README), "exec")
+            if 'accelerator="gpu"' in block:  # needs GPUs and nodes: names only
+                used = set(re.findall(r"(\w+)=", block))
+                assert used <= estimator_params, used - estimator_params
+                continue
+            exec(compile(re.sub(r"n_trials=\d+", "n_trials=2", block), str(README), "exec")
+                 if "n_trials" in block else code, session)
+    finally:
+        mlflow.set_tracking_uri(DEFAULT_URI)
+    assert len(session["forecasts"]) == 12 and session["model"].horizon == 12
+    assert (tmp_path / "study.db").exists() and (tmp_path / "mlflow.db").exists()
+

@@ -114,3 +114,20 @@ def test_tracking_argument_forms(monkeypatch):
     assert resolve(None) is None and resolve(False) is None
     with pytest.raises(TypeError, match="tracking must be"):
         resolve(3)
+
+
+def test_a_failing_logging_step_after_training_keeps_the_trained_model(store, df, tmp_path):
+    # a real failure, no mock: the experiment's artifact root lies below a regular file,
+    # so every artifact write fails (NotADirectoryError, even for root)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    mlflow.set_tracking_uri(store)
+    mlflow.create_experiment("broken-artifacts", artifact_location=f"file://{blocker}/art")
+    model = XLSTMForecaster(**SMALL)
+    with pytest.warns(RuntimeWarning, match="MLflow logging failed after training"):
+        tracked_fit(model, df, tracking={"uri": store, "experiment": "broken-artifacts"})
+    assert model.epochs_trained_ == 2
+    assert len(model.predict()) == 2 * 24
+    run = mlflow.MlflowClient(store).get_run(model.run_id_)
+    assert run.data.params["d_model"] == "16"  # what was logged before the failure stays
+    assert not hasattr(model, "model_uri_")
