@@ -185,7 +185,7 @@ def test_predict_update_writes_the_forecasts_before_saving_the_model(tmp_path, m
     config = tmp_path / "stream.yaml"
     config.write_text(CONFIG.format(data=tmp_path / "train.csv", out=tmp_path))
     assert main(["--quiet", "fit", "--config", str(config), "--set",
-                 "model.network=xlstmtime", "model.max_epochs=1"]) == 0
+                 "model.network=xlstmtime", "--set", "model.max_epochs=1"]) == 0
     model, output = tmp_path / "model", tmp_path / "forecasts.csv"
     before = {p.name: p.read_bytes() for p in model.iterdir()}
     seen = []

@@ -2,17 +2,19 @@
 
 Blocks fenced as ```python run as they are. ```py marks fragments that continue a
 session (a frame ``df``, a model ``model``): they run in order in one namespace that
-holds those names, with smaller trial counts; the multi-node one, which needs GPUs,
+holds those names, with one trial per study; the multi-node one, which needs GPUs,
 is checked for syntax and parameter names.
 """
 
 import inspect
 import re
+import warnings
 from pathlib import Path
 
 import mlflow
 
 from xlstm_ts import XLSTMForecaster, datasets
+from xlstm_ts.evaluation import InSampleWarning
 from xlstm_ts.tracking import DEFAULT_URI
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -31,10 +33,11 @@ def test_readme_fragments_run_in_one_session(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # stores and studies land in the working directory
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     df = datasets.load_airline()
-    session = {"df": df, "history_df": df.head(120),
+    session = {"df": df, "history_df": df.head(120), "XLSTMForecaster": XLSTMForecaster,
                "model": XLSTMForecaster(horizon=12, lookback=36, max_epochs=2,
                                         progress_bar=False, random_state=0)}
     estimator_params = set(inspect.signature(XLSTMForecaster).parameters)
+    warnings.simplefilter("error", InSampleWarning)  # no example scores on training data
     try:
         for block in blocks:
             code = compile(block, str(README), "exec")
@@ -42,7 +45,7 @@ def test_readme_fragments_run_in_one_session(tmp_path, monkeypatch):
                 used = set(re.findall(r"(\w+)=", block))
                 assert used <= estimator_params, used - estimator_params
                 continue
-            exec(compile(re.sub(r"n_trials=\d+", "n_trials=2", block), str(README), "exec")
+            exec(compile(re.sub(r"n_trials=\d+", "n_trials=1", block), str(README), "exec")
                  if "n_trials" in block else code, session)
     finally:
         mlflow.set_tracking_uri(DEFAULT_URI)

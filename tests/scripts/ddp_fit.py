@@ -35,7 +35,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model = XLSTMForecaster(
         lookback=24, horizon=6, patch_len=8, patch_stride=4, d_model=16, num_blocks=1,
-        slstm_at=(), dropout=0.0, batch_size=batch_size, max_epochs=3, batches_per_epoch=4,
+        slstm_at=(), dropout=0.0, loss="mse", batch_size=batch_size, max_epochs=3,
+        batches_per_epoch=4,
         val_size=24, patience=None, accelerator="cpu", devices=devices,
         strategy="ddp" if devices > 1 else "auto", checkpoint_dir=str(out / "checkpoints"),
         progress_bar=False, random_state=0)
