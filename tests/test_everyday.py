@@ -278,3 +278,23 @@ def test_polars_dates_come_back_as_dates(tmp_path):
     # datetimes stay datetimes
     as_datetimes = df.with_columns(pl.col("ds").cast(pl.Datetime("us")))
     assert model.predict(as_datetimes)["ds"].dtype == pl.Datetime("us")
+
+
+def test_python_fit_prints_no_lightning_chatter_and_restores_its_loggers(caplog):
+    import logging
+
+    from xlstm_ts import datasets
+
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    before = lightning_logger.level
+    df = datasets.load_airline()
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        XLSTMForecaster(horizon=6, lookback=24, max_epochs=2, progress_bar=False).fit(df)
+    chatter = [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]
+    assert chatter == []
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("xlstm_ts")]
+    assert any("epoch 2/2" in line for line in ours)  # our own lines still come
+    assert lightning_logger.level == before

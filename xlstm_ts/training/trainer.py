@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +26,27 @@ def is_rank_zero() -> bool:
         if name in env:
             return int(env[name]) == 0
     return int(env.get("LOCAL_RANK", 0)) == 0 and int(env.get("NODE_RANK", 0)) == 0
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's INFO lines (devices, tips, "max_epochs reached") and its deprecation
+    warnings muted while a fit runs, unless ``xlstm_ts`` logs at DEBUG: the library
+    logs its own line per epoch and summary (``xlstm_ts.training``). Restored after."""
+    if logging.getLogger("xlstm_ts").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def build_trainer(*, max_epochs: int, checkpoint_dir: str | Path, patience: int | None,
@@ -80,8 +104,9 @@ def fit_module(module: L.LightningModule, datamodule: L.LightningDataModule, *,
             if not os.path.exists(ckpt_path):
                 raise ValueError(f"resume=True but {ckpt_path} does not exist; set "
                                  f"checkpoint_dir to the directory of the killed fit.")
-        trainer, checkpoint = build_trainer(checkpoint_dir=directory, **trainer_options)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with quiet_lightning():
+            trainer, checkpoint = build_trainer(checkpoint_dir=directory, **trainer_options)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         best = checkpoint.best_model_path or checkpoint.last_model_path
         # rank 0 wrote it; other ranks on another node without shared storage keep the
         # last weights, which only rank 0 ever saves anyway
