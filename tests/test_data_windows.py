@@ -129,3 +129,57 @@ def test_dataloader_with_sampler_draws_a_fixed_number_of_windows():
 def test_bad_window_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WindowDataset(index_panel([10]), **kwargs)
+
+
+def test_region_bounds_count_from_the_end_and_are_clipped():
+    data = index_panel([20, 12])
+    # horizons in [-8, -2) of each series: cutoffs 12..16 and 4..8 for H = 2, L = 3
+    ds = WindowDataset(data, 3, 2, region=(-8, -2))
+    assert ds.cutoffs.tolist() == [12, 13, 14, 15, 16, 4, 5, 6, 7, 8]
+    assert ds.series.tolist() == [0] * 5 + [1] * 5
+    # hi beyond a series' end is its end; per-series arrays are accepted
+    ds = WindowDataset(data, 3, 2, region=(np.array([15, 5]), np.array([100, 9])), stride=2)
+    assert ds.cutoffs.tolist() == [15, 17, 5, 7]
+    assert len(WindowDataset(data, 3, 2, region=(5, 6))) == 0  # no room for a horizon
+
+
+def test_indexing_forms_and_collate():
+    ds = WindowDataset(index_panel([10]), 3, 2)
+    one = ds[1]
+    assert one["history"].tolist() == [1.0, 2.0, 3.0] and one["target"].tolist() == [4.0, 5.0]
+    assert one["series"].item() == 0 and one["cutoff"].item() == 4
+    for index in ([1, 2], (1, 2), np.array([1, 2]), torch.tensor([1, 2])):
+        batch = ds[index]
+        assert batch["history"][:, 0].tolist() == [1.0, 2.0]
+    batch = ds[[0, 3]]
+    assert WindowDataset.collate(batch) is batch
+    assert len(list(ds.sampler(7))) == 7  # unseeded draws still count num_samples
+
+
+def test_time_split_and_ett_region_arguments():
+    data = index_panel([30])
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="val_size must be a non-negative int"):
+            time_split_regions(data, bad)
+        with pytest.raises(ValueError, match="test_size must be a non-negative int"):
+            time_split_regions(data, 2, bad)
+    regions = time_split_regions(data, 5, 4)
+    assert [tuple(np.asarray(r).tolist() for r in regions[k]) for k in ("train", "val", "test")] \
+        == [([0], [21]), ([21], [26]), ([26], [30])]
+    assert ett_regions(4) == {"train": (0, 34560), "val": (34560, 46080),
+                              "test": (46080, 57600)}
+
+
+def test_last_windows_pad_short_series_and_append_future_covariates():
+    from xlstm_ts.data.windows import last_windows
+
+    df = pd.DataFrame({"unique_id": ["a"] * 5 + ["b"] * 2, "ds": [0, 1, 2, 3, 4, 0, 1],
+                       "y": [1.0, 2, 3, 4, 5, 10, 20], "known": np.arange(7.0)})
+    data = prepare_series(df, future_covariates=["known"])
+    ahead = torch.tensor([[[100.0], [101.0]], [[200.0], [201.0]]])  # (n=2, H=2, F=1)
+    batch = last_windows(data, 3, ahead)
+    assert batch["history"].tolist() == [[3.0, 4.0, 5.0], [0.0, 10.0, 20.0]]
+    assert batch["history_mask"].tolist() == [[True] * 3, [False, True, True]]
+    assert batch["future"][..., 0].tolist() == [[2.0, 3.0, 4.0, 100.0, 101.0],
+                                                [0.0, 5.0, 6.0, 200.0, 201.0]]
+    assert batch["series"].tolist() == [0, 1]

@@ -255,3 +255,24 @@ def test_closed_gates_keep_gradients_finite(form):
     assert torch.isfinite(h).all() and h.abs().max() < 1e-30
     for t in (q, k, v, i, f):
         assert torch.isfinite(t.grad).all()
+
+
+def test_readout_floor_and_its_cap_by_hand():
+    """h = num / (max(|den|, exp(-m)) + eps), the floor's exponent capped at 80."""
+    from xlstm_ts.cells.mlstm._math import readout, zero_state
+
+    num = torch.tensor([[2.0, -4.0]], dtype=torch.float64)
+    cases = [  # (den, m, expected denominator before eps)
+        (-3.0, 0.0, 3.0),  # |den| above the floor exp(0) = 1
+        (0.5, 0.0, 1.0),  # the floor
+        (0.5, 2.0, 0.5),  # floor exp(-2) below |den|
+        (0.0, -100.0, math.exp(80.0)),  # capped: exp(100) would be the uncapped floor
+    ]
+    for den, m, expected in cases:
+        h = readout(num, torch.tensor([den], dtype=torch.float64),
+                    torch.tensor([m], dtype=torch.float64), eps=0.25)
+        torch.testing.assert_close(h, num / (expected + 0.25), rtol=1e-12, atol=0)
+    C, n, m = zero_state((2, 3), 4, 5, dtype=torch.float64, device=torch.device("cpu"))
+    assert (C.shape, n.shape, m.shape) == ((2, 3, 4, 5), (2, 3, 4), (2, 3))
+    assert C.dtype == n.dtype == m.dtype == torch.float64
+    assert not (C.any() or n.any() or m.any())
