@@ -49,7 +49,7 @@ notebooks: $(STAMP)
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[mutation]"
 	rm -rf mutants
-	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	OMP_NUM_THREADS=1 HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/python benchmarks/mutation.py
 
 bench-cells: $(STAMP)

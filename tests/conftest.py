@@ -7,6 +7,14 @@ if not os.path.exists("/dev/nvidiactl"):
 
 import pytest
 import torch
+from hypothesis import Phase, settings
+
+# `make mutation` sets HYPOTHESIS_PROFILE=mutation: a property that a mutant breaks
+# fails at its first counterexample instead of shrinking it for minutes (which mutmut
+# would report as a timeout, not a kill).
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                          database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

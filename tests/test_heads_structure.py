@@ -30,7 +30,7 @@ def test_point_head_maps_features_to_the_horizon_and_adds_the_base():
     torch.testing.assert_close(head.point(head(z)), head(z))
     with pytest.raises(ValueError, match=r"loss must be one of \['mse', 'mae', 'huber'\]"):
         PointHead(3, 4, "mape")
-    with pytest.raises(ValueError, match="point head has no quantiles"):
+    with pytest.raises(ValueError, match=r"^A point head has no quantiles; use head='quantile'"):
         head.quantiles(head(z), [0.5])
 
 
@@ -162,6 +162,7 @@ def test_student_t_quantiles_are_scipys_per_step():
 
 def test_build_head_kinds():
     assert isinstance(build_head("point", 3, 2, loss="huber"), PointHead)
+    assert build_head("point", 3, 2).loss_name == "mse"  # the building block's default
     assert build_head("point", 3, 2, loss="huber").loss_name == "huber"
     q = build_head("quantile", 3, 2, quantiles=(0.25, 0.75))
     assert q.levels.tolist() == [0.25, 0.75]
@@ -170,3 +171,26 @@ def test_build_head_kinds():
     assert build_head("normal", 3, 2).n_params == 2
     with pytest.raises(ValueError, match=r"head must be one of \['point', 'quantile'"):
         build_head("mixture", 3, 2)
+
+
+def test_quantile_interpolation_weights_in_the_params_dtype():
+    """In float64 the wanted levels stay float64 (0.3, not float32's 0.30000001)."""
+    head = QuantileHead(1, 1, (0.2, 0.4, 0.9))
+    params = torch.tensor([[[0.0, 1e6, 2e6]]], dtype=torch.float64)
+    got = head.quantiles(params, [0.3])[0, 0, 0].item()
+    lo, hi = float(np.float32(0.2)), float(np.float32(0.4))  # the trained levels' buffer
+    assert got == pytest.approx(1e6 * (0.3 - lo) / (hi - lo), rel=1e-12)
+
+
+def test_distribution_quantiles_keep_batch_and_horizon_axes_and_dtype():
+    params = torch.stack([torch.arange(6.0).view(2, 3), torch.full((2, 3), 2.0)], dim=-1)
+    normal = DistributionHead(1, 3, "normal").quantiles(params, [0.1, 0.5, 0.9])
+    assert normal.shape == (2, 3, 3)
+    z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor([0.1, 0.5, 0.9]))
+    torch.testing.assert_close(normal, params[..., :1] + 2.0 * z)
+    t_params = torch.cat([params, torch.full((2, 3, 1), 5.0)], dim=-1)  # float32
+    student = DistributionHead(1, 3, "studentt").quantiles(t_params, [0.25, 0.75])
+    assert student.shape == (2, 3, 2) and student.dtype == torch.float32
+    expected = params[..., :1] + 2.0 * torch.tensor(student_t.ppf([0.25, 0.75], 5.0),
+                                                    dtype=torch.float32)
+    torch.testing.assert_close(student, expected)
