@@ -131,3 +131,39 @@ def test_scaler_transform_broadcasts_per_row_and_keeps_dtype():
     back = scaler.inverse_transform(scaled, series)
     assert back.dtype == torch.float32
     torch.testing.assert_close(back, x)
+
+
+def test_month_like_steps_at_the_edges_of_their_day_ranges():
+    def inferred(*stamps):
+        return infer_frequency(_times(*stamps), _starts(len(stamps)))
+
+    assert inferred("2023-02-01", "2023-03-01") == Frequency("months", 1)  # 28 days
+    assert inferred("2023-02-01", "2023-05-01") == Frequency("months", 3)  # 89 days
+    assert inferred("2023-11-01", "2024-02-01") == Frequency("months", 3)  # 92 days
+    assert inferred("2023-01-01", "2023-04-04") == Frequency("fixed", 93 * DAY)
+    assert inferred("2023-07-01", "2024-01-01") == Frequency("months", 6)  # 184 days
+    assert inferred("2023-07-01", "2024-01-02") == Frequency("fixed", 185 * DAY)
+    assert inferred("2023-01-01", "2024-01-01") == Frequency("months", 12)  # 365 days
+    assert inferred("2024-01-01", "2025-01-01") == Frequency("months", 12)  # 366 days
+    assert inferred("2024-01-01", "2025-01-02") == Frequency("fixed", 367 * DAY)
+
+
+def test_scaler_end_and_observed_together_single_rows_and_small_scales():
+    a = np.array([1.0, 2.0, 3.0, 100.0])
+    b = np.array([0.2, 0.4, 50.0])
+    c = np.array([7.0])
+    values, indptr = _panel(a, b, c)
+    observed = torch.tensor([True, False, True, True, True, True, True, True])
+    std = SeriesScaler("standard").fit(values, indptr, end=np.array([3, 2, 1]),
+                                       observed=observed)
+    assert std.loc_.tolist() == pytest.approx([2.0, 0.3, 7.0])  # a: rows 0 and 2 only
+    assert std.scale_.tolist() == pytest.approx([1.0, 0.1, 1.0])  # 0.1 is kept, not 1
+    minmax = SeriesScaler("minmax").fit(values, indptr, end=np.array([3, 2, 1]))
+    assert minmax.loc_.tolist() == [1.0, 0.2, 7.0]  # one row: loc is that row, scale 1
+    assert minmax.scale_.tolist() == pytest.approx([2.0, 0.2, 1.0])
+    robust = SeriesScaler("robust").fit(values, indptr, end=np.array([3, 2, 1]))
+    assert robust.loc_.tolist() == pytest.approx([2.0, 0.3, 7.0])
+    assert robust.scale_.tolist() == pytest.approx([1.0, 0.1, 1.0])
+    # the last series without training rows: statistics still cover every series
+    empty_last = SeriesScaler("standard").fit(values, indptr, end=np.array([4, 3, 0]))
+    assert empty_last.loc_.shape == (3,) and empty_last.loc_[2].item() == 0.0

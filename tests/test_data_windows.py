@@ -183,3 +183,30 @@ def test_last_windows_pad_short_series_and_append_future_covariates():
     assert batch["future"][..., 0].tolist() == [[2.0, 3.0, 4.0, 100.0, 101.0],
                                                 [0.0, 5.0, 6.0, 200.0, 201.0]]
     assert batch["series"].tolist() == [0, 1]
+
+
+def test_padded_steps_carry_zero_covariates_and_short_series_have_no_training_part():
+    df = pd.DataFrame({"unique_id": "a", "ds": np.arange(6), "y": np.arange(6.0) + 1,
+                       "known": np.arange(6.0) + 1, "seen": np.arange(6.0) + 1})
+    data = prepare_series(df, future_covariates=["known"], past_covariates=["seen"])
+    first = WindowDataset(data, 4, 1, min_history=2)[0]  # two padded steps
+    assert first["past"][:, 0].tolist() == [0.0, 0.0, 1.0, 2.0]
+    assert first["future"][:, 0].tolist() == [0.0, 0.0, 1.0, 2.0, 3.0]
+    from xlstm_ts.data.windows import last_windows
+
+    padded = last_windows(data, 8, torch.zeros(1, 1, 1))
+    assert padded["past"][0, :, 0].tolist() == [0.0, 0.0, 1, 2, 3, 4, 5, 6]
+    short = time_split_regions(index_panel([5, 30]), 4, 3)
+    assert np.asarray(short["train"][1]).tolist() == [0, 23]  # the short one: nothing
+    assert np.asarray(short["val"][0]).tolist() == [0, 23]
+    assert np.asarray(short["test"][0]).tolist() == [2, 27]
+    assert time_split_regions(index_panel([9]), 4)["test"][0].tolist() == [9]  # test_size 0
+
+
+def test_sampler_draws_with_replacement():
+    ds = WindowDataset(index_panel([8]), 3, 1)  # 5 windows
+    draw = list(ds.sampler(50, seed=0))
+    assert len(draw) == 50 and set(draw) <= set(range(5))
+    # with replacement a window can come twice before all have come once (without
+    # replacement every run of 5 draws would be a permutation)
+    assert len(set(draw[:5])) < 5

@@ -115,3 +115,41 @@ def test_synthetic_is_seeded_and_has_covariate_effect():
     pd.testing.assert_frame_equal(a, b)
     assert set(a.columns) == {"unique_id", "ds", "y", "x"}
     assert not a.equals(datasets.synthetic(2, 50, covariate_effect=3.0, seed=8))
+
+
+def test_mase_coverage_and_evaluate_edges():
+    # MASE: the season is used, a train no longer than it is refused, a flat one is NaN
+    train = [1.0, 5.0, 2.0, 6.0]
+    assert metrics.mase([3.0], [4.0], train) == pytest.approx(3.0 / 11.0)  # season 1
+    assert metrics.mase([3.0], [4.0], train, season=2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="y_train needs more than season=4 values"):
+        metrics.mase([1.0], [1.0], train, season=4)
+    assert np.isnan(metrics.mase([1.0], [2.0], [3.0, 3.0, 3.0]))
+    # coverage counts both bounds as inside
+    assert metrics.coverage([0.0, 1.0], [0.0, 0.0], [1.0, 1.0]) == 1.0
+    # evaluate passes the season on, and keeps the series' order
+    df = pd.DataFrame({"unique_id": ["b", "b", "a", "a"], "y": [3.0, 4.0, 3.0, 4.0],
+                       "y_pred": [4.0, 4.0, 4.0, 4.0]})
+    history = pd.DataFrame({"unique_id": ["b"] * 4 + ["a"] * 4, "y": train * 2})
+    per = metrics.evaluate(df, metrics=("mase",), train_df=history, season=2,
+                           per_series=True)
+    assert per["unique_id"].tolist() == ["b", "a"]
+    assert per["mase"].tolist() == pytest.approx([0.5, 0.5])  # season 1 would give 1.5 / 11
+
+
+def test_baselines_with_own_column_names_and_edge_lengths():
+    df = pd.DataFrame({"shop": ["x"] * 7 + ["y"] * 3, "day": [0, 1, 2, 3, 4, 5, 6, 0, 1, 2],
+                       "sales": [1.0, 2, 3, 4, 5, 6, 7, 10, 20, 30]})
+    names = {"id_col": "shop", "time_col": "day", "target_col": "sales"}
+    seasonal = SeasonalNaive(3, **names).fit(df).predict(4)
+    assert list(seasonal.columns) == ["shop", "day", "y_pred"]
+    # the last season of x is 5, 6, 7 (not 4, 5, 6); y is exactly one season long
+    assert seasonal["y_pred"].tolist() == [5, 6, 7, 5, 10, 20, 30, 10]
+    assert seasonal["day"].tolist() == [7, 8, 9, 10, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match=r"Series \['y'\] are shorter than season_length=4"):
+        SeasonalNaive(4, **names).fit(df)
+    single = pd.DataFrame({"shop": ["x", "y", "y"], "day": [0, 0, 1], "sales": [5.0, 1.0, 3.0]})
+    drift = Drift(**names).fit(single.iloc[1:]).predict(2)
+    assert drift["y_pred"].tolist() == [5.0, 7.0]
+    with pytest.raises(ValueError, match="horizon"):
+        Naive(**names).fit(df).predict(0)
