@@ -26,6 +26,42 @@ def _status(exit_code) -> str:
     return status_by_exit_code[exit_code]
 
 
+KINDS = {  # how a surviving mutant is classified (first match wins), and why it survives
+    "worth a test": "a behaviour no test pins yet: the next tests to write",
+    "dtype dropped": "equivalent for the inputs the API accepts: a dropped `dtype=` or "
+                     "`.to(dtype)` leaves values that NumPy/torch promotion turns into "
+                     "the same float64 (or float32) result",
+    "device dropped": "equivalent on CPU, where the tests run; GPU paths are checked by "
+                      "`benchmarks/kernels_gpu.py`",
+    "zip strict": "equivalent: `strict=True` on zips whose lengths the code makes equal "
+                  "(a guard, not a behaviour)",
+    "message wording": "the error is still raised with the same type; tests match the "
+                       "part of the message that names the fix, not every word",
+}
+
+
+def _kind(diff: str) -> str:
+    """The kind of a surviving mutant from its diff (see ``KINDS``)."""
+    removed = " ".join(line[1:] for line in diff.splitlines()
+                       if line.startswith("-") and not line.startswith("---"))
+    added = " ".join(line[1:] for line in diff.splitlines()
+                     if line.startswith("+") and not line.startswith("+++"))
+    if "strict=" in removed and ("strict=None" in added or "strict=False" in added
+                                 or "strict=" not in added):
+        return "zip strict"
+    if "device" in removed and ("device=None" in added or "device" not in added):
+        return "device dropped"
+    if ("dtype" in removed or ".to(" in removed or "astype(" in removed) and (
+            "dtype=None" in added or ".to(None)" in added or "astype(None)" in added
+            or added.count("dtype") < removed.count("dtype")):
+        return "dtype dropped"
+    if ("raise" in removed or "Error(" in removed or 'f"' in removed) and (
+            "XX" in added or "(None)" in added or added.lower() == removed.lower()
+            or added.strip() == "None"):
+        return "message wording"
+    return "worth a test"
+
+
 def main() -> None:
     metas = sorted(MUTANTS.rglob("*.py.meta"))
     if not metas:
@@ -49,11 +85,21 @@ def main() -> None:
         lines.append(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | "
                      f"{c['timeout']} | {c['no tests']} | {c['not checked']} |")
     if survivors:
-        lines += ["", "## Survivors", ""]
-        for name in survivors:
-            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=ROOT,
-                                  capture_output=True, text=True).stdout.strip()
-            lines += [f"### {name}", "", "```diff", diff, "```", ""]
+        diffs = {name: subprocess.run([sys.executable, "-m", "mutmut", "show", name],
+                                      cwd=ROOT, capture_output=True, text=True).stdout.strip()
+                 for name in survivors}
+        kinds = {name: _kind(diff) for name, diff in diffs.items()}
+        lines += ["", "## Survivors by kind", "",
+                  "| kind | count | why it survives |", "|---|---:|---|"]
+        for kind, why in KINDS.items():
+            count = sum(k == kind for k in kinds.values())
+            if count:
+                lines.append(f"| {kind} | {count} | {why} |")
+        lines += ["", "## Survivors", "",
+                  "Grouped as above; the `worth a test` ones first.", ""]
+        order = list(KINDS)
+        for name in sorted(survivors, key=lambda n: order.index(kinds[n])):
+            lines += [f"### {name} ({kinds[name]})", "", "```diff", diffs[name], "```", ""]
     score = (f"mutation score: {total['killed']} killed of {checked} "
              f"({100 * total['killed'] / max(checked, 1):.1f}%)")
     lines += ["", score]
