@@ -63,8 +63,8 @@ def test_pyfunc_and_uri_loading_give_identical_forecasts(tracked, store, df):
 
 def test_tune_makes_a_parent_run_with_nested_trials(store, df):
     space = {"d_model": {"type": "categorical", "choices": [8, 16]}}
-    tune(df, space, n_trials=2, tracking={"uri": store, "experiment": "tune"},
-         study_name="nested", **{k: v for k, v in SMALL.items() if k != "d_model"})
+    result = tune(df, space, n_trials=2, tracking={"uri": store, "experiment": "tune"},
+                  study_name="nested", **{k: v for k, v in SMALL.items() if k != "d_model"})
     runs = mlflow.search_runs(experiment_names=["tune"], output_format="list")
     parents = [r for r in runs if r.info.run_name == "tune:nested"]
     assert len(parents) == 1 and "best_mae" in parents[0].data.metrics
@@ -75,6 +75,17 @@ def test_tune_makes_a_parent_run_with_nested_trials(store, df):
     # names say what each run is, and never collide (the refit once shared trial 1's)
     names = sorted(r.info.run_name for r in children)
     assert names == ["refit-best", "trial-0", "trial-1"]
+    # the best score is the best trial's, labelled so on the refit; the refit is scored
+    # by its own validation loss (it trained on the steps the trials were scored on)
+    best = result.study.best_trial
+    refit = next(r for r in children if r.info.run_name == "refit-best")
+    assert refit.data.tags["optuna.best_trial"] == str(best.number)
+    assert refit.data.metrics["best_trial_mae"] == pytest.approx(best.value)
+    assert parents[0].data.metrics["best_mae"] == pytest.approx(best.value)
+    val = [v for v in result.forecaster.loss_history_["val_loss"] if v is not None]
+    assert result.refit_val_loss == pytest.approx(min(val))
+    assert parents[0].data.metrics["refit_val_loss"] == pytest.approx(min(val))
+    assert refit.data.metrics["val_loss"] == pytest.approx(val[-1])  # last epoch's
 
 
 def test_backtest_logs_errors_per_horizon_step(tracked, store, df):

@@ -138,12 +138,19 @@ class OptunaPruning(Callback):
 
 @dataclass
 class TuneResult:
-    """Outcome of :func:`tune`."""
+    """Outcome of :func:`tune`.
+
+    ``best_score`` is the best trial's error on the last ``horizon`` steps, which that
+    trial's model never saw. The refitted ``forecaster`` trains on all of ``df``, those
+    steps included, so it has no held-out score; ``refit_val_loss`` is its own best
+    validation loss (on the last windows of ``df``, the early-stopping criterion).
+    """
 
     best_params: dict
     best_score: float
     study: optuna.Study
     forecaster: XLSTMForecaster | None
+    refit_val_loss: float | None = None
 
 
 TUNE_METRICS = ("mae", "mse", "rmse", "smape")
@@ -252,7 +259,10 @@ def tune(df, search_space=None, n_trials: int | None = 20, timeout: float | None
                        fixed_params)
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         mlflow.log_metric(f"best_{metric}", result.best_score)
-        mlflow.set_tag("optuna.study_name", result.study.study_name)
+        mlflow.set_tags({"optuna.study_name": result.study.study_name,
+                         "optuna.best_trial": str(result.study.best_trial.number)})
+        if result.refit_val_loss is not None:
+            mlflow.log_metric("refit_val_loss", result.refit_val_loss)
     return result
 
 
@@ -325,7 +335,19 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
         forecaster = XLSTMForecaster(**_to_forecaster_params(best.params, fixed))
         tracking_lib.tracked_fit(forecaster, df, static_df=static_df, tracking=tracking,
                                  run_name="refit-best")
-    return TuneResult(best.params, best.value, study, forecaster)
+        if tracking is not None and getattr(forecaster, "run_id_", None):
+            # the refit's own numbers are its losses; the trial's score is labelled as such
+            client = mlflow.MlflowClient()
+            client.set_tag(forecaster.run_id_, "optuna.best_trial", str(best.number))
+            client.log_metric(forecaster.run_id_, f"best_trial_{metric}", best.value)
+    return TuneResult(best.params, best.value, study, forecaster,
+                      None if forecaster is None else _best_val_loss(forecaster))
+
+
+def _best_val_loss(model: XLSTMForecaster) -> float | None:
+    """The lowest validation loss of the fit (the restored weights'), None without one."""
+    losses = [v for v in model.loss_history_["val_loss"] if v is not None]
+    return min(losses) if losses else None
 
 
 def _split_last(df, horizon: int, id_col: str, time_col: str):
