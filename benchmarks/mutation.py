@@ -37,7 +37,45 @@ KINDS = {  # how a surviving mutant is classified (first match wins), and why it
                   "(a guard, not a behaviour)",
     "message wording": "the error is still raised with the same type; tests match the "
                        "part of the message that names the fix, not every word",
+    "equivalent": "read one by one: no input the code accepts tells them apart (the "
+                  "reason is given with each)",
 }
+
+
+# Survivors read one by one and found equivalent: (mutant name prefix, text of the
+# mutated line, why no input the code accepts can tell the two apart). Matched on the
+# line, not the mutant's number, which shifts when the function changes.
+EQUIVALENT = [
+    ("xlstm_ts.data.freq.x__mode", "(values != values[0]).all()",
+     "the fast path is an optimisation: the general path returns the same mode"),
+    ("xlstm_ts.data.scalers.xǁSeriesScalerǁfit", "np.maximum(count, 2)",
+     "differs only for one observation, whose squared deviation from its mean is 0"),
+    ("xlstm_ts.data.scalers.x__segment_quantile", "np.maximum(count - 1, 1)",
+     "differs only for one observation, where both interpolation ends are that value"),
+    ("xlstm_ts.data.windows.xǁWindowDatasetǁ__init__", "(1, n) if region is None",
+     "horizons start at min_history >= 1 rows anyway, so a region from row 1 is the same"),
+    ("xlstm_ts.evaluation.baselines.xǁ_Baselineǁpredict", "reshape(-2)",
+     "NumPy reads any negative size in reshape as 'infer'"),
+    ("xlstm_ts.evaluation.metrics.x_mase", 'float("NAN")',
+     "float() parses NaN in any case"),
+    ("xlstm_ts.evaluation.metrics.x_evaluate", "history = None",
+     "history is read only when 'mase' is asked for, and then rebuilt from train_df"),
+    ("xlstm_ts.models.heads.xǁQuantileHeadǁ__init__", "persistent=None",
+     "None is falsy, as False: the buffer stays out of the state dict either way"),
+    ("xlstm_ts.models.heads.xǁQuantileHeadǁquantiles", ".clamp(None,",
+     "an index of 0 wraps to the last level, whose interpolation weight clamps to 1, "
+     "so the first level's value comes out either way"),
+]
+
+
+def _equivalent(name: str, diff: str) -> str | None:
+    """The reason a survivor is equivalent, if it is one of ``EQUIVALENT``."""
+    added = "\n".join(line for line in diff.splitlines()
+                      if line.startswith("+") and not line.startswith("+++"))
+    for prefix, line, reason in EQUIVALENT:
+        if name.startswith(prefix) and line in added:
+            return reason
+    return None
 
 
 def _kind(diff: str) -> str:
@@ -88,7 +126,9 @@ def main() -> None:
         diffs = {name: subprocess.run([sys.executable, "-m", "mutmut", "show", name],
                                       cwd=ROOT, capture_output=True, text=True).stdout.strip()
                  for name in survivors}
-        kinds = {name: _kind(diff) for name, diff in diffs.items()}
+        reasons = {name: _equivalent(name, diff) for name, diff in diffs.items()}
+        kinds = {name: "equivalent" if reasons[name] else _kind(diff)
+                 for name, diff in diffs.items()}
         lines += ["", "## Survivors by kind", "",
                   "| kind | count | why it survives |", "|---|---:|---|"]
         for kind, why in KINDS.items():
@@ -99,7 +139,9 @@ def main() -> None:
                   "Grouped as above; the `worth a test` ones first.", ""]
         order = list(KINDS)
         for name in sorted(survivors, key=lambda n: order.index(kinds[n])):
-            lines += [f"### {name} ({kinds[name]})", "", "```diff", diffs[name], "```", ""]
+            why = [f"Equivalent: {reasons[name]}.", ""] if reasons[name] else []
+            lines += [f"### {name} ({kinds[name]})", "", *why, "```diff", diffs[name],
+                      "```", ""]
     score = (f"mutation score: {total['killed']} killed of {checked} "
              f"({100 * total['killed'] / max(checked, 1):.1f}%)")
     lines += ["", score]

@@ -71,3 +71,22 @@ def test_revin_round_trip_with_mask():
     torch.testing.assert_close(obs.mean(1), torch.zeros(4, 2), atol=1e-5, rtol=0)
     back = revin.denormalize(y, stats)
     torch.testing.assert_close(back[:, 3:], x[:, 3:], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rows_used_are_observed_and_before_end_and_empty_series_are_identity(method):
+    # series 0: only rows 0 and 2 are both observed and before end=3; series 1: none
+    values, indptr, _ = flat([np.array([1.0, 50, 3, 7, 9]), np.array([4.0, 6])])
+    observed = torch.tensor([1, 0, 1, 1, 1, 0, 0]).bool()
+    scaler = SeriesScaler(method).fit(values, indptr, observed=observed, end=3)
+    expected = {"standard": (2.0, 1.0), "robust": (2.0, 1.0), "minmax": (1.0, 2.0),
+                "none": (0.0, 1.0)}[method]
+    assert scaler.loc_.tolist() == [expected[0], 0.0]
+    assert scaler.scale_.tolist() == [expected[1], 1.0]
+
+
+def test_default_method_is_standard():
+    values, indptr, _ = flat([np.array([1.0, 3.0])])
+    scaler = SeriesScaler().fit(values, indptr)
+    assert scaler.method == "standard"
+    assert scaler.loc_.tolist() == [2.0] and scaler.scale_.tolist() == [1.0]

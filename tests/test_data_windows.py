@@ -210,3 +210,45 @@ def test_sampler_draws_with_replacement():
     # with replacement a window can come twice before all have come once (without
     # replacement every run of 5 draws would be a permutation)
     assert len(set(draw[:5])) < 5
+
+
+def test_window_arguments_are_named_in_errors():
+    data = index_panel([10])
+    for name in ("lookback", "horizon", "stride"):
+        kwargs = {"lookback": 3, "horizon": 2, "stride": 1, name: 0}
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            WindowDataset(data, **kwargs)
+
+
+def test_region_ending_at_zero_holds_no_windows():
+    data = index_panel([10])
+    assert len(WindowDataset(data, 3, 2, region=(0, 0))) == 0
+    assert len(WindowDataset(data, 3, 2, region=(0, -0))) == 0  # -0 is 0, not "from end"
+    assert len(WindowDataset(data, 3, 2, region=(0, -2))) == len(
+        WindowDataset(data, 3, 2, region=(0, 8)))
+
+
+def test_one_row_panel_windows_and_last_window():
+    from xlstm_ts.data.windows import last_windows
+
+    data = index_panel([1])  # padding must not read a row the panel lacks
+    batch = last_windows(data, 4, torch.zeros(1, 2, 0))
+    assert batch["history"].tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert batch["history_mask"].tolist() == [[False, False, False, True]]
+
+
+def test_last_windows_carry_static_features():
+    from xlstm_ts.data.windows import last_windows
+
+    df = pd.DataFrame({"unique_id": ["a"] * 3 + ["b"] * 3, "ds": [0, 1, 2] * 2,
+                       "y": np.arange(6.0)})
+    static = pd.DataFrame({"unique_id": ["a", "b"], "size": [7.0, 9.0]})
+    data = prepare_series(df, static_df=static)
+    batch = last_windows(data, 2, torch.zeros(2, 1, 0))
+    assert batch["static"].tolist() == [[7.0], [9.0]]
+
+
+def test_series_shorter_than_the_test_part_is_all_test():
+    regions = time_split_regions(index_panel([2, 10]), val_size=2, test_size=3)
+    assert [np.asarray(r).tolist() for r in regions["test"]] == [[0, 7], [2, 10]]
+    assert [np.asarray(r).tolist() for r in regions["val"]] == [[0, 5], [0, 7]]

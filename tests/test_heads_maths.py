@@ -53,3 +53,18 @@ def test_studentt_nll_by_hand():
     log_pdf = (math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
                - math.log(scale) - (df + 1) / 2 * math.log1p(t * t / df))
     assert head.loss(params, torch.tensor([[y]])).item() == pytest.approx(-log_pdf)
+
+
+def test_point_head_names_where_quantiles_come_from():
+    head = PointHead(4, 2, "mse")
+    with pytest.raises(ValueError, match="head='quantile', 'normal' or 'studentt', or "
+                                         "conformal intervals"):
+        head.quantiles(torch.zeros(1, 2, 1), (0.5,))
+
+
+def test_huber_loss_switches_to_linear_at_one():
+    head = PointHead(4, 1, "huber")
+    target, mask = torch.zeros(1, 1), torch.ones(1, 1, dtype=torch.bool)
+    # 0.5 e^2 inside |e| <= 1, |e| - 0.5 outside
+    assert head.loss(torch.full((1, 1), 0.8), target, mask).item() == pytest.approx(0.32)
+    assert head.loss(torch.full((1, 1), 3.0), target, mask).item() == pytest.approx(2.5)

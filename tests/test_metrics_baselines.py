@@ -153,3 +153,61 @@ def test_baselines_with_own_column_names_and_edge_lengths():
     assert drift["y_pred"].tolist() == [5.0, 7.0]
     with pytest.raises(ValueError, match="horizon"):
         Naive(**names).fit(df).predict(0)
+
+
+def test_baseline_errors_name_the_fix():
+    df = pd.DataFrame({"unique_id": ["a"] * 4, "ds": np.arange(4), "y": np.arange(4.0)})
+    with pytest.raises(RuntimeError, match=r"not fitted yet. Call 'fit' with appropriate"):
+        Naive().predict(2)
+    with pytest.raises(ValueError, match=r"^horizon must be a positive int"):
+        Naive().fit(df).predict(0)
+    with pytest.raises(ValueError, match=r"^season_length must be a positive int"):
+        SeasonalNaive(0).fit(df)
+    six = pd.DataFrame({"unique_id": [f"s{j}" for j in range(6)], "ds": 0, "y": 1.0})
+    with pytest.raises(ValueError, match=r"^Series \['s0', 's1', 's2', 's3', 's4'\] are"):
+        SeasonalNaive(2).fit(six)  # the first five of the six are named
+
+
+def test_drift_is_flat_for_a_one_point_series():
+    df = pd.DataFrame({"unique_id": ["x", "y", "y"], "ds": [0, 0, 1], "y": [5.0, 1.0, 3.0]})
+    drift = Drift().fit(df).predict(2)
+    assert drift["y_pred"].tolist() == [5.0, 5.0, 5.0, 7.0]
+
+
+def test_smape_counts_zero_over_zero_as_no_error():
+    # 0 vs 0 is a perfect forecast; the rest: 2 * 1 / (1 + 2) = 2/3 -> mean (0 + 2/3) / 2
+    big = np.zeros(10_000)  # large enough that uninitialised memory would show
+    assert metrics.smape(big, big) == 0.0
+    assert metrics.smape([0.0, 1.0], [0.0, 2.0]) == pytest.approx(100 * (2 / 3) / 2)
+
+
+def test_pinball_loss_on_batched_shapes():
+    t = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])  # (2, 3): batch, horizon
+    q = np.stack([t - 1.0, t + 1.0], axis=-1)  # (2, 3, 2) at levels 0.1, 0.9
+    # y - q = 1 at 0.1 -> 0.1; y - q = -1 at 0.9 -> 0.1
+    assert metrics.pinball_loss(t, q, [0.1, 0.9]) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"Got \(2, 4, 2\) for y_true \(2, 3\)"):
+        metrics.pinball_loss(t, np.zeros((2, 4, 2)), [0.1, 0.9])
+
+
+@pytest.mark.parametrize("wanted, cols, match", [
+    (("pinball",), {}, "need quantile_cols"),
+    (("crps",), {}, "need quantile_cols"),
+    (("coverage",), {}, "need interval_cols"),
+    (("width",), {}, "need interval_cols"),
+    (("mase",), {"drop": "y_pred"}, r"missing from df: \['y_pred'\]"),
+    (("mae",), {"drop": "y_pred"}, r"missing from df: \['y_pred'\]"),
+    (("pinball",), {"drop": "y", "quantile_cols": {0.5: "y_pred"}}, r"missing from df: \['y'\]"),
+])
+def test_evaluate_names_what_each_metric_needs(wanted, cols, match):
+    df = pd.DataFrame({"unique_id": ["a", "a"], "y": [1.0, 2.0], "y_pred": [1.0, 1.0]})
+    df = df.drop(columns=cols.pop("drop", []))
+    history = pd.DataFrame({"unique_id": ["a"] * 3, "y": [1.0, 2.0, 4.0]})
+    with pytest.raises(ValueError, match=match):
+        metrics.evaluate(df, metrics=wanted, train_df=history, **cols)
+
+
+def test_evaluate_names_a_bad_train_df():
+    df = pd.DataFrame({"unique_id": ["a"], "y": [1.0], "y_pred": [1.0]})
+    with pytest.raises(TypeError, match="train_df"):
+        metrics.evaluate(df, metrics=("mase",), train_df=[1.0, 2.0])

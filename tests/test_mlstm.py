@@ -276,3 +276,34 @@ def test_readout_floor_and_its_cap_by_hand():
     assert (C.shape, n.shape, m.shape) == ((2, 3, 4, 5), (2, 3, 4), (2, 3))
     assert C.dtype == n.dtype == m.dtype == torch.float64
     assert not (C.any() or n.any() or m.any())
+
+
+@pytest.mark.parametrize("lead", [(3,), (2, 3, 5)], ids=["rank1", "rank3"])
+def test_step_maths_takes_any_leading_dims(lead):
+    # _math.step documents (...) leading dims (the chunkwise form passes (B, NH, NC));
+    # every rank must give the textbook update, here against one (B, NH) = (1, prod) step
+    from xlstm_ts.cells.mlstm import _math
+
+    DQK, DV = 4, 6
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(*lead, DQK, generator=g, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(*lead, DV, generator=g, dtype=torch.float64)
+    i, log_f = torch.randn(*lead, generator=g, dtype=torch.float64), torch.zeros(lead).double()
+    C = torch.randn(*lead, DQK, DV, generator=g, dtype=torch.float64)
+    n = torch.randn(*lead, DQK, generator=g, dtype=torch.float64)
+    m = torch.zeros(lead, dtype=torch.float64)
+    h, (C1, n1, m1) = _math.step(q, k, v, i, log_f, C, n, m, eps=0.0)
+    def flat(x):  # (*lead, ...) -> (1, prod(lead), ...)
+        return x.reshape(1, -1, *x.shape[len(lead):])
+
+    h_ref, (C_ref, _, _) = _math.step(*(flat(x) for x in (q, k, v, i, log_f, C, n, m)),
+                                      eps=0.0)
+    # by hand for the first element: f = 1, so C = C + e^i k v^T (m stays <= i)
+    e = torch.exp(i.reshape(-1)[0])
+    C_hand = C.reshape(-1, DQK, DV)[0] + e * torch.outer(k.reshape(-1, DQK)[0],
+                                                         v.reshape(-1, DV)[0])
+    scale = torch.exp(-m1.reshape(-1)[0])  # the stabilized state is C_true / exp(m)
+    torch.testing.assert_close(C1.reshape(-1, DQK, DV)[0] / scale, C_hand)
+    torch.testing.assert_close(h.reshape(-1, DV), h_ref.reshape(-1, DV))
+    torch.testing.assert_close(C1.reshape(-1, DQK, DV), C_ref.reshape(-1, DQK, DV))
+    assert h.shape == (*lead, DV) and C1.shape == (*lead, DQK, DV) and n1.shape == (*lead, DQK)

@@ -41,12 +41,10 @@ class SeriesScaler:
         n = len(lengths)
         series = np.repeat(np.arange(n), lengths)
         local = np.arange(len(series)) - np.repeat(indptr[:-1], lengths)
-        use = np.ones(len(series), dtype=bool)
+        use = np.ones(len(series), dtype=bool) if observed is None else observed.numpy().copy()
         if end is not None:
-            end = np.where(np.asarray(end) < 0, lengths + np.asarray(end), end) * np.ones(n, int)
+            end = np.broadcast_to(np.where(np.asarray(end) < 0, lengths + np.asarray(end), end), n)
             use &= local < end[series]
-        if observed is not None:
-            use &= observed.numpy()
         x = values.double().numpy()[use]
         s = series[use]
         count = np.bincount(s, minlength=n)
@@ -60,11 +58,12 @@ class SeriesScaler:
             lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
             np.minimum.at(lo, s, x)
             np.maximum.at(hi, s, x)
-            loc, scale = np.where(count > 0, lo, 0.0), np.where(count > 0, hi - lo, 1.0)
+            loc, scale = lo, hi - lo  # an empty series (inf, -inf) is mended below
         else:
             loc = _segment_quantile(x, s, count, 0.5)
             scale = _segment_quantile(x, s, count, 0.75) - _segment_quantile(x, s, count, 0.25)
-        scale = np.where((count == 0) | ~(scale > 0), 1.0, scale)
+        # constant, empty (0 or -inf) or NaN spreads scale by 1; an empty series keeps 0
+        scale = np.where(scale > 0, scale, 1.0)
         loc = np.where(count == 0, 0.0, loc)
         self.loc_, self.scale_ = torch.from_numpy(loc), torch.from_numpy(scale)
         return self

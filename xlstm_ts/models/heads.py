@@ -53,7 +53,8 @@ class PointHead(nn.Module):
         elif self.loss_name == "mae":
             err = (params - target).abs()
         else:
-            err = F_.huber_loss(params, target, reduction="none", delta=1.0)
+            # torch's default delta of 1: quadratic within one (normalised) unit
+            err = F_.huber_loss(params, target, reduction="none")
         return _masked_mean(err, mask)
 
     def point(self, params):
@@ -102,7 +103,7 @@ class QuantileHead(nn.Module):
         trained = self.levels.to(params.dtype)
         wanted = torch.as_tensor(list(levels), dtype=params.dtype, device=params.device)
         if len(trained) == 1:
-            return params[..., :1].expand(*params.shape[:-1], len(wanted))
+            return params.expand(*params.shape[:-1], len(wanted))  # (..., 1): one level
         idx = torch.searchsorted(trained, wanted).clamp(1, len(trained) - 1)
         lo, hi = trained[idx - 1], trained[idx]
         w = ((wanted - lo) / (hi - lo)).clamp(0.0, 1.0)
@@ -157,12 +158,11 @@ class DistributionHead(nn.Module):
         disagreed)."""
         wanted = torch.as_tensor(list(levels), dtype=params.dtype, device=params.device)
         if self.family == "normal":
-            z = torch.distributions.Normal(0.0, 1.0).icdf(wanted).expand(
-                *params.shape[:-1], len(levels))
+            z = torch.distributions.Normal(0.0, 1.0).icdf(wanted)  # (Q,), broadcast below
         else:
             from scipy.stats import t as student_t  # on first use: a slow import
 
-            df = params[..., 2:3].detach().double().cpu().numpy()
+            df = params[..., 2:].detach().double().cpu().numpy()
             z = torch.from_numpy(student_t.ppf(wanted.double().cpu().numpy(), df)).to(params)
         return params[..., :1] + params[..., 1:2] * z
 

@@ -29,7 +29,7 @@ def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
     if pad:
         q, k, v = (F_.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
         i = F_.pad(i, (0, pad), value=float("-inf"))
-        log_f = F_.pad(log_f, (0, pad), value=0.0)
+        log_f = F_.pad(log_f, (0, pad))  # log f = 0: the state passes through unchanged
 
     qc = q.reshape(B, NH, NC, L, DQK)
     kc = k.reshape(B, NH, NC, L, DQK)
