@@ -54,6 +54,9 @@ EQUIVALENT = [
      "differs only for one observation, where both interpolation ends are that value"),
     ("xlstm_ts.data.windows.xǁWindowDatasetǁ__init__", "(1, n) if region is None",
      "horizons start at min_history >= 1 rows anyway, so a region from row 1 is the same"),
+    ("xlstm_ts.data.windows.xǁWindowDatasetǁ__getitems__", "np.where(real, rows, 1)",
+     "padded positions are zeroed after the read, and a panel with a window has at least "
+     "two rows (one of history, one of horizon), so row 1 is as safe to read as row 0"),
     ("xlstm_ts.evaluation.baselines.xǁ_Baselineǁpredict", "reshape(-2)",
      "NumPy reads any negative size in reshape as 'infer'"),
     ("xlstm_ts.evaluation.metrics.x_mase", 'float("NAN")',

@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="")
+    parser.add_argument("--save", default=None, metavar="CSV",
+                        help="also write the forecasts with the validation actuals")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
     logging.getLogger("xlstm_ts.training").setLevel(logging.INFO)  # start chosen, kept
@@ -60,8 +62,10 @@ def main() -> None:
     try:
         model = XLSTMForecaster(horizon=horizon, progress_bar=False, random_state=args.seed,
                                 **_overrides(args.set)).fit(fit_rows)
-        rows.append({"model": "xlstm-ts", **score(model.predict()),
-                     "epochs": model.epochs_trained_})
+        forecast = model.predict()
+        rows.append({"model": "xlstm-ts", **score(forecast), "epochs": model.epochs_trained_})
+        if args.save:
+            forecast.merge(val, on=["unique_id", "ds"]).to_csv(args.save, index=False)
     except FloatingPointError as err:
         rows.append({"model": "xlstm-ts", "error": str(err)})
     rows[-1]["seconds"] = time.perf_counter() - start
