@@ -100,6 +100,11 @@ def test_extreme_gates_stay_finite(forget):
     assert torch.isfinite(h).all()
     grads = torch.autograd.grad(h.square().sum(), (gates_x, R))
     assert all(torch.isfinite(g).all() for g in grads)
+    # and right, not only finite: the float64 plain loop over the first 512 steps
+    first = gates_x[:, :512].detach()
+    ref, _ = plain_loop(first.double(), R.detach().double(), forget=forget)
+    torch.testing.assert_close(slstm(first, R.detach(), forget=forget).double(), ref,
+                               atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
