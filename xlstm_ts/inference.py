@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the terminal bar: bars show only when stderr is a tty
 
 from .data import SeriesData, last_windows
 
