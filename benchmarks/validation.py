@@ -1,10 +1,13 @@
 """Choices on validation splits: M4 Hourly and M3 Yearly scored on the last horizon
-of their training series (the competition test values are never read), for the
-forecaster's defaults or a variant. One JSON line per run goes to
+of their training series (the competition test values are never read), and a
+synthetic panel with a future-known promotion covariate (``promo``: 4 hourly series,
+effect +3, scored on the day before the held-out day), for the forecaster's defaults
+or a variant. One JSON line per run goes to
 ``benchmarks/results/accuracy-explore.jsonl``.
 
     python benchmarks/validation.py m4 --set loss=mae
     python benchmarks/validation.py m3 --label "naive candidates"
+    python benchmarks/validation.py promo --set learning_rate=0.003
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def main() -> None:
     from xlstm_ts.evaluation.metrics import evaluate
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", choices=["m4", "m3"])
+    parser.add_argument("dataset", choices=["m4", "m3", "promo"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="")
@@ -47,22 +50,31 @@ def main() -> None:
         horizon, season, name = 48, 24, "M4-Hourly"
         train = datasets.load_m4_hourly("train")
         baseline = SeasonalNaive(24)
-    else:
+    elif args.dataset == "m3":
         horizon, season, name = 6, 1, "M3-Yearly"
         train = load_m3_yearly()[0]
         baseline = Naive()
+    else:
+        horizon, season, name = 24, 24, "synthetic+promo"
+        panel = datasets.synthetic(4, 24 * 20, seasonalities=(24,), covariate_effect=3.0,
+                                   noise=0.1, seed=9)
+        train = panel.groupby("unique_id").head(24 * 19)  # the last day is held out
+        baseline = SeasonalNaive(24)
     fit_rows, val = _split_last(train, horizon)
+    promo = {"lookback": 168, "calendar": ("hour", "dayofweek"), "future_covariates": ("x",)}
+    fixed = promo if args.dataset == "promo" else {}
 
     def score(forecast):
         merged = forecast.merge(val, on=["unique_id", "ds"])
-        return evaluate(merged, metrics=("smape", "mase"), train_df=fit_rows, season=season)
+        return evaluate(merged, metrics=("smape", "mase", "mae"), train_df=fit_rows,
+                        season=season)
 
     rows = [{"model": type(baseline).__name__, **score(baseline.fit(fit_rows).predict(horizon))}]
     start = time.perf_counter()
     try:
         model = XLSTMForecaster(horizon=horizon, progress_bar=False, random_state=args.seed,
-                                **_overrides(args.set)).fit(fit_rows)
-        forecast = model.predict()
+                                **{**fixed, **_overrides(args.set)}).fit(fit_rows)
+        forecast = model.predict(future_df=val if fixed else None)
         rows.append({"model": "xlstm-ts", **score(forecast), "epochs": model.epochs_trained_})
         if args.save:
             forecast.merge(val, on=["unique_id", "ds"]).to_csv(args.save, index=False)

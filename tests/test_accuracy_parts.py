@@ -146,6 +146,15 @@ def test_defaults_fit_short_yearly_series():
     assert len(forecast) == 12 * 6 and np.isfinite(forecast["y_pred"]).all()
     longest = int(df.groupby("unique_id").size().max())
     assert model.config_.lookback == min(24, longest - 12)  # the rule: max(4 * 6, 2, 16)
+    # the learning rate rule: 3e-3 without covariates, 1e-2 with any (here a calendar
+    # feature); an explicit rate is used as given
+    assert model.learning_rate is None and model.learning_rate_ == 3e-3
+    with_calendar = XLSTMForecaster(horizon=6, max_epochs=1, calendar=("month",),
+                                    progress_bar=False).fit(df)
+    assert with_calendar.learning_rate_ == 1e-2
+    explicit = XLSTMForecaster(horizon=6, max_epochs=1, learning_rate=0.05,
+                               progress_bar=False).fit(df)
+    assert explicit.learning_rate_ == 0.05
 
 
 def test_naive_maps_repeat_the_last_value_and_the_last_cycle():
