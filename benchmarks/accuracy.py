@@ -180,6 +180,11 @@ def run_ett(args) -> None:
                 f.write(json.dumps(row) + "\n")
 
 
+def _defaults_label(model) -> str:
+    return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
+            f"dropout {model.dropout:g})")
+
+
 def run_m4(args) -> None:
     from xlstm_ts import XLSTMForecaster, datasets
     from xlstm_ts.evaluation.baselines import SeasonalNaive
@@ -213,7 +218,7 @@ def run_m4(args) -> None:
         overrides = _overrides(args.set)
         model = XLSTMForecaster(horizon=48, progress_bar=False, random_state=seed,
                                 **overrides).fit(train)
-        label = " ".join(args.set) or f"defaults (loss {model.loss})"
+        label = " ".join(args.set) or _defaults_label(model)
         results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict()),
                                                     time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
@@ -290,7 +295,7 @@ def run_m3(args) -> None:
         start = time.perf_counter()
         model = XLSTMForecaster(horizon=6, progress_bar=False, random_state=seed,
                                 **_overrides(args.set)).fit(train)
-        label = " ".join(args.set) or f"defaults (loss {model.loss})"
+        label = " ".join(args.set) or _defaults_label(model)
         results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict()),
                                                      time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
@@ -303,9 +308,12 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-lr3e-3": "the forecaster's defaults since 2026-12-01 (second change): MAE "
+                       "loss, dropout 0, learning rate 3e-3 (no covariates here); only "
+                       "lookback 336 and the protocol's validation split given; one seed",
     "defaults-mae": "the forecaster's defaults with the MAE point loss (the default since "
-                    "2026-12-01); only lookback 336 and the protocol's validation split "
-                    "given; one seed",
+                    "2026-12-01), dropout 0.1, learning rate 1e-2; only lookback 336 "
+                    "and the protocol's validation split given; one seed",
     "defaults": "the forecaster's defaults with the MSE point loss (before 2026-12-01); "
                 "only lookback 336 and the protocol's validation split given; one seed",
     "v5": "as v4, and the linear start chosen on validation among ridge solutions shrunk "
