@@ -142,8 +142,10 @@ def cmd_fit(args) -> int:
 
 
 def _best_val(model) -> str:
-    val = [v for v in model.loss_history_["val_loss"] if v is not None]
-    return f", best val_loss {min(val):.4g}" if val else ""
+    from .training import best_val_loss
+
+    best = best_val_loss(model.loss_history_)
+    return "" if best is None else f", best val_loss {best:.4g}"
 
 
 def cmd_backtest(args) -> int:

@@ -34,6 +34,7 @@ from .data import prepare_series
 from .data.frames import from_polars, to_polars
 from .evaluation import forecast_error
 from .forecaster import XLSTMForecaster
+from .training import best_val_loss
 
 log = logging.getLogger("xlstm_ts.tuning")
 # Virtual parameter: how many of the num_blocks blocks are sLSTM (spread evenly).
@@ -341,13 +342,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
             client.set_tag(forecaster.run_id_, "optuna.best_trial", str(best.number))
             client.log_metric(forecaster.run_id_, f"best_trial_{metric}", best.value)
     return TuneResult(best.params, best.value, study, forecaster,
-                      None if forecaster is None else _best_val_loss(forecaster))
-
-
-def _best_val_loss(model: XLSTMForecaster) -> float | None:
-    """The lowest validation loss of the fit (the restored weights'), None without one."""
-    losses = [v for v in model.loss_history_["val_loss"] if v is not None]
-    return min(losses) if losses else None
+                      None if forecaster is None else best_val_loss(forecaster.loss_history_))
 
 
 def _split_last(df, horizon: int, id_col: str, time_col: str):
