@@ -104,7 +104,7 @@ def rss_kb() -> int:
     return 0
 
 
-QUICK_S = 5.0  # runs faster than this are repeated: warm-up, then the median of 3
+QUICK_S = 20.0  # runs faster than this are repeated: warm-up, then the median of 3
 
 
 def child(kernel: str, B: int, NH: int, S: int, DH: int) -> dict:

@@ -307,3 +307,62 @@ def test_step_maths_takes_any_leading_dims(lead):
     torch.testing.assert_close(h.reshape(-1, DV), h_ref.reshape(-1, DV))
     torch.testing.assert_close(C1.reshape(-1, DQK, DV), C_ref.reshape(-1, DQK, DV))
     assert h.shape == (*lead, DV) and C1.shape == (*lead, DQK, DV) and n1.shape == (*lead, DQK)
+
+
+@pytest.mark.parametrize(
+    "case", [
+        {},  # the scores' sum wins the denominator
+        {"q_scale": 1e-3, "m0_shift": -3.0},  # the exp(-m) floor wins: m's own gradient
+        {"m0_shift": 6.0},  # the carried-in state sets the stabilizer of early rows
+        {"eps": 0.5},  # a large eps makes the output depend on m
+    ], ids=["den", "floor", "carry", "eps"])
+def test_recomputing_backward_equals_autograd_of_the_reference(case, monkeypatch):
+    """The chunkwise form's hand-written backward (``_intra.ChunkOutputs``) against
+    autograd through ``_math.chunk_outputs``, on every input including the entering
+    state; blocks of 2 chunks, so a ragged last block is crossed too."""
+    from xlstm_ts.cells.mlstm import _intra, _math
+
+    monkeypatch.setattr(_intra, "_BLOCK_ELEMENTS", 2 * 6 * 6)
+    g = torch.Generator().manual_seed(0)
+    lead, L, DQK, DV = (2, 5), 6, 4, 3  # (B * NH, NC) = 10 chunks -> 5 blocks of 2
+
+    def randn(*shape):
+        return torch.randn(*lead, *shape, generator=g, dtype=torch.float64)
+
+    q, k, v = randn(L, DQK) * case.get("q_scale", 1.0), randn(L, DQK), randn(L, DV)
+    F = torch.nn.functional.logsigmoid(randn(L) + 2).cumsum(-1)
+    i, C0, n0, m0 = randn(L), randn(DQK, DV), randn(DQK), randn() + case.get("m0_shift", 0.0)
+    inputs = [t.requires_grad_() for t in (q, k, v, F, i, C0, n0, m0)]
+    eps = case.get("eps", 1e-6)
+
+    h_ref = _math.chunk_outputs(*inputs, eps)
+    h = _intra.chunk_outputs(*inputs, eps)
+    torch.testing.assert_close(h, h_ref, atol=1e-12, rtol=1e-12)
+    weight = torch.randn(h.shape, generator=g, dtype=torch.float64)
+    grads_ref = torch.autograd.grad((h_ref * weight).sum(), inputs)
+    grads = torch.autograd.grad((h * weight).sum(), inputs)
+    for name, a, b in zip(("q", "k", "v", "F", "i", "C0", "n0", "m0"), grads, grads_ref,
+                          strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10, msg=f"d{name}")
+    assert torch.autograd.gradcheck(lambda *t: _intra.chunk_outputs(*t, eps), inputs)
+
+
+def test_chunkwise_gradients_through_every_state_part():
+    """Losses on the returned C, n and m and a carried-in state, chunkwise (own
+    backward) against the recurrent form (autograd through the step loop)."""
+    inputs = make_inputs(2, 2, 23, 5, 4)
+    g = torch.Generator().manual_seed(3)
+    state = [torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64),
+             torch.randn(2, 2, 5, generator=g, dtype=torch.float64),
+             torch.randn(2, 2, generator=g, dtype=torch.float64)]
+    state = [t.requires_grad_() for t in state]
+
+    def loss(form):
+        h, (C, n, m) = run(form, inputs, chunk_size=4, state=state)
+        return (h.sin().sum() + (C * C).sum() + n.cos().sum() + 3.0 * m.sum())
+
+    grads = torch.autograd.grad(loss("chunkwise"), [*inputs, *state])
+    grads_ref = torch.autograd.grad(loss("recurrent"), [*inputs, *state])
+    for name, a, b in zip(["q", "k", "v", "i", "f", "C", "n", "m"], grads, grads_ref,
+                          strict=True):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=f"d{name}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 
-from . import _math
+from . import _intra, _math
 
 
 def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
@@ -49,5 +49,5 @@ def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
     C0, n0, m0 = (torch.stack(parts, dim=2) for parts in zip(*entering, strict=True))
 
     # Intra-chunk pass: all chunks in parallel.
-    h = _math.chunk_outputs(qc, kc, vc, Fc, ic, C0, n0, m0, eps)  # (B, NH, NC, L, DV)
+    h = _intra.chunk_outputs(qc, kc, vc, Fc, ic, C0, n0, m0, eps)  # (B, NH, NC, L, DV)
     return h.reshape(B, NH, NC * L, DV)[:, :, :S], (C, n, m)
