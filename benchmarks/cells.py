@@ -243,10 +243,26 @@ def main() -> None:
              ("mlstm-chunkwise", "mlstm-recurrent", "chunkwise vs recurrent"),
              ("slstm", "slstm-autograd-loop", "sLSTM hand-written backward vs autograd loop")]
     if have_mlstm_kernels():
-        pairs.append(("mlstm-chunkwise", "nx-chunkwise-custbw",
-                      "chunkwise vs mlstm-kernels native_custbw"))
+        pairs += [("mlstm-chunkwise", "nx-chunkwise-custbw",
+                   "chunkwise vs mlstm-kernels native_custbw"),
+                  ("mlstm-chunkwise", "nx-chunkwise-autograd",
+                   "chunkwise vs mlstm-kernels native_autograd")]
     for ours, base, label in pairs:
         lines.append(f"| {label} | " + " | ".join(ratio(ours, base, s) for s in seqs) + " |")
+
+    # Linear cost means t(4 S) / t(S) = 4; more is cache and page-fault overhead.
+    quadruples = [(s, 4 * s) for s in seqs if 4 * s in seqs]
+    if quadruples:
+        lines += ["", "## Scaling: t(4 S) / t(S), same kernel", "",
+                  "| kernel | " + " | ".join(f"S={a}->{b}" for a, b in quadruples) + " |",
+                  "|---|" + "---:|" * len(quadruples)]
+        for kernel in kernels:
+            if KERNELS[kernel][1] == 1:
+                row = [f"{results[kernel][b]['time_s'] / results[kernel][a]['time_s']:.2f}"
+                       if "time_s" in results[kernel].get(a, {})
+                       and "time_s" in results[kernel].get(b, {}) else "n/a"
+                       for a, b in quadruples]
+                lines.append(f"| {KERNELS[kernel][0]} | " + " | ".join(row) + " |")
 
     if have_mlstm_kernels():
         lines += ["", f"Agreement with mlstm-kernels (float64, S=256, chunkwise): "

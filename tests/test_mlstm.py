@@ -317,34 +317,59 @@ def test_step_maths_takes_any_leading_dims(lead):
         {"eps": 0.5},  # a large eps makes the output depend on m
     ], ids=["den", "floor", "carry", "eps"])
 def test_recomputing_backward_equals_autograd_of_the_reference(case, monkeypatch):
-    """The chunkwise form's hand-written backward (``_intra.ChunkOutputs``) against
-    autograd through ``_math.chunk_outputs``, on every input including the entering
-    state; blocks of 2 chunks, so a ragged last block is crossed too."""
-    from xlstm_ts.cells.mlstm import _intra, _math
+    """The chunkwise form's hand-written backward (``_inter`` and ``_intra``) against
+    autograd through the reference composition of ``_math`` (chunk summaries, the
+    ``advance`` loop, ``chunk_outputs``), on every input including the carried-in
+    state and with losses on the final state; blocks of 2 chunks, so ragged last
+    blocks are crossed in both passes."""
+    from xlstm_ts.cells.mlstm import _inter, _intra, _math
+    from xlstm_ts.cells.mlstm.chunkwise import mlstm_chunkwise
 
-    monkeypatch.setattr(_intra, "_BLOCK_ELEMENTS", 2 * 6 * 6)
+    B, NH, L, DQK, DV = 2, 1, 6, 4, 3
+    monkeypatch.setattr(_intra, "_BLOCK_ELEMENTS", 2 * L * L)
+    monkeypatch.setattr(_inter, "_BLOCK_ELEMENTS", 2 * B * NH * L * DQK)
     g = torch.Generator().manual_seed(0)
-    lead, L, DQK, DV = (2, 5), 6, 4, 3  # (B * NH, NC) = 10 chunks -> 5 blocks of 2
 
     def randn(*shape):
-        return torch.randn(*lead, *shape, generator=g, dtype=torch.float64)
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
 
-    q, k, v = randn(L, DQK) * case.get("q_scale", 1.0), randn(L, DQK), randn(L, DV)
-    F = torch.nn.functional.logsigmoid(randn(L) + 2).cumsum(-1)
-    i, C0, n0, m0 = randn(L), randn(DQK, DV), randn(DQK), randn() + case.get("m0_shift", 0.0)
-    inputs = [t.requires_grad_() for t in (q, k, v, F, i, C0, n0, m0)]
+    S = 5 * L  # (B * NH, NC) = 10 chunks -> 5 blocks of 2 in the intra pass, 3 in the inter
+    q = randn(B, NH, S, DQK) * case.get("q_scale", 1.0)
+    k, v = randn(B, NH, S, DQK), randn(B, NH, S, DV)
+    i, log_f = randn(B, NH, S), torch.nn.functional.logsigmoid(randn(B, NH, S) + 2)
+    C, n, m = randn(B, NH, DQK, DV), randn(B, NH, DQK), randn(B, NH) + case.get("m0_shift", 0.0)
+    inputs = [t.requires_grad_() for t in (q, k, v, i, log_f, C, n, m)]
     eps = case.get("eps", 1e-6)
 
-    h_ref = _math.chunk_outputs(*inputs, eps)
-    h = _intra.chunk_outputs(*inputs, eps)
-    torch.testing.assert_close(h, h_ref, atol=1e-12, rtol=1e-12)
-    weight = torch.randn(h.shape, generator=g, dtype=torch.float64)
-    grads_ref = torch.autograd.grad((h_ref * weight).sum(), inputs)
-    grads = torch.autograd.grad((h * weight).sum(), inputs)
-    for name, a, b in zip(("q", "k", "v", "F", "i", "C0", "n0", "m0"), grads, grads_ref,
+    def reference(q, k, v, i, log_f, C, n, m):
+        qc, kc, vc = (x.reshape(B, NH, S // L, L, -1) for x in (q, k, v))
+        ic, Fc = i.reshape(B, NH, S // L, L), log_f.reshape(B, NH, S // L, L).cumsum(-1)
+        entering = []
+        for C_add, n_add, m_add, F_end in zip(
+                *(x.unbind(2) for x in _math.chunk_summary(kc, vc, Fc, ic)), strict=True):
+            entering.append((C, n, m))
+            C, n, m = _math.advance(C, n, m, C_add, n_add, m_add, F_end)
+        C0, n0, m0 = (torch.stack(parts, dim=2) for parts in zip(*entering, strict=True))
+        h = _math.chunk_outputs(qc, kc, vc, Fc, ic, C0, n0, m0, eps)
+        return h.reshape(B, NH, S, DV), C, n, m
+
+    def ours(q, k, v, i, log_f, C, n, m):
+        h, (C, n, m) = mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps, L)
+        return h, C, n, m
+
+    weights = [randn(*x.shape) for x in reference(*inputs)]
+
+    def loss(outputs):
+        return sum((x * w).sum() for x, w in zip(outputs, weights, strict=True))
+
+    for a, b in zip(ours(*inputs), reference(*inputs), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    grads = torch.autograd.grad(loss(ours(*inputs)), inputs)
+    grads_ref = torch.autograd.grad(loss(reference(*inputs)), inputs)
+    for name, a, b in zip(("q", "k", "v", "i", "log_f", "C", "n", "m"), grads, grads_ref,
                           strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10, msg=f"d{name}")
-    assert torch.autograd.gradcheck(lambda *t: _intra.chunk_outputs(*t, eps), inputs)
+    assert torch.autograd.gradcheck(ours, inputs)
 
 
 def test_chunkwise_gradients_through_every_state_part():

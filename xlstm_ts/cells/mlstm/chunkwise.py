@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 
-from . import _intra, _math
+from . import _inter, _intra
 
 
 def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
@@ -37,17 +37,31 @@ def mlstm_chunkwise(q, k, v, i, log_f, C, n, m, eps: float, chunk_size: int):
     ic = i.reshape(B, NH, NC, L)
     Fc = log_f.reshape(B, NH, NC, L).cumsum(-1)  # cumulative log forget within each chunk
 
-    # Inter-chunk pass: every chunk's summary in one batched matmul, then a loop
-    # of NC elementwise updates to get the state entering each chunk.
-    # (Unbinding once matters: indexing [:, :, c] in the loop would make autograd
-    # scatter each chunk's gradient into a fresh full-size zero tensor, O(NC^2).)
-    summaries = zip(*(x.unbind(2) for x in _math.chunk_summary(kc, vc, Fc, ic)), strict=True)
-    entering = []
-    for C_add, n_add, m_add, F_end in summaries:
-        entering.append((C, n, m))
-        C, n, m = _math.advance(C, n, m, C_add, n_add, m_add, F_end)
-    C0, n0, m0 = (torch.stack(parts, dim=2) for parts in zip(*entering, strict=True))
-
-    # Intra-chunk pass: all chunks in parallel.
-    h = _intra.chunk_outputs(qc, kc, vc, Fc, ic, C0, n0, m0, eps)  # (B, NH, NC, L, DV)
+    h, C, n, m = _Chunkwise.apply(qc, kc, vc, Fc, ic, C, n, m, eps)  # h (B, NH, NC, L, DV)
     return h.reshape(B, NH, NC * L, DV)[:, :, :S], (C, n, m)
+
+
+class _Chunkwise(torch.autograd.Function):
+    """Both passes under one hand-written backward, so the gradients of k and v from
+    the intra-chunk pass and from the chunk summaries land in one buffer each.
+
+    Inter-chunk pass (:mod:`._inter`): every chunk's summary, then a loop of NC
+    whole-state updates for the state entering each chunk. Intra-chunk pass
+    (:mod:`._intra`): all chunks' outputs in parallel from their entering states.
+    """
+
+    @staticmethod
+    def forward(ctx, qc, kc, vc, Fc, ic, C, n, m, eps: float):
+        (C0, n0, m0), final, inter_saved = _inter.forward(kc, vc, Fc, ic, C, n, m)
+        h, intra_saved = _intra.forward(qc, kc, vc, Fc, ic, C0, n0, m0, eps)
+        ctx.eps, ctx.n_intra = eps, len(intra_saved)
+        ctx.save_for_backward(*intra_saved, *inter_saved)
+        return (h, *final)
+
+    @staticmethod
+    def backward(ctx, dh, dC, dn, dm):
+        saved = ctx.saved_tensors
+        dq, dk, dv, dF, di, dC0, dn0, dm0 = _intra.backward(dh, saved[:ctx.n_intra], ctx.eps)
+        dF_inter, di_inter, dC, dn, dm = _inter.backward(saved[ctx.n_intra:], dC0, dn0, dm0,
+                                                         dC, dn, dm, dk, dv)
+        return dq, dk, dv, dF + dF_inter, di + di_inter, dC, dn, dm, None
