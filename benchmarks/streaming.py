@@ -35,7 +35,7 @@ LOOKBACK, HORIZON, ROUNDS = 512, 24, 7
 def _fit(n_series: int):
     from xlstm_ts import XLSTMForecaster, datasets
 
-    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + ROUNDS + 1,
+    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + ROUNDS + 2,
                                seasonalities=(24, 168), seed=0, frame="polars")
     n_train = LOOKBACK + HORIZON + 200
     train = panel.group_by("unique_id", maintain_order=True).head(n_train)
@@ -89,8 +89,23 @@ def run(n_series: int) -> dict:
         net_full = _median_seconds(lambda k: net(windows), ROUNDS)
         net_step = _median_seconds(lambda k: net.head_from(net.advance(state, step), ahead),
                                    ROUNDS)
+    # where the update + predict time goes, the same calls piece by piece
+    from xlstm_ts.data import append_observations, continue_series
+
+    row = new_rows(ROUNDS + 1)  # one step after the absorbed end
+    prepared = model._prepare(row, None, data.static_categories, data.freq)
+    parts = {
+        "frame validation (`_prepare`)": lambda k: model._prepare(
+            row, None, data.static_categories, data.freq),
+        "series bookkeeping (continue, append)": lambda k: append_observations(
+            data, *continue_series(data, prepared)[:2], keep=LOOKBACK),
+        "network advance": lambda k: net.advance(state, step),
+        "predict (head + output frame)": lambda k: model.predict(),
+    }
+    with torch.no_grad():
+        where = {name: _median_seconds(fn, 3 * ROUNDS) for name, fn in parts.items()}
     return {"series": n_series, "first": first, "update": update, "reencode": reencode,
-            "net_step": net_step, "net_full": net_full}
+            "net_step": net_step, "net_full": net_full, "where": where}
 
 
 def main() -> None:
@@ -113,6 +128,15 @@ def main() -> None:
             f"| {r['series']} | {r['update']:.4f} | {r['reencode']:.4f} | "
             f"{r['reencode'] / r['update']:.1f}x | {r['net_step']:.4f} | {r['net_full']:.4f} | "
             f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} |")
+    names = list(rows[0]["where"])
+    lines += ["", "## Where the time of update + predict goes (ms per call, median of "
+              f"{3 * ROUNDS})", "",
+              "| series | " + " | ".join(names) + " | sum |",
+              "|---:|" + "---:|" * (len(names) + 1)]
+    for r in rows:
+        values = [1e3 * r["where"][name] for name in names]
+        lines.append(f"| {r['series']} | " + " | ".join(f"{v:.3f}" for v in values)
+                     + f" | {sum(values):.3f} |")
     write_result("streaming-cpu.md", "\n".join(lines) + "\n")
 
 

@@ -40,8 +40,9 @@ def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict 
     if not new.n_series:
         return fitted, state
     if net.streaming:
-        state = encoded_state(net, fitted, lookback, progress) if state is None else {
-            k: v.clone() for k, v in state.items()}
+        fresh = state is None  # a state of our own, safe to write into
+        state = encoded_state(net, fitted, lookback, progress) if fresh else state
+        n_state = next(iter(state.values())).shape[0]
         for T in np.unique(new.lengths):  # series with equal counts of new steps
             group = np.flatnonzero(new.lengths == T)
             rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
@@ -49,6 +50,11 @@ def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict 
                      "past": new.past[rows], "future": new.future[rows],
                      "static": fitted.static[torch.from_numpy(codes[group])]}
             advanced = advance_state(net, state, steps, codes[group])
+            if len(group) == n_state and np.array_equal(codes[group], np.arange(n_state)):
+                state, fresh = advanced, True  # every series, in order: nothing to merge
+                continue
+            if not fresh:  # copy on first write: the caller's state stays as it was
+                state, fresh = {k: v.clone() for k, v in state.items()}, True
             series = torch.from_numpy(codes[group])
             for k, v in advanced.items():
                 state[k][series] = v

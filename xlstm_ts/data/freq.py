@@ -39,9 +39,24 @@ class Frequency:
 
     def future(self, last: pl.Series, horizon: int) -> pl.Series:
         """Times ``1..horizon`` steps after each value of ``last``; flat, series-major."""
-        base = last.to_frame("t").select(pl.col("t").repeat_by(horizon).explode())["t"]
-        return self._add_steps(base, np.tile(np.arange(1, horizon + 1), len(last)),
-                               month_end=self._all_month_ends(last))
+        physical = last.to_physical()  # numpy on the physical values: cheaper than queries
+        repeated = np.repeat(physical.to_numpy(), horizon)
+        steps = np.tile(np.arange(1, horizon + 1), len(last))
+        per_step = self._physical_step(last.dtype)
+        if per_step is not None:
+            return pl.Series(last.name, repeated + steps * per_step,
+                             dtype=physical.dtype).cast(last.dtype)
+        base = pl.Series(last.name, repeated, dtype=physical.dtype).cast(last.dtype)
+        return self._add_steps(base, steps, month_end=self._all_month_ends(last))
+
+    def _physical_step(self, dtype: pl.DataType) -> int | None:
+        """One step in the physical units of ``dtype``: for the panel's own time types
+        (integers, Datetime in microseconds); None where calendar arithmetic is needed."""
+        if self.kind == "index" and dtype == pl.Int64:
+            return self.step
+        if self.kind == "fixed" and dtype == pl.Datetime("us"):
+            return self.step
+        return None
 
     def shift(self, times: pl.Series, steps: int) -> pl.Series:
         """Each of ``times`` moved ``steps`` (negative: back) grid steps."""

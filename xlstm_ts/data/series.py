@@ -225,6 +225,8 @@ def _sort_by_series(frame: pl.DataFrame, cols: Columns) -> tuple[pl.DataFrame, _
     """Order rows by (id, time). Panels whose series are already contiguous (the usual
     layout) are reordered block-wise, or not at all, without a full sort."""
     ids = frame[cols.id_col]
+    if frame.height == 1:  # one new observation (streaming): nothing to order
+        return frame, _Keys(np.zeros(1, dtype=np.int64), ids)
     change = ids.ne_missing(ids.shift(1)).to_numpy()  # True where a run of one id starts
     runs = np.flatnonzero(change)
     run_ids = ids.gather(runs)
