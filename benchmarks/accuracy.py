@@ -182,7 +182,7 @@ def run_ett(args) -> None:
 
 def _defaults_label(model) -> str:
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
-            f"dropout {model.dropout:g})")
+            f"dropout {model.dropout:g}, blend with the start)")
 
 
 def run_m4(args) -> None:
@@ -308,6 +308,10 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-blend": "the forecaster's defaults of 2026-12-02: as defaults-lr3e-3, and "
+                      "the fit forecasts the blend of its trained network and its linear "
+                      "start (a share 0, 1/4, ..., 1 of the trained) chosen on validation; "
+                      "only lookback 336 and the protocol's validation split given",
     "defaults-lr3e-3": "the forecaster's defaults since 2026-12-01 (second change): MAE "
                        "loss, dropout 0, learning rate 3e-3 (no covariates here); only "
                        "lookback 336 and the protocol's validation split given; one seed",

@@ -63,8 +63,10 @@ class XLSTMForecaster(BaseEstimator):
         d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack. Dropout 0
             by default: 0.1 validated worse on M4 Hourly and on the promotion panel.
         linear_path: forecast = a linear map of the normalised lookback + the xLSTM's
-            correction; the map starts at its ridge solution and the correction at zero,
-            and a fit whose training never beats that start on validation keeps it.
+            correction; the map starts at its ridge solution and the correction at zero.
+            With validation, the fitted network forecasts the blend of its trained
+            weights and that start (a share 0, 1/4, ..., 1 of the trained) that scores
+            best there (:mod:`xlstm_ts.training.blend`).
         n_models: ensemble size: members trained with seeds ``random_state + k``, point
             forecasts their median (see :class:`xlstm_ts.models.Ensemble`).
         patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
@@ -78,8 +80,8 @@ class XLSTMForecaster(BaseEstimator):
             gradient is bounded, so the few windows whose normalised targets are huge
             (a short or flat history) cannot steer training. On validation splits it
             was level with MSE on ETTh1 (where the linear start is kept either way),
-            better on M4 Hourly and about level on M3 Yearly; the kept-start check
-            still compares on squared error (``benchmarks/results/accuracy-ett.md``).
+            better on M4 Hourly and about level on M3 Yearly; the blend with the start
+            is still chosen on squared error (``benchmarks/results/accuracy-ett.md``).
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
         learning_rate: AdamW's peak rate. None: 3e-3, or 1e-2 when the fit has
             covariates (future-known, past, calendar or static), whose effects only the

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass, replace
 
 import lightning as L
 import numpy as np
-import torch
 from torch import nn
 
 from ..data import SeriesData
 from ..models import NetworkConfig, build_network
+from .blend import blend_val_mse, blend_weights, fold_blend
 from .datamodule import WindowDataModule
 from .history import LossHistory
-from .linear_start import ridge_start, series_variance, window_weights
+from .linear_start import ridge_start, series_variance
 from .module import ForecastModule, OptimConfig
 from .trainer import fit_module
 
@@ -44,9 +45,9 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
 
     With ``config.linear_path`` every member starts from the ridge solution of
     :func:`ridge_start` (fitted once; ``seasons`` are the periods of its seasonal
-    naive candidates) and no correction; with validation, a member
-    whose trained weights are no better than that start by :func:`scaled_val_mse`
-    keeps the start.
+    naive candidates) and no correction; with validation, each member then forecasts
+    the blend of its trained weights and that start with the lowest validation error
+    (:mod:`.blend`: from the start alone to the trained network alone).
 
     ``optim`` holds :class:`OptimConfig` fields except ``total_steps`` (counted from
     the epochs' real length). With a ``checkpoint_dir``, member k > 0 checkpoints to
@@ -76,8 +77,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                 linear = {k: v.clone() for k, v in module.net.linear.state_dict().items()}
             module.net.linear.load_state_dict(linear)
             if has_validation and not resume and len(datamodule.val):
-                start = (scaled_val_mse(module.net, datamodule.val, variance),
-                         {k: v.clone() for k, v in module.state_dict().items()})
+                start = copy.deepcopy(module.net)
         losses = LossHistory()
         directory = checkpoint_dir if checkpoint_dir is None or k == 0 else \
             os.path.join(checkpoint_dir, f"member{k}")
@@ -85,12 +85,14 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                              ckpt_path=ckpt_path, max_epochs=max_epochs,
                              has_validation=has_validation,
                              callbacks=[*callbacks, losses], **trainer_options)
-        kept_start = start is not None and start[0] <= scaled_val_mse(
-            module.net, datamodule.val, variance)
-        if kept_start:
-            module.load_state_dict(start[1])  # training never beat its start on validation
+        blend = 1.0
+        if start is not None:
+            weights = blend_weights(module.net)
+            errors = blend_val_mse(module.net, start, datamodule.val, variance, weights)
+            blend = weights[int(np.argmin(errors))]  # ties go to the start
+            fold_blend(module.net, start, blend)
         if trainer.is_global_zero:
-            _log_member(k, config.n_models, losses.history, kept_start,
+            _log_member(k, config.n_models, losses.history, blend,
                         getattr(module, "skipped_steps", 0))
         members.append(module.net.cpu().eval())
         histories.append(losses.history)
@@ -100,39 +102,17 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     return Trained(network, histories, metrics, epochs, trainer.global_rank)
 
 
-def _log_member(k: int, n_models: int, history: dict, kept_start: bool,
+def _log_member(k: int, n_models: int, history: dict, blend: float,
                 skipped: int) -> None:
-    """One summary line per trained network: epochs, best validation loss, and whether
-    the linear start was kept."""
+    """One summary line per trained network: epochs, best validation loss, and how much
+    of the trained network was kept against its linear start."""
     name = f"member {k + 1}/{n_models}: " if n_models > 1 else ""
     val = [v for v in history["val_loss"] if v is not None]
     best = f", best val_loss {min(val):.4g} at epoch {val.index(min(val)) + 1}" if val else ""
     kept = ("; the linear start was kept (training did not beat it on validation)"
-            if kept_start else "")
+            if blend == 0.0 else "" if blend == 1.0 else
+            f"; forecasts {blend:g} x trained + {1 - blend:g} x linear start (validation)")
     if skipped:
         log.warning("%s%d training steps skipped: their gradients were not finite", name,
                     skipped)
     log.info("%strained %d epochs%s%s", name, len(history["epoch"]), best, kept)
-
-
-@torch.no_grad()
-def scaled_val_mse(net, val, variance: torch.Tensor) -> float:
-    """MSE of the point forecasts over the validation windows in each series'
-    standardised units (window errors weighted as the linear start's, by
-    :func:`window_weights`): the yardstick on which the start and the trained network
-    are compared. The training loss in window-normalised units can prefer a network
-    that is worse in every series' own scale (measured on ETTm1, horizon 720: lower
-    val_loss, protocol MSE 0.589 against the start's 0.428)."""
-    was_training = net.training
-    net.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(val), 4096):
-        batch = val[np.arange(start, min(start + 4096, len(val)))]
-        params, stats = net(batch)
-        target = net.normalize_target(batch["target"], stats)
-        err = (net.head.point(params) - target) ** 2 * batch["target_mask"]
-        weights = window_weights(stats[1][:, 0, 0].double() ** 2, batch["series"], variance)
-        total += float((err.double() * weights[:, None]).sum())
-        count += int(batch["target_mask"].sum())
-    net.train(was_training)
-    return total / count if count else float("inf")
