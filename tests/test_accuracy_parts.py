@@ -76,6 +76,8 @@ def test_forecaster_ensemble_point_is_the_median_of_member_forecasts(tmp_path):
               "batches_per_epoch": 5, "progress_bar": False, "random_state": 3}
     model = XLSTMForecaster(**params, n_models=3).fit(df)
     assert len(model.member_loss_histories_) == 3
+    assert len(model.correction_share_) == 3
+    assert all(share in (0.0, 0.25, 0.5, 0.75, 1.0) for share in model.correction_share_)
     members = []
     for k, net in enumerate(model.network_.members):
         single = XLSTMForecaster(**{**params, "random_state": 3 + k}).fit(df)

@@ -69,6 +69,7 @@ def test_keeps_the_linear_start_when_training_never_beats_it():
     start = model.network_
     assert all(loss > 0 for loss, _ in recorder.snapshots)
     assert torch.count_nonzero(start.head.proj.weight) == 0  # the correction is still zero
+    assert model.correction_share_ == [0.0]
     assert torch.count_nonzero(start.linear.weight) > 0  # the ridge solution, not zeros
     trained = {k: v for k, v in recorder.snapshots[0][1].items() if k.startswith("head.")}
     assert any(torch.count_nonzero(v) for v in trained.values())  # training did move it

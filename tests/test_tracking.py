@@ -46,6 +46,7 @@ def test_fit_logs_params_metrics_artifacts_and_model(tracked, store):
     expected = head.stdout.strip() if head.returncode == 0 else "unknown"
     assert run.data.tags["git_commit"] == expected
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+    assert run.data.metrics["correction_share"] == tracked.correction_share_[0]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"forecast.png", "config.json"} <= artifacts
 

@@ -66,7 +66,8 @@ class XLSTMForecaster(BaseEstimator):
             correction; the map starts at its ridge solution and the correction at zero.
             With validation, the fitted network forecasts the blend of its trained
             weights and that start (a share 0, 1/4, ..., 1 of the trained) that scores
-            best there (:mod:`xlstm_ts.training.blend`).
+            best there (:mod:`xlstm_ts.training.blend`); the shares chosen, one per
+            member, are ``correction_share_`` (0: the start was kept).
         n_models: ensemble size: members trained with seeds ``random_state + k``, point
             forecasts their median (see :class:`xlstm_ts.models.Ensemble`).
         patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
@@ -292,6 +293,7 @@ class XLSTMForecaster(BaseEstimator):
         self.history_ = trained.metrics[0]
         self.loss_history_ = trained.histories[0]
         self.member_loss_histories_ = trained.histories
+        self.correction_share_ = trained.correction_shares
         return self
 
     # ------------------------------------------------------------------ predict

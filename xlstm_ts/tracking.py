@@ -252,6 +252,8 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
         model.run_id_ = mlflow.active_run().info.run_id
         try:
             mlflow.log_params(data_summary(model.data_))
+            mlflow.log_metric("correction_share",  # 0: the linear start was kept
+                              sum(model.correction_share_) / len(model.correction_share_))
             history, _ = to_polars(df)
             history = history.to_pandas()
             mlflow.log_figure(plot_forecast(

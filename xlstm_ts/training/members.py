@@ -26,13 +26,16 @@ log = logging.getLogger("xlstm_ts.training")
 @dataclass
 class Trained:
     """A trained network (on the CPU, in eval mode) and how its training went; the
-    histories and metrics of every member, member 0 first."""
+    histories and metrics of every member, member 0 first. ``correction_shares``: the
+    share ``w`` of each member's trained network in its forecast against its linear
+    start (:mod:`.blend`; 1.0 without a linear path or validation)."""
 
     network: nn.Module
     histories: list[dict]
     metrics: list[dict[str, float]]
     epochs: list[int]
     global_rank: int
+    correction_shares: list[float]
 
 
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
@@ -56,7 +59,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         raise ValueError("resume=True continues one network; it is not available with "
                          "n_models > 1. Refit the ensemble, or resume with n_models=1.")
     member_config = replace(config, n_models=1)
-    members, histories, metrics, epochs = [], [], [], []
+    members, histories, metrics, epochs, shares = [], [], [], [], []
     trainer, linear, variance = None, None, None
     for k in range(config.n_models):
         L.seed_everything(seed + k, workers=True, verbose=False)
@@ -98,8 +101,9 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         histories.append(losses.history)
         metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
         epochs.append(trainer.current_epoch)
+        shares.append(float(blend))
     network = members[0] if config.n_models == 1 else build_network(config, members).eval()
-    return Trained(network, histories, metrics, epochs, trainer.global_rank)
+    return Trained(network, histories, metrics, epochs, trainer.global_rank, shares)
 
 
 def _log_member(k: int, n_models: int, history: dict, blend: float,
