@@ -308,6 +308,12 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-monitor": "the forecaster's defaults of 2026-12-02 (second change): as "
+                        "defaults-blend, and after each epoch at most 8,192 validation "
+                        "windows, evenly spread, are scored for early stopping and the "
+                        "best weights, and the blend with the start is weighed on the "
+                        "same windows; only lookback 336 and the protocol's validation "
+                        "split given",
     "defaults-blend": "the forecaster's defaults of 2026-12-02: as defaults-lr3e-3, and "
                       "the fit forecasts the blend of its trained network and its linear "
                       "start (a share 0, 1/4, ..., 1 of the trained) chosen on validation; "

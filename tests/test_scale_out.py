@@ -45,6 +45,33 @@ def test_validation_shards_cover_every_window_once():
         assert items == list(range(n))
 
 
+def test_validation_beyond_the_cap_scores_an_even_spread_of_windows():
+    # 100 windows, 8 scored: every 12-13th, the same each epoch, none twice, split by rank
+    for world in (1, 3):
+        items = [i for r in range(world)
+                 for i in ShardSampler(100, rank=r, world_size=world, max_items=8)]
+        assert items == [0, 12, 25, 37, 50, 62, 75, 87]
+    assert list(ShardSampler(5, max_items=8)) == [0, 1, 2, 3, 4]  # under the cap: all
+
+
+def test_every_epoch_scores_at_most_the_monitor_cap(monkeypatch):
+    from xlstm_ts import datasets
+    from xlstm_ts.data import prepare_series, time_split_regions
+    from xlstm_ts.training import WindowDataModule, datamodule
+
+    data = prepare_series(datasets.synthetic(n_series=3, length=400, seasonalities=(24,)))
+    regions = time_split_regions(data, val_size=200)
+    module = WindowDataModule(data, 24, 8, train_region=regions["train"],
+                              val_region=regions["val"], batch_size=16)
+    assert len(module.val) == 3 * 193
+    assert module.monitored.tolist() == list(range(3 * 193))  # under the cap: all
+    monkeypatch.setattr(datamodule, "MONITOR_WINDOWS", 100)
+    scored = list(module.val_dataloader().sampler)
+    assert len(scored) == 100 and len(set(scored)) == 100
+    assert min(scored) == 0 and max(scored) > 3 * 193 - 7  # spread over every series
+    assert scored == module.monitored.tolist()  # the blend is weighed on the same ones
+
+
 @pytest.mark.parametrize("env, expected", [
     ({}, True), ({"LOCAL_RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
     ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3"}, False),

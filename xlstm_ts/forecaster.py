@@ -2,7 +2,8 @@
 
 fit = validate the frame -> split the last ``val_size`` steps of each series for
 validation -> train the network with Lightning (early stopping, best-checkpoint
-restore) -> keep the last ``lookback`` steps of every series for forecasting.
+restore; each epoch scores at most 8,192 validation windows, evenly spread) -> keep
+the last ``lookback`` steps of every series for forecasting.
 predict returns a frame of the caller's library with ``[id_col, time_col,
 "y_pred"]`` and ``y_pred_q{q}`` per quantile level for probabilistic heads.
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..data import SeriesData, WindowDataset
 
 MIN_BATCHES = 8  # per epoch, however few windows there are
+# Validation windows scored after every epoch (for early stopping and the best weights),
+# evenly spread over all of them. Neighbouring windows overlap in all but one step, so
+# a spread subset scores like the whole set: scoring all ~78k of ETTm1's took longer
+# than the epoch's training. The blend with the linear start is weighed on them too.
+MONITOR_WINDOWS = 8192
 
 
 class EpochSampler(Sampler[int]):
@@ -41,25 +47,37 @@ class EpochSampler(Sampler[int]):
         return iter(drawn[self.rank::self.world_size].tolist())
 
 
-class ShardSampler(Sampler[int]):
-    """Process ``rank``'s contiguous share of ``range(n_items)``, in order: the shares of
-    all ``world_size`` processes cover every item exactly once (validation windows)."""
+def spread(n_items: int, max_items: int | None) -> torch.Tensor:
+    """(min(n_items, max_items),) int64 indices: all of ``range(n_items)``, or
+    ``max_items`` of them evenly spread (``floor(j * n_items / max_items)``)."""
+    kept = n_items if max_items is None else min(n_items, max_items)
+    return torch.arange(kept, dtype=torch.int64) * n_items // max(kept, 1)
 
-    def __init__(self, n_items: int, *, rank: int = 0, world_size: int = 1):
-        self.start = rank * n_items // world_size
-        self.stop = (rank + 1) * n_items // world_size
+
+class ShardSampler(Sampler[int]):
+    """Process ``rank``'s contiguous share of the items scored, ``spread(n_items,
+    max_items)`` (the same ones every epoch, so the epochs' scores compare). The shares
+    of all ``world_size`` processes cover every scored item exactly once (validation
+    windows)."""
+
+    def __init__(self, n_items: int, *, rank: int = 0, world_size: int = 1,
+                 max_items: int | None = None):
+        self.items = spread(n_items, max_items)
+        self.start = rank * len(self.items) // world_size
+        self.stop = (rank + 1) * len(self.items) // world_size
 
     def __len__(self) -> int:
         return self.stop - self.start
 
     def __iter__(self):
-        return iter(range(self.start, self.stop))
+        return iter(self.items[self.start:self.stop].tolist())
 
 
 class WindowDataModule(L.LightningDataModule):
     """Windows of ``data``: training horizons in ``train_region``, validation horizons in
     ``val_region`` (None: no validation). ``samples_per_epoch`` random training windows
-    per epoch, at most one pass's worth (but at least ``MIN_BATCHES`` batches)."""
+    per epoch, at most one pass's worth (but at least ``MIN_BATCHES`` batches); after
+    each epoch the validation windows of :attr:`monitored` are scored."""
 
     def __init__(self, data: SeriesData, lookback: int, horizon: int, *, train_region,
                  val_region=None, batch_size: int = 64, samples_per_epoch: int | None = None,
@@ -81,6 +99,13 @@ class WindowDataModule(L.LightningDataModule):
         one_pass = max(len(self.train), MIN_BATCHES * batch_size)
         self.samples = min(samples_per_epoch or one_pass, one_pass)
         self.seed = seed
+
+    @property
+    def monitored(self) -> np.ndarray:
+        """Indices into ``val`` of the windows scored after each epoch: all of them, or
+        ``MONITOR_WINDOWS`` evenly spread."""
+        return spread(len(self.val), MONITOR_WINDOWS).numpy() if self.val is not None \
+            else np.zeros(0, dtype=np.int64)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -105,5 +130,6 @@ class WindowDataModule(L.LightningDataModule):
         if self.val is None or len(self.val) == 0:
             return []
         return DataLoader(self.val, batch_size=max(self.batch_size, 256),
-                          sampler=ShardSampler(len(self.val), **self._placement()),
+                          sampler=ShardSampler(len(self.val), max_items=MONITOR_WINDOWS,
+                                               **self._placement()),
                           collate_fn=WindowDataset.collate)

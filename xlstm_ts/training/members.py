@@ -91,7 +91,8 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         blend = 1.0
         if start is not None:
             weights = blend_weights(module.net)
-            errors = blend_val_mse(module.net, start, datamodule.val, variance, weights)
+            errors = blend_val_mse(module.net, start, datamodule.val, variance, weights,
+                                   rows=datamodule.monitored)
             blend = weights[int(np.argmin(errors))]  # ties go to the start
             fold_blend(module.net, start, blend)
         if trainer.is_global_zero:
