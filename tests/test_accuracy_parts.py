@@ -163,11 +163,15 @@ def test_naive_maps_repeat_the_last_value_and_the_last_cycle():
     from xlstm_ts.training.linear_start import naive_maps
 
     maps = naive_maps(lookback=10, horizon=7, seasons=(4, 24))
-    assert set(maps) == {"naive", "seasonal4"}  # a 24-step cycle does not fit in 10 steps
+    assert set(maps) == {"naive", "drift", "seasonal4"}  # a 24-step cycle does not fit
     window = torch.arange(10.0, dtype=torch.float64)[None]
     X = torch.cat([window, torch.ones(1, 1, dtype=torch.float64)], dim=1)
     assert (X @ maps["naive"]).tolist() == [[9.0] * 7]
     assert (X @ maps["seasonal4"]).tolist() == [[6.0, 7.0, 8.0, 9.0, 6.0, 7.0, 8.0]]
+    line = 3.0 - 0.5 * window  # a straight line is continued exactly
+    X = torch.cat([line, torch.ones(1, 1, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(X @ maps["drift"], 3.0 - 0.5 * torch.arange(
+        10.0, 17.0, dtype=torch.float64)[None])
 
 
 def test_seasonal_periods_of_common_frequencies():
