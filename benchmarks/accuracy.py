@@ -182,7 +182,7 @@ def run_ett(args) -> None:
 
 def _defaults_label(model) -> str:
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
-            f"dropout {model.dropout:g}, blend with the start)")
+            f"dropout {model.dropout:g}, blend with the start, drift candidate)")
 
 
 def run_m4(args) -> None:
