@@ -148,15 +148,32 @@ def test_defaults_fit_short_yearly_series():
     assert len(forecast) == 12 * 6 and np.isfinite(forecast["y_pred"]).all()
     longest = int(df.groupby("unique_id").size().max())
     assert model.config_.lookback == min(24, longest - 12)  # the rule: max(4 * 6, 2, 16)
+    assert model.n_models_ == model.config_.n_models == 3  # short data: an ensemble
+    assert isinstance(model.network_, Ensemble)
     # the learning rate rule: 3e-3 without covariates, 1e-2 with any (here a calendar
     # feature); an explicit rate is used as given
     assert model.learning_rate is None and model.learning_rate_ == 3e-3
     with_calendar = XLSTMForecaster(horizon=6, max_epochs=1, calendar=("month",),
-                                    progress_bar=False).fit(df)
+                                    n_models=1, progress_bar=False).fit(df)
     assert with_calendar.learning_rate_ == 1e-2
-    explicit = XLSTMForecaster(horizon=6, max_epochs=1, learning_rate=0.05,
+    explicit = XLSTMForecaster(horizon=6, max_epochs=1, learning_rate=0.05, n_models=1,
                                progress_bar=False).fit(df)
     assert explicit.learning_rate_ == 0.05
+
+
+def test_ensemble_size_follows_the_documented_rule():
+    from xlstm_ts.presets import default_n_models
+
+    def members(lengths, horizon, lookback):
+        return default_n_models(lookback=lookback, horizon=horizon, val_size=horizon,
+                                lengths=np.array(lengths))
+
+    # yearly, horizon 6, lookback 24: short below a median of 24 + 6 + 6 steps
+    assert members([14, 20, 35, 200], 6, 24) == 3
+    assert members([36, 40, 200], 6, 24) == 1
+    # a lookback the data allows in full (equal lengths, or a small given lookback)
+    assert members([383] * 3, 24, 383 - 48) == 1
+    assert members([200, 300, 400], 12, 48) == 1
 
 
 def test_naive_maps_repeat_the_last_value_and_the_last_cycle():

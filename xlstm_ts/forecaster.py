@@ -39,7 +39,13 @@ from .data.frames import PRED_COL, from_polars, quantile_column
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS
-from .presets import WindowShape, default_learning_rate, resolve_window, seasonal_periods
+from .presets import (
+    WindowShape,
+    default_learning_rate,
+    default_n_models,
+    resolve_window,
+    seasonal_periods,
+)
 from .training import is_rank_zero, train_network
 
 __all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
@@ -70,7 +76,11 @@ class XLSTMForecaster(BaseEstimator):
             best there (:mod:`xlstm_ts.training.blend`); the shares chosen, one per
             member, are ``correction_share_`` (0: the start was kept).
         n_models: ensemble size: members trained with seeds ``random_state + k``, point
-            forecasts their median (see :class:`xlstm_ts.models.Ensemble`).
+            forecasts their median (see :class:`xlstm_ts.models.Ensemble`). None: 3
+            when the median series is shorter than the lookback plus the horizon and
+            validation steps (short data, mostly padded windows: cheap fits whose
+            result varies most with the seed), else 1
+            (:func:`xlstm_ts.presets.default_n_models`); the size used is ``n_models_``.
         patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
             by the rule).
         season_length: the seasonal period in steps (24 for hourly data with a daily
@@ -116,7 +126,7 @@ class XLSTMForecaster(BaseEstimator):
     def __init__(self, *, lookback: int | None = None, horizon: int = 24, network: str = "patch",
                  d_model: int = 64, num_blocks: int = 2, slstm_at: tuple = (1,),
                  num_heads: int = 4, dropout: float = 0.0, linear_path: bool = True,
-                 n_models: int = 1,
+                 n_models: int | None = None,
                  patch_len: int | None = None,
                  patch_stride: int | None = None, season_length: int | None = None,
                  head: str = "point", loss: str = "mae",
@@ -261,7 +271,10 @@ class XLSTMForecaster(BaseEstimator):
         regions = time_split_regions(data, val, 0)
         config = NetworkConfig(
             **{name: getattr(self, name) for name in NETWORK_PARAMS if name not in (
-                "lookback", "patch_len", "patch_stride")},
+                "lookback", "patch_len", "patch_stride", "n_models")},
+            n_models=(default_n_models(lookback=shape.lookback, horizon=self.horizon,
+                                       val_size=val, lengths=data.lengths)
+                      if self.n_models is None else self.n_models),
             lookback=shape.lookback, patch_len=shape.patch_len, patch_stride=shape.patch_stride,
             n_past=data.past.shape[1], n_future=data.future.shape[1],
             n_channels=data.n_series if self.network == "mixer" else 0,
@@ -290,6 +303,7 @@ class XLSTMForecaster(BaseEstimator):
         self.config_, self.data_, self.freq_ = config, data, data.freq
         self.epochs_trained_ = trained.epochs[0]
         self.learning_rate_ = learning_rate
+        self.n_models_ = config.n_models
         self.global_rank_ = trained.global_rank
         self.history_ = trained.metrics[0]
         self.loss_history_ = trained.histories[0]
@@ -462,6 +476,7 @@ class XLSTMForecaster(BaseEstimator):
         saved = persistence.load_model(path)
         model = cls(**saved.params)
         model.config_, model.network_, model.data_ = saved.config, saved.network, saved.data
+        model.n_models_ = saved.config.n_models
         model.freq_ = saved.data.freq
         if saved.loss_history:
             model.loss_history_ = saved.loss_history

@@ -51,7 +51,7 @@ FORECASTER_CONSTRAINTS = {
     **{name: NETWORK_CONSTRAINTS[name] for name in NETWORK_PARAMS},
     # None: chosen from the horizon, the frequency and the data (xlstm_ts.presets)
     **{name: NoneOr(NETWORK_CONSTRAINTS[name]) for name in ("lookback", "patch_len",
-                                                            "patch_stride")},
+                                                            "patch_stride", "n_models")},
     "season_length": NoneOr(Integer(1)),
     "learning_rate": NoneOr(Real(0.0, None, open="low")), "weight_decay": Real(0.0),
     "schedule": Options(("cosine", "onecycle")), "warmup": Real(0.0, 1.0),

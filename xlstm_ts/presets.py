@@ -16,6 +16,11 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
 - patches: ``patch_len = clip(lookback // 20, 1, 24)`` (16 for a lookback of 336, as
   PatchTST), ``patch_stride = max(1, patch_len // 2)``.
 
+The ensemble size (``n_models`` left as None): 3 members when the median series is
+shorter than the lookback plus the horizon and validation steps (most windows are
+left-padded: fits are cheap, and with so little data a single fit varies most with
+its seed), else 1.
+
 Measured on the bundled datasets in ``benchmarks/results/`` (see the README).
 """
 
@@ -89,13 +94,36 @@ def default_learning_rate(n_covariates: int) -> float:
     return LEARNING_RATE_WITH_COVARIATES if n_covariates else LEARNING_RATE
 
 
+def preferred_lookback(horizon: int, freq: Frequency | None) -> int:
+    """The lookback the rule asks for before the data caps it:
+    ``min(512, max(4 * horizon, 2 * cycle, 16))``."""
+    return min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle_length(freq), 16))
+
+
+# Chosen on M3 Yearly's validation split (the last 6 years of its training series;
+# benchmarks/validation.py, rows in benchmarks/results/accuracy-explore.jsonl): 3
+# members scored sMAPE 21.15 and 20.90 (seeds 0 and 1) where single fits scored
+# 21.69, 23.76, 21.42 and 20.80 (seeds 0-3; naive 21.45). Long series keep one
+# network: ETT and M4 Hourly fits would take 3x their 2-5 minutes.
+SHORT_DATA_MEMBERS = 3
+
+
+def default_n_models(*, lookback: int, horizon: int, val_size: int,
+                     lengths: np.ndarray) -> int:
+    """The ensemble size when the caller leaves it to the library: ``SHORT_DATA_MEMBERS``
+    when the median series (``lengths``, steps) is shorter than ``lookback + horizon +
+    val_size``, so that most windows are left-padded, else 1."""
+    short = np.median(lengths) < lookback + horizon + val_size
+    return SHORT_DATA_MEMBERS if short else 1
+
+
 def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: int | None,
                    *, horizon: int, val_size: int, freq: Frequency | None,
                    lengths: np.ndarray) -> WindowShape:
     """The window shape for a fit: given values are kept, None ones follow the rule."""
     needed = horizon + val_size
     if lookback is None:
-        preferred = min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle_length(freq), 16))
+        preferred = preferred_lookback(horizon, freq)
         available = int(lengths.max()) - needed
         if available < 1:
             raise ValueError(f"Every series is shorter than horizon + val_size + 1 = "
