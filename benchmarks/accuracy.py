@@ -182,7 +182,8 @@ def run_ett(args) -> None:
 
 def _defaults_label(model) -> str:
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
-            f"dropout {model.dropout:g}, blend with the start, drift candidate)")
+            f"dropout {model.dropout:g}, blend with the start, drift candidate, "
+            f"{model.n_models_} member{'s' if model.n_models_ > 1 else ''})")
 
 
 def run_m4(args) -> None:
