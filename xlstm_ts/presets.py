@@ -94,12 +94,6 @@ def default_learning_rate(n_covariates: int) -> float:
     return LEARNING_RATE_WITH_COVARIATES if n_covariates else LEARNING_RATE
 
 
-def preferred_lookback(horizon: int, freq: Frequency | None) -> int:
-    """The lookback the rule asks for before the data caps it:
-    ``min(512, max(4 * horizon, 2 * cycle, 16))``."""
-    return min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle_length(freq), 16))
-
-
 # Chosen on M3 Yearly's validation split (the last 6 years of its training series;
 # benchmarks/validation.py, rows in benchmarks/results/accuracy-explore.jsonl): 3
 # members scored sMAPE 21.15 and 20.90 (seeds 0 and 1) where single fits scored
@@ -123,7 +117,7 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
     """The window shape for a fit: given values are kept, None ones follow the rule."""
     needed = horizon + val_size
     if lookback is None:
-        preferred = preferred_lookback(horizon, freq)
+        preferred = min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle_length(freq), 16))
         available = int(lengths.max()) - needed
         if available < 1:
             raise ValueError(f"Every series is shorter than horizon + val_size + 1 = "
