@@ -1,7 +1,10 @@
 """Choices on validation splits: M4 Hourly and M3 Yearly scored on the last horizon
 of their training series (the competition test values are never read), and a
 synthetic panel with a future-known promotion covariate (``promo``: 4 hourly series,
-effect +3, scored on the day before the held-out day), for the forecaster's defaults
+effect +3, scored on the day before the held-out day), and two single monthly series
+(``airline``: 144 points, trend and a yearly cycle; ``sunspots``: 3,126 points, an
+11-year cycle), each scored on the 12 months before its last 12 (never read), for the
+forecaster's defaults
 or a variant. One JSON line per run goes to
 ``benchmarks/results/accuracy-explore.jsonl``.
 
@@ -37,7 +40,7 @@ def main() -> None:
     from xlstm_ts.evaluation.metrics import evaluate
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", choices=["m4", "m3", "promo"])
+    parser.add_argument("dataset", choices=["m4", "m3", "promo", "airline", "sunspots"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="")
@@ -54,6 +57,11 @@ def main() -> None:
         horizon, season, name = 6, 1, "M3-Yearly"
         train = load_m3_yearly()[0]
         baseline = Naive()
+    elif args.dataset in ("airline", "sunspots"):
+        horizon, season, name = 12, 12, args.dataset
+        series = getattr(datasets, f"load_{args.dataset}")()
+        train = series.groupby("unique_id").head(len(series) - 12)  # the test year
+        baseline = SeasonalNaive(12) if args.dataset == "airline" else Naive()
     else:
         horizon, season, name = 24, 24, "synthetic+promo"
         panel = datasets.synthetic(4, 24 * 20, seasonalities=(24,), covariate_effect=3.0,
