@@ -85,7 +85,7 @@ def run(n_series: int) -> dict:
             "past": windows["past"][:, -1:], "future": windows["future"][:, LOOKBACK - 1:LOOKBACK],
             "static": windows["static"]}
     ahead = windows["future"][:, LOOKBACK:]
-    with torch.no_grad():
+    with torch.inference_mode():  # as the library's update and predict
         net_full = _median_seconds(lambda k: net(windows), ROUNDS)
         net_step = _median_seconds(lambda k: net.head_from(net.advance(state, step), ahead),
                                    ROUNDS)
@@ -102,7 +102,7 @@ def run(n_series: int) -> dict:
         "network advance": lambda k: net.advance(state, step),
         "predict (head + output frame)": lambda k: model.predict(),
     }
-    with torch.no_grad():
+    with torch.inference_mode():  # as the library's update and predict
         where = {name: _median_seconds(fn, 3 * ROUNDS) for name, fn in parts.items()}
     return {"series": n_series, "first": first, "update": update, "reencode": reencode,
             "net_step": net_step, "net_full": net_full, "where": where}

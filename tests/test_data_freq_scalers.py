@@ -62,6 +62,22 @@ def test_future_and_shift_step_each_kind():
                                                                  datetime(2024, 3, 15)]
 
 
+@pytest.mark.parametrize("freq, last", [
+    (Frequency("fixed", HOUR), ["2024-01-01T22", "2024-02-29T23"]),
+    (Frequency("fixed", DAY), ["2024-02-28", "2023-12-31"]),
+    (Frequency("months", 1), ["2024-01-31", "2024-02-29"]),  # month ends stay month ends
+    (Frequency("months", 12), ["2020-02-29", "2021-06-01"]),
+    (Frequency("index", 5), [10, 100]),
+])
+def test_after_is_future_on_a_panels_own_arrays(freq, last):
+    """The numpy path of streamed updates steps time exactly as the polars one."""
+    last = np.array(last, dtype=np.int64 if freq.kind == "index" else "datetime64[us]")
+    got = freq.after(last, 3)
+    assert got.dtype == last.dtype
+    np.testing.assert_array_equal(got, freq.future(pl.Series(last), 3).to_numpy())
+    assert freq.after(last[:0], 3).shape == (0,)
+
+
 def test_infer_frequency_kinds_and_the_most_common_step():
     hourly = _times("2024-01-01T00", "2024-01-01T01", "2024-01-01T03", "2024-01-01T04",
                     "2024-01-01T05")

@@ -11,7 +11,6 @@ import sys
 from dataclasses import replace
 
 import numpy as np
-import polars as pl
 import torch
 from tqdm import tqdm  # the terminal bar: bars show only when stderr is a tty
 
@@ -28,7 +27,7 @@ def chunks(n: int, what: str, progress: bool):
     return tqdm(starts, desc=what, unit="chunk", disable=not show, leave=False)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
                    quantiles: tuple[float, ...] | None, state: dict | None = None,
                    progress: bool = False):
@@ -49,7 +48,7 @@ def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
     return torch.cat(points), (torch.cat(quants) if quants else None)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def encoded_state(net, data: SeriesData, lookback: int, progress: bool = False) -> dict:
     """The stream state of every series of ``data``, encoded from its last ``lookback``
     steps (what a forecast from ``data`` sees)."""
@@ -59,7 +58,7 @@ def encoded_state(net, data: SeriesData, lookback: int, progress: bool = False) 
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def advance_state(net, state: dict, steps: dict, series: np.ndarray) -> dict:
     """The states of rows ``series`` (n,) of ``state`` advanced over ``steps`` (n, T, ...);
     ``state`` itself is left as it was."""
@@ -94,7 +93,7 @@ def append_block(data: SeriesData, point: torch.Tensor, future_block: torch.Tens
 
     times = np.zeros(indptr[-1], dtype=data.times.dtype)
     times[old_rows] = data.times
-    times[new_rows] = data.freq.future(pl.Series(data.last_times()), H).to_numpy()
+    times[new_rows] = data.freq.after(data.last_times(), H)
     return replace(data, indptr=indptr, times=times,
                    target=grow(data.target, point),
                    observed=grow(data.observed, torch.ones(n, H, dtype=torch.bool)),

@@ -39,23 +39,32 @@ def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict 
         log.info("update: %d rows were already absorbed and are left out", skipped)
     if not new.n_series:
         return fitted, state
-    if net.streaming:
-        fresh = state is None  # a state of our own, safe to write into
-        state = encoded_state(net, fitted, lookback, progress) if fresh else state
-        n_state = next(iter(state.values())).shape[0]
-        for T in np.unique(new.lengths):  # series with equal counts of new steps
-            group = np.flatnonzero(new.lengths == T)
-            rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
-            steps = {"history": new.target[rows], "history_mask": new.observed[rows],
-                     "past": new.past[rows], "future": new.future[rows],
-                     "static": fitted.static[torch.from_numpy(codes[group])]}
-            advanced = advance_state(net, state, steps, codes[group])
-            if len(group) == n_state and np.array_equal(codes[group], np.arange(n_state)):
-                state, fresh = advanced, True  # every series, in order: nothing to merge
-                continue
-            if not fresh:  # copy on first write: the caller's state stays as it was
-                state, fresh = {k: v.clone() for k, v in state.items()}, True
-            series = torch.from_numpy(codes[group])
-            for k, v in advanced.items():
-                state[k][series] = v
+    if net.streaming:  # inference mode: no autograd bookkeeping (about a third of a step)
+        with torch.inference_mode():
+            state = _advanced(net, fitted, new, codes, lookback, state, progress)
     return append_observations(fitted, new, codes, keep=lookback), state
+
+
+def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookback: int,
+              state: dict | None, progress: bool) -> dict:
+    """The stream ``state`` advanced over the rows of ``new`` (series j continuing
+    fitted series ``codes[j]``); a state of None is first encoded from ``fitted``."""
+    fresh = state is None  # a state of our own, safe to write into
+    state = encoded_state(net, fitted, lookback, progress) if fresh else state
+    n_state = next(iter(state.values())).shape[0]
+    for T in np.unique(new.lengths):  # series with equal counts of new steps
+        group = np.flatnonzero(new.lengths == T)
+        rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
+        steps = {"history": new.target[rows], "history_mask": new.observed[rows],
+                 "past": new.past[rows], "future": new.future[rows],
+                 "static": fitted.static[torch.from_numpy(codes[group])]}
+        advanced = advance_state(net, state, steps, codes[group])
+        if len(group) == n_state and np.array_equal(codes[group], np.arange(n_state)):
+            state, fresh = advanced, True  # every series, in order: nothing to merge
+            continue
+        if not fresh:  # copy on first write: the caller's state stays as it was
+            state, fresh = {k: v.clone() for k, v in state.items()}, True
+        series = torch.from_numpy(codes[group])
+        for k, v in advanced.items():
+            state[k][series] = v
+    return state

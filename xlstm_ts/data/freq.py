@@ -49,6 +49,20 @@ class Frequency:
         base = pl.Series(last.name, repeated, dtype=physical.dtype).cast(last.dtype)
         return self._add_steps(base, steps, month_end=self._all_month_ends(last))
 
+    def after(self, last: np.ndarray, horizon: int) -> np.ndarray:
+        """Times ``1..horizon`` steps after each of ``last`` (n,), as a panel stores them
+        (``datetime64[us]`` or int64); flat, series-major. Fixed steps and integer
+        indexes stay in numpy (a streamed update calls this for one series, where
+        building polars objects cost more than the arithmetic); calendar months go
+        through :meth:`future`."""
+        if self.kind == "months" or not (last.dtype == np.int64
+                                          or last.dtype == np.dtype("datetime64[us]")):
+            return self.future(pl.Series(last), horizon).to_numpy()
+        step = np.arange(1, horizon + 1) * self.step
+        if last.dtype != np.int64:
+            step = step.astype("timedelta64[us]")
+        return (last[:, None] + step).reshape(-1)
+
     def _physical_step(self, dtype: pl.DataType) -> int | None:
         """One step in the physical units of ``dtype``: for the panel's own time types
         (integers, Datetime in microseconds); None where calendar arithmetic is needed."""

@@ -89,7 +89,7 @@ class SeriesData:
         frequency is unknown."""
         if self.freq is None:
             return pl.Series([None] * (self.n_series * horizon))
-        times = self.freq.future(pl.Series(self.last_times()), horizon)
+        times = pl.Series(self.freq.after(self.last_times(), horizon))
         if self.time_zone is not None:
             times = times.dt.replace_time_zone("UTC").dt.convert_time_zone(self.time_zone)
         if self.dates:  # steps between dates are whole days: midnights stay midnights
@@ -175,6 +175,9 @@ def time_zone_of(frame: pl.DataFrame, time_col: str) -> str | None:
 def normalise_time(frame: pl.DataFrame, time_col: str) -> pl.DataFrame:
     """The frame with ``time_col`` as Datetime(us) or Int64, strings parsed."""
     dtype = frame[time_col].dtype
+    if dtype == pl.Int64 or (isinstance(dtype, pl.Datetime) and dtype.time_unit == "us"
+                             and dtype.time_zone is None):
+        return frame  # already normalised (a no-op cast still costs a query)
     col = pl.col(time_col)
     if dtype == pl.Date or isinstance(dtype, pl.Datetime):
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
@@ -337,7 +340,8 @@ def _fill_gaps(frame: pl.DataFrame, cols: Columns, freq: Frequency,
 def _target_policy(frame: pl.DataFrame, cols: Columns, keys: _Keys, policy: TargetMissing,
                    fill_missing: FillMissing | None) -> tuple[np.ndarray, np.ndarray]:
     """Target values (float32, 0 where masked) and the observed mask (bool)."""
-    y = frame[cols.target_col].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
+    # float64 to numpy turns nulls into NaN (an explicit fill_null costs ~0.3 ms a call)
+    y = np.array(frame[cols.target_col].cast(pl.Float64).to_numpy(), dtype=np.float64)
     missing = ~np.isfinite(y)
     inserted = (frame["__inserted"].to_numpy() if "__inserted" in frame.columns
                 else np.zeros(len(y), dtype=bool))
@@ -468,11 +472,12 @@ def prepare_series(
     zone = time_zone_of(frame, time_col)
     dates = time_col in frame.columns and frame[time_col].dtype == pl.Date
     wanted = (id_col, time_col, target_col, *future, *past)
-    frame = as_long_frame(frame.select(c for c in wanted if c in frame.columns), id_col,
-                          time_col)
+    # frame[names] rather than select(): the same columns, ~10x cheaper on the small
+    # frames of streamed updates
+    frame = as_long_frame(frame[[c for c in wanted if c in frame.columns]], id_col, time_col)
     if frame[id_col].null_count():
         raise ValueError(f"Column {id_col!r} (id_col) has missing ids; every row needs one.")
-    frame = frame.select(id_col, time_col, target_col, *future, *past)
+    frame = frame[[id_col, time_col, target_col, *future, *past]]
     if frame[time_col].null_count():
         bad = frame.filter(pl.col(time_col).is_null())[id_col].unique()
         raise ValueError(
@@ -666,7 +671,7 @@ def continue_series(fitted: SeriesData, new: SeriesData, *,
         keep = lengths > 0
         new, codes, last = new.subset(keep), codes[keep], last[keep]
     if new.n_series and fitted.freq is not None:
-        expected = fitted.freq.future(pl.Series(last), 1).to_numpy()
+        expected = fitted.freq.after(last, 1)
         first = new.times[new.indptr[:-1]]
         gap = np.flatnonzero(first != expected.astype(first.dtype))
         if len(gap):
