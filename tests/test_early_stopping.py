@@ -14,14 +14,20 @@ from xlstm_ts import XLSTMForecaster
 
 
 class WeightsAtValidation(Callback):
-    """Snapshots of the network and its val_loss after every validation."""
+    """Snapshots of the network that each validation scored (with ``ema_decay``, the
+    moving average swapped in for it) and its val_loss."""
 
     def __init__(self):
         self.snapshots = []
 
+    def on_validation_epoch_start(self, trainer, module):
+        self._scored = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
+
     def on_validation_end(self, trainer, module):
-        self.snapshots.append((float(trainer.callback_metrics["val_loss"]),
-                               {k: v.detach().clone() for k, v in module.net.state_dict().items()}))
+        self.snapshots.append((float(trainer.callback_metrics["val_loss"]), self._scored))
+
+    def on_train_epoch_end(self, trainer, module):  # after validation: the raw weights
+        self.raw = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
 
 
 def _overfitting(**params):
@@ -73,3 +79,30 @@ def test_keeps_the_linear_start_when_training_never_beats_it():
     assert torch.count_nonzero(start.linear.weight) > 0  # the ridge solution, not zeros
     trained = {k: v for k, v in recorder.snapshots[0][1].items() if k.startswith("head.")}
     assert any(torch.count_nonzero(v) for v in trained.values())  # training did move it
+
+
+def test_with_ema_the_fit_keeps_the_average_validation_scored():
+    """ema_decay="auto": validation scores the moving average, not the weights the
+    optimizer last wrote, and the fit keeps the average of its best epoch."""
+    model, recorder = _overfitting(linear_path=False, ema_decay="auto")
+    losses = [loss for loss, _ in recorder.snapshots]
+    best = recorder.snapshots[int(np.argmin(losses))][1]
+    final = model.network_.state_dict()
+    assert all(torch.equal(final[k], best[k]) for k in final)
+    scored_last = recorder.snapshots[-1][1]
+    assert not all(torch.equal(scored_last[k], recorder.raw[k]) for k in scored_last)
+
+
+def test_ema_decay_zero_is_the_raw_weights_exactly():
+    """An average with decay 0 is the latest weights: the same fit as ema_decay=None."""
+    rng = np.random.default_rng(1)
+    times = pd.date_range("2024-01-01", periods=200, freq="h")
+    df = pd.DataFrame({"unique_id": "s0", "ds": times,
+                       "y": np.sin(np.arange(200) / 4) + 0.1 * rng.standard_normal(200)})
+    fits = [XLSTMForecaster(lookback=32, horizon=8, d_model=16, max_epochs=3,
+                            batches_per_epoch=4, batch_size=16, progress_bar=False,
+                            linear_path=False, random_state=0, ema_decay=decay).fit(df)
+            for decay in (None, 0.0, 0.9)]
+    weights = [fit.network_.state_dict() for fit in fits]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

@@ -207,6 +207,7 @@ def test_fit_leaves_no_checkpoint_directory(tmp_path, monkeypatch):
     ({"warmup": 5.0}, ValueError, r"warmup must be a number in \[0, 1\]"),
     ({"patience": -3}, ValueError, "patience must be a non-negative int"),
     ({"gradient_clip": -1}, ValueError, "gradient_clip must be a number in"),
+    ({"ema_decay": 1.0}, ValueError, "ema_decay must be a number in"),
     ({"weight_decay": -1}, ValueError, "weight_decay must be a number in"),
     ({"precision": "bogus"}, ValueError, "precision must be one of"),
     ({"learning_rate": "0.01"}, TypeError, "learning_rate must be a number"),

@@ -106,6 +106,15 @@ class XLSTMForecaster(BaseEstimator):
             0 disables validation and early stopping).
         patience: early-stopping patience in epochs.
         gradient_clip: max gradient norm (None: off).
+        ema_decay: None (default): the fit keeps the raw weights of its best epoch.
+            Else the network that validation scores, early stopping watches and the
+            fit keeps is an exponential moving average of the trained weights, updated
+            every step with this decay; ``"auto"``: about the last two epochs,
+            ``1 - 1 / (2 * steps per epoch)``, 0.99 at the default 50 batches per epoch
+            (:func:`xlstm_ts.training.members.ema_decay_for`). On validation splits,
+            one seed: M3 Yearly sMAPE 19.86 against 21.15, M4 Hourly MASE 0.957 against
+            0.970 (sMAPE level), ETTh1 level; not yet the default (not rerun on the
+            test splits or more seeds).
         id_col, time_col, target_col, future_covariates, past_covariates, calendar,
         fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
         accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
@@ -134,7 +143,8 @@ class XLSTMForecaster(BaseEstimator):
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
                  val_size: int | None = None, patience: int = 5,
-                 gradient_clip: float | None = 1.0, id_col: str = "unique_id",
+                 gradient_clip: float | None = 1.0, ema_decay: float | str | None = None,
+                 id_col: str = "unique_id",
                  time_col: str = "ds", target_col: str = "y", future_covariates: tuple = (),
                  past_covariates: tuple = (), calendar: tuple = (),
                  fill_missing: str | None = None, target_missing: str = "raise",
@@ -168,6 +178,7 @@ class XLSTMForecaster(BaseEstimator):
         self.val_size = val_size
         self.patience = patience
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.id_col = id_col
         self.time_col = time_col
         self.target_col = target_col
@@ -295,7 +306,8 @@ class XLSTMForecaster(BaseEstimator):
             seed=0 if self.random_state is None else self.random_state,
             checkpoint_dir=self.checkpoint_dir, resume=resume, ckpt_path=ckpt_path,
             callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,
-            gradient_clip=self.gradient_clip, accelerator=self.accelerator,
+            gradient_clip=self.gradient_clip, ema_decay=self.ema_decay,
+            accelerator=self.accelerator,
             devices=self.devices, precision=self.precision, strategy=self.strategy,
             num_nodes=self.num_nodes, progress_bar=self._progress(), logger=self.logger)
         self.network_ = trained.network

@@ -47,6 +47,15 @@ def _accelerator(name: str, value: object) -> None:
                          f"accelerator='auto' or 'cpu'.")
 
 
+def _ema_decay(name: str, value: object) -> None:
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be 'auto', None or a number in [0, 1). "
+                             f"Got {value!r}.")
+        return
+    Real(0.0, 1.0, open="high")(name, value)
+
+
 FORECASTER_CONSTRAINTS = {
     **{name: NETWORK_CONSTRAINTS[name] for name in NETWORK_PARAMS},
     # None: chosen from the horizon, the frequency and the data (xlstm_ts.presets)
@@ -58,6 +67,7 @@ FORECASTER_CONSTRAINTS = {
     "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": Integer(1),
     "val_size": NoneOr(Integer(0)), "patience": NoneOr(Integer(0)),
     "gradient_clip": NoneOr(Real(0.0, None, open="low")),
+    "ema_decay": NoneOr(_ema_decay),
     "id_col": STR, "time_col": STR, "target_col": STR,
     "future_covariates": SequenceOf(STR), "past_covariates": SequenceOf(STR),
     "calendar": SequenceOf(STR), "fill_missing": NoneOr(Options(("nan", "ffill", "zero"))),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 
 def is_rank_zero() -> bool:
@@ -53,9 +53,15 @@ def build_trainer(*, max_epochs: int, checkpoint_dir: str | Path, patience: int 
                   has_validation: bool, gradient_clip: float | None, accelerator: str,
                   devices, precision, progress_bar: bool, logger=False,
                   callbacks: Sequence[Callback] = (), deterministic: bool = False,
-                  strategy="auto", num_nodes: int = 1) -> tuple[L.Trainer, ModelCheckpoint]:
+                  strategy="auto", num_nodes: int = 1, ema_decay: float | None = None
+                  ) -> tuple[L.Trainer, ModelCheckpoint]:
     """A trainer that checkpoints the best (lowest val_loss, or last) and the last epoch,
     stopping early after ``patience`` epochs without improvement.
+
+    With ``ema_decay``, an exponential moving average of the weights (Lightning's
+    ``EMAWeightAveraging``, updated every step) is what validation scores and what
+    the checkpoints hold as the model's weights, so the best checkpoint restored
+    after training is the average at the best epoch.
 
     ``strategy``, ``devices`` and ``num_nodes`` go to Lightning as they are (e.g.
     ``"ddp"``, 2, 1). The datamodule's samplers shard by rank themselves, so
@@ -67,6 +73,8 @@ def build_trainer(*, max_epochs: int, checkpoint_dir: str | Path, patience: int 
     extra = [checkpoint]
     if has_validation and patience:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+    if ema_decay is not None:
+        extra.append(EMAWeightAveraging(decay=ema_decay))
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
