@@ -183,6 +183,7 @@ def run_ett(args) -> None:
 def _defaults_label(model) -> str:
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
             f"dropout {model.dropout:g}, blend with the start, drift candidate, "
+            f"{'weight average, ' if model.ema_decay is not None else ''}"
             f"{model.n_models_} member{'s' if model.n_models_ > 1 else ''})")
 
 
@@ -309,6 +310,10 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-ema": "the forecaster's defaults of 2026-12-03: as defaults-monitor, and "
+                    "validation, early stopping and the fit keep an exponential moving "
+                    "average of the weights (ema_decay='auto', 0.99 at 50 batches per "
+                    "epoch); only lookback 336 and the protocol's validation split given",
     "defaults-monitor": "the forecaster's defaults of 2026-12-02 (second change): as "
                         "defaults-blend, and after each epoch at most 8,192 validation "
                         "windows, evenly spread, are scored for early stopping and the "

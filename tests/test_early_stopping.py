@@ -46,7 +46,8 @@ def _overfitting(**params):
 
 @pytest.fixture(scope="module")
 def overfitting_fit():
-    return _overfitting(linear_path=False)
+    """The raw weights (no moving average): the restore of the best epoch on its own."""
+    return _overfitting(linear_path=False, ema_decay=None)
 
 
 def test_stops_patience_epochs_after_the_best(overfitting_fit):
