@@ -181,9 +181,12 @@ def run_ett(args) -> None:
 
 
 def _defaults_label(model) -> str:
+    from xlstm_ts.training.linear_start import TOP_K
+
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
             f"dropout {model.dropout:g}, blend with the start, drift candidate, "
             f"{'weight average, ' if model.ema_decay is not None else ''}"
+            f"start: mean of {TOP_K} best, "
             f"{model.n_models_} member{'s' if model.n_models_ > 1 else ''})")
 
 
@@ -310,6 +313,10 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-start3": "the forecaster's defaults of 2026-12-04: as defaults-ema, and the "
+                       "linear start is the mean of the 3 ridge candidates best on "
+                       "validation (before: the best one); only lookback 336 and the "
+                       "protocol's validation split given",
     "defaults-ema": "the forecaster's defaults of 2026-12-03: as defaults-monitor, and "
                     "validation, early stopping and the fit keep an exponential moving "
                     "average of the weights (ema_decay='auto', 0.99 at 50 batches per "

@@ -221,6 +221,48 @@ def test_linear_start_falls_back_to_naive_on_random_walks(caplog):
     assert starts and starts[0].startswith("linear start: naive"), starts
 
 
+def test_linear_start_is_the_mean_of_the_best_candidates_on_validation(monkeypatch):
+    """The start averages the TOP_K candidate maps with the lowest validation error
+    that are within TIE of the best (named in the returned choice, best first);
+    without validation windows it is the ridge shrunk towards zero, penalty 1e-3."""
+    from xlstm_ts.data import WindowDataset, prepare_series
+    from xlstm_ts.models import NetworkConfig, build_network
+    from xlstm_ts.training import linear_start as ls
+
+    rng = np.random.default_rng(3)
+    t = np.arange(120)
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": t,
+                                  "y": np.sin(2 * np.pi * t / 12 + k) + rng.normal(0, .3, 120)})
+                    for k in range(4)], ignore_index=True)
+    data = prepare_series(df)
+    train = WindowDataset(data, 24, 6, region=(0, 100))
+    val = WindowDataset(data, 24, 6, region=(100, 120))
+    net = build_network(NetworkConfig(lookback=24, horizon=6, d_model=8, num_heads=2))
+    variance = ls.series_variance(data, 100)
+
+    gram, cross, weight_sum = ls._moments(net, train, np.arange(len(train)), variance)
+    solutions = ls.candidates(gram, cross, weight_sum, ls.naive_maps(24, 6, (12,)))
+    errors = ls.validation_errors(net, val, variance, solutions)
+    ranked = sorted(errors, key=errors.get)
+    near = [n for n in ranked[:3] if errors[n] <= (1 + ls.TIE) * errors[ranked[0]]]
+    assert ls.TOP_K == 3
+    assert ls.ridge_start(net, train, val, variance, seasons=(12,)).split(" + ") == near
+
+    monkeypatch.setattr(ls, "TIE", 1.0)  # all three count as ties
+    names = ls.ridge_start(net, train, val, variance, seasons=(12,)).split(" + ")
+    assert names == ranked[:3]
+    mean = torch.stack([solutions[n] for n in names]).mean(0)
+    torch.testing.assert_close(net.linear.weight.double(), mean[:-1].T, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(net.linear.bias.double(), mean[-1], atol=1e-5, rtol=1e-4)
+    # squared error is convex: the mean of the three is no worse than the third alone
+    averaged = ls.validation_errors(net, val, variance, {"mean": mean})["mean"]
+    assert averaged <= errors[names[-1]]
+
+    monkeypatch.setattr(ls, "TIE", 0.0)  # a clear winner is taken alone
+    assert ls.ridge_start(net, train, val, variance, seasons=(12,)) == ranked[0]
+    assert ls.ridge_start(net, train, None, variance) == "zero, penalty 0.001"
+
+
 def test_season_length_is_checked_and_offers_its_seasonal_start(caplog):
     with pytest.raises(ValueError, match="season_length"):
         XLSTMForecaster(horizon=6, season_length=0).fit(
