@@ -314,8 +314,9 @@ def run_m3(args) -> None:
 
 SETUPS = {  # what each --setup label ran; newest first in the report
     "defaults-start3": "the forecaster's defaults of 2026-12-04: as defaults-ema, and the "
-                       "linear start is the mean of the 3 ridge candidates best on "
-                       "validation (before: the best one); only lookback 336 and the "
+                       "linear start is the mean of the near-tied best ridge candidates "
+                       "on validation (up to 3 within 1% of the best; before: the best "
+                       "one); only lookback 336 and the "
                        "protocol's validation split given",
     "defaults-ema": "the forecaster's defaults of 2026-12-03: as defaults-monitor, and "
                     "validation, early stopping and the fit keep an exponential moving "
