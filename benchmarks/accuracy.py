@@ -57,14 +57,16 @@ def _ett_frame(name: str) -> tuple[pd.DataFrame, int]:
 
 
 @torch.no_grad()
-def _scores(model, frame: pd.DataFrame, per_hour: int, split: str = "test") -> dict:
+def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "test") -> dict:
     """MSE and MAE over every window (stride 1) of every channel whose horizon lies in
-    ``split`` ("val" or "test"), in the train-standardised units of the protocol."""
+    ``split`` ("val", "test" or a ``(lo, hi)`` row region), in the train-standardised
+    units of the protocol."""
     from xlstm_ts.data import WindowDataset, ett_regions
 
     data = model._prepare(frame)
     lookback = model.config_.lookback
-    test = WindowDataset(data, lookback, model.horizon, region=ett_regions(per_hour)[split])
+    region = ett_regions(per_hour)[split] if isinstance(split, str) else split
+    test = WindowDataset(data, lookback, model.horizon, region=region)
     net = model.network_.eval()
     sq, ab, count = 0.0, 0.0, 0
     for start in range(0, len(test), 1024):
@@ -316,8 +318,8 @@ SETUPS = {  # what each --setup label ran; newest first in the report
     "defaults-start3": "the forecaster's defaults of 2026-12-04: as defaults-ema, and the "
                        "linear start is the mean of the near-tied best ridge candidates "
                        "on validation (up to 3 within 1% of the best; before: the best "
-                       "one); only lookback 336 and the "
-                       "protocol's validation split given",
+                       "one); only lookback 336 and the protocol's validation split "
+                       "given",
     "defaults-ema": "the forecaster's defaults of 2026-12-03: as defaults-monitor, and "
                     "validation, early stopping and the fit keep an exponential moving "
                     "average of the weights (ema_decay='auto', 0.99 at 50 batches per "

@@ -20,9 +20,7 @@ import json
 import time
 from datetime import date
 
-import numpy as np
-import torch
-from accuracy import _ett_frame, load_m3_yearly
+from accuracy import _ett_frame, _scores, load_m3_yearly
 from validation import EXPLORE, _split_last
 
 START_ONLY = dict(max_epochs=1, batches_per_epoch=1, learning_rate=1e-9, ema_decay=None,
@@ -43,25 +41,15 @@ def _panel(name: str) -> dict:
     return evaluate(merged, metrics=("smape", "mase"), train_df=fit_rows, season=season)
 
 
-@torch.no_grad()
 def _ett(name: str, horizon: int) -> dict:
     from xlstm_ts import XLSTMForecaster
-    from xlstm_ts.data import WindowDataset
 
     frame, per_hour = _ett_frame(name)
     fit_rows = frame[frame.groupby("unique_id").cumcount() < 10080 * per_hour]
     model = XLSTMForecaster(horizon=horizon, lookback=336, val_size=1440 * per_hour,
                             **START_ONLY).fit(fit_rows)
-    windows = WindowDataset(model._prepare(frame), 336, horizon,
-                            region=(10080 * per_hour, 11520 * per_hour))
-    net, squared, count = model.network_.eval(), 0.0, 0
-    for first in range(0, len(windows), 1024):
-        batch = windows[np.arange(first, min(first + 1024, len(windows)))]
-        params, stats = net(batch)
-        error = net.denormalize(net.head.point(params), stats) - batch["target"]
-        squared += float((error ** 2).sum())
-        count += error.numel()
-    return {"mse": squared / count}
+    scores = _scores(model, frame, per_hour, (10080 * per_hour, 11520 * per_hour))
+    return {"mse": scores["mse"]}
 
 
 def main() -> None:
