@@ -159,6 +159,32 @@ def test_defaults_fit_short_yearly_series():
     explicit = XLSTMForecaster(horizon=6, max_epochs=1, learning_rate=0.05, n_models=1,
                                progress_bar=False).fit(df)
     assert explicit.learning_rate_ == 0.05
+    assert model.batches_per_epoch is None and model.batches_per_epoch_ == 50  # few windows
+    assert explicit.batches_per_epoch_ == 50
+
+
+def test_epoch_length_follows_the_documented_rule(monkeypatch):
+    """50 batches per epoch, 100 from MANY_WINDOWS training windows on; an explicit
+    value is used as given; an epoch never exceeds one pass (but has MIN_BATCHES)."""
+    from xlstm_ts import datasets
+    from xlstm_ts.data import prepare_series, time_split_regions
+    from xlstm_ts.training import WindowDataModule, datamodule
+
+    assert [datamodule.default_batches_per_epoch(n) for n in (1, 99_999, 100_000, 10**7)] \
+        == [50, 50, 100, 100]
+    data = prepare_series(datasets.synthetic(n_series=4, length=3000, seasonalities=(24,)))
+    regions = time_split_regions(data, val_size=24)
+
+    def module(**kw):
+        return WindowDataModule(data, 48, 24, train_region=regions["train"],
+                                val_region=regions["val"], batch_size=8, **kw)
+
+    n_windows = len(module().train)
+    assert module().batches_per_epoch == 50 and module().steps_per_epoch == 50
+    monkeypatch.setattr(datamodule, "MANY_WINDOWS", n_windows)
+    assert module().batches_per_epoch == 100 and module().steps_per_epoch == 100
+    assert module(batches_per_epoch=7).steps_per_epoch == 7
+    assert module(batches_per_epoch=10**6).samples == n_windows  # one pass at most
 
 
 def test_ensemble_size_follows_the_documented_rule():

@@ -102,6 +102,13 @@ class XLSTMForecaster(BaseEstimator):
         weight_decay, schedule, warmup: AdamW with warm-up + cosine or one-cycle.
         batch_size, max_epochs, batches_per_epoch: training length; an epoch draws
             ``batches_per_epoch`` batches, or one pass's worth when there are fewer windows.
+            ``batches_per_epoch=None`` (default): 50, or 100 on panels of at least 100,000
+            training windows, which were still improving after 20 epochs of 50 (M4
+            Hourly validation sMAPE / MASE 12.08 / 0.855 and 12.15 / 0.865 against
+            12.51 / 0.948 and 12.66 / 0.924, seeds 0 and 1; ETTm1 MSE 0.3585 / 0.6329
+            against 0.3593 / 0.6350 at horizons 96 / 336;
+            :func:`xlstm_ts.training.datamodule.default_batches_per_epoch`). The value
+            used is ``batches_per_epoch_``.
         val_size: validation steps at the end of each series (default: ``horizon``;
             0 disables validation and early stopping).
         patience: early-stopping patience in epochs.
@@ -140,7 +147,7 @@ class XLSTMForecaster(BaseEstimator):
                  head: str = "point", loss: str = "mae",
                  quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float | None = None,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
-                 batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int = 50,
+                 batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int | None = None,
                  val_size: int | None = None, patience: int = 5,
                  gradient_clip: float | None = 1.0, ema_decay: float | str | None = "auto",
                  id_col: str = "unique_id",
@@ -298,7 +305,7 @@ class XLSTMForecaster(BaseEstimator):
                      "weight_decay": float(self.weight_decay), "schedule": self.schedule,
                      "warmup": float(self.warmup)}, data, regions,
             has_validation=bool(val), batch_size=self.batch_size,
-            samples_per_epoch=self.batches_per_epoch * self.batch_size,
+            batches_per_epoch=self.batches_per_epoch,
             min_history=shape.min_history, max_epochs=self.max_epochs,
             seasons=(seasonal_periods(data.freq) if self.season_length is None
                      else (self.season_length,)),
@@ -314,6 +321,7 @@ class XLSTMForecaster(BaseEstimator):
         self.config_, self.data_, self.freq_ = config, data, data.freq
         self.epochs_trained_ = trained.epochs[0]
         self.learning_rate_ = learning_rate
+        self.batches_per_epoch_ = trained.batches_per_epoch
         self.n_models_ = config.n_models
         self.global_rank_ = trained.global_rank
         self.history_ = trained.metrics[0]

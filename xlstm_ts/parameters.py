@@ -64,7 +64,7 @@ FORECASTER_CONSTRAINTS = {
     "season_length": NoneOr(Integer(1)),
     "learning_rate": NoneOr(Real(0.0, None, open="low")), "weight_decay": Real(0.0),
     "schedule": Options(("cosine", "onecycle")), "warmup": Real(0.0, 1.0),
-    "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": Integer(1),
+    "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": NoneOr(Integer(1)),
     "val_size": NoneOr(Integer(0)), "patience": NoneOr(Integer(0)),
     "gradient_clip": NoneOr(Real(0.0, None, open="low")),
     "ema_decay": NoneOr(_ema_decay),

@@ -28,7 +28,8 @@ class Trained:
     """A trained network (on the CPU, in eval mode) and how its training went; the
     histories and metrics of every member, member 0 first. ``correction_shares``: the
     share ``w`` of each member's trained network in its forecast against its linear
-    start (:mod:`.blend`; 1.0 without a linear path or validation)."""
+    start (:mod:`.blend`; 1.0 without a linear path or validation);
+    ``batches_per_epoch``: the epoch length used."""
 
     network: nn.Module
     histories: list[dict]
@@ -36,6 +37,7 @@ class Trained:
     epochs: list[int]
     global_rank: int
     correction_shares: list[float]
+    batches_per_epoch: int
 
 
 def ema_decay_for(steps_per_epoch: int) -> float:
@@ -54,7 +56,7 @@ def ema_decay_for(steps_per_epoch: int) -> float:
 
 
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
-                  has_validation: bool, batch_size: int, samples_per_epoch: int,
+                  has_validation: bool, batch_size: int, batches_per_epoch: int | None,
                   min_history: int, max_epochs: int, seed: int, seasons: tuple = (),
                   checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
                   ckpt_path: str | None = None, callbacks=(),
@@ -71,7 +73,9 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     ``optim`` holds :class:`OptimConfig` fields except ``total_steps`` (counted from
     the epochs' real length). With a ``checkpoint_dir``, member k > 0 checkpoints to
     its subfolder ``member{k}``; ``resume`` needs a single member. ``ema_decay``: see
-    :func:`.trainer.build_trainer`; ``"auto"`` is :func:`ema_decay_for` the epoch length."""
+    :func:`.trainer.build_trainer`; ``"auto"`` is :func:`ema_decay_for` the epoch length.
+    ``batches_per_epoch`` None: :func:`.datamodule.default_batches_per_epoch` of the
+    training windows (the value used is ``Trained.batches_per_epoch``)."""
     if resume and config.n_models > 1:
         raise ValueError("resume=True continues one network; it is not available with "
                          "n_models > 1. Refit the ensemble, or resume with n_models=1.")
@@ -83,7 +87,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         datamodule = WindowDataModule(
             data, config.lookback, config.horizon, train_region=regions["train"],
             val_region=regions["val"] if has_validation else None, batch_size=batch_size,
-            samples_per_epoch=samples_per_epoch, min_history=min_history, seed=seed + k)
+            batches_per_epoch=batches_per_epoch, min_history=min_history, seed=seed + k)
         if variance is None:
             variance = series_variance(data, regions["train"][1])
         module = ForecastModule(member_config, OptimConfig(
@@ -124,7 +128,8 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         epochs.append(trainer.current_epoch)
         shares.append(float(blend))
     network = members[0] if config.n_models == 1 else build_network(config, members).eval()
-    return Trained(network, histories, metrics, epochs, trainer.global_rank, shares)
+    return Trained(network, histories, metrics, epochs, trainer.global_rank, shares,
+                   datamodule.batches_per_epoch)
 
 
 def _log_member(k: int, n_models: int, history: dict, blend: float,
