@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from xlstm_ts import datasets
 from xlstm_ts.data import (
     Frequency,
+    append_observations,
     check_min_length,
+    continue_series,
     long_to_wide,
     prepare_series,
     rows_to_long,
@@ -314,3 +316,29 @@ def test_shuffled_input_with_a_huge_time_range_sorts_by_two_keys():
     data = prepare_series(df)
     assert data.ids.tolist() == [1, 2] and data.target.tolist() == [0, 1, 2, 4, 5, 6]
     assert str(data.freq) == f"{step}i"
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=5),
+       added=st.lists(st.integers(0, 6), min_size=5, max_size=5), keep=st.integers(1, 15))
+def test_appended_rows_are_each_series_last_keep_steps(lengths, added, keep):
+    """append_observations keeps, per series, the last ``keep`` of its old rows followed
+    by its new ones, whatever subset of series gets new rows and however many."""
+    rows, new_rows = [], []
+    for j, n in enumerate(lengths):
+        rows += [{"unique_id": f"s{j}", "ds": t, "y": 100.0 * j + t} for t in range(n)]
+        new_rows += [{"unique_id": f"s{j}", "ds": t, "y": 100.0 * j + t}
+                     for t in range(n, n + added[j])]
+    fitted = prepare_series(pd.DataFrame(rows))
+    if not new_rows:
+        return
+    new = prepare_series(pd.DataFrame(new_rows))
+    new, codes, _ = continue_series(fitted, new)
+    out = append_observations(fitted, new, codes, keep=keep)
+    for j, n in enumerate(lengths):
+        total = n + added[j]
+        expected = [100.0 * j + t for t in range(max(0, total - keep), total)]
+        got = out.target[out.indptr[j]:out.indptr[j + 1]].tolist()
+        assert got == expected, (j, got, expected)
+        assert list(out.times[out.indptr[j]:out.indptr[j + 1]]) == \
+            list(range(max(0, total - keep), total))

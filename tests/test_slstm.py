@@ -92,6 +92,25 @@ def test_state_continuation_equals_one_pass():
 
 
 @pytest.mark.parametrize("forget", ["sigmoid", "exp"])
+def test_inference_steps_equal_one_pass(forget):
+    """Single steps without autograd (the streamed path, no autograd node) continue a
+    carried state exactly as the sequence pass does, from a fresh or a carried state."""
+    gates_x, R = make_inputs(2, 12, 3, 4)
+    with torch.inference_mode():
+        h_full, state_full = slstm(gates_x, R, forget=forget, return_state=True)
+        ref, _ = plain_loop(gates_x, R, forget=forget)
+        state, hs = None, []
+        for t in range(12):
+            h, state = slstm(gates_x[:, t:t + 1], R, state=state, forget=forget,
+                             return_state=True)
+            hs.append(h)
+    torch.testing.assert_close(torch.cat(hs, 1), h_full, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(torch.cat(hs, 1), ref, atol=1e-8, rtol=1e-8)
+    for a, b in zip(state, state_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("forget", ["sigmoid", "exp"])
 def test_extreme_gates_stay_finite(forget):
     B, S, NH, DH = 1, 16384, 1, 2
     gates_x = (torch.rand(B, S, 4, NH, DH) * 100 - 50).requires_grad_()

@@ -165,6 +165,20 @@ def test_update_some_series_only(stream_model, panel):
                                atol=1e-5)
 
 
+def test_uneven_update_equals_the_same_steps_in_turn(stream_model, panel):
+    """One update with 3 new steps for s0 and 1 for the others advances each series as
+    updates of those steps in turn do (series grouped by their count of new steps)."""
+    _, rest = _split(panel, 240)
+    first = _steps(rest, 0, 1)
+    uneven = pd.concat([_steps(rest, 0, 3).query("unique_id == 's0'"),
+                        first.query("unique_id != 's0'")])
+    at_once = copy.deepcopy(stream_model).update(uneven).predict()
+    in_turn = (copy.deepcopy(stream_model).update(first)
+               .update(_steps(rest, 1, 3).query("unique_id == 's0'")).predict())
+    pd.testing.assert_frame_equal(at_once[["unique_id", "ds"]], in_turn[["unique_id", "ds"]])
+    np.testing.assert_allclose(at_once.y_pred, in_turn.y_pred, rtol=1e-5, atol=1e-5)
+
+
 def test_patch_network_rolls_its_window(panel):
     train, rest = _split(panel, 240)
     model = XLSTMForecaster(**TINY, patch_len=12, patch_stride=12).fit(train)

@@ -23,7 +23,9 @@ def chunks(n: int, what: str, progress: bool):
     """Start indices of ``PREDICT_CHUNK``-series chunks, with a progress bar when a person
     watches (``progress`` and an interactive stderr) and there are several."""
     starts = range(0, n, PREDICT_CHUNK)
-    show = bool(progress) and sys.stderr.isatty() and len(starts) > 1
+    if len(starts) < 2:  # nothing to show: skip the bar's set-up (streamed steps)
+        return starts
+    show = bool(progress) and sys.stderr.isatty()
     return tqdm(starts, desc=what, unit="chunk", disable=not show, leave=False)
 
 

@@ -54,12 +54,11 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
     n_state = next(iter(state.values())).shape[0]
     for T in np.unique(new.lengths):  # series with equal counts of new steps
         group = np.flatnonzero(new.lengths == T)
-        rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
-        steps = {"history": new.target[rows], "history_mask": new.observed[rows],
-                 "past": new.past[rows], "future": new.future[rows],
-                 "static": fitted.static[torch.from_numpy(codes[group])]}
-        advanced = advance_state(net, state, steps, codes[group])
-        if len(group) == n_state and np.array_equal(codes[group], np.arange(n_state)):
+        every = len(group) == n_state and np.array_equal(codes[group], np.arange(n_state))
+        advanced = advance_state(net, state, _steps(new, group, int(T), fitted.static,
+                                                    None if every else codes[group]),
+                                 codes[group])
+        if every:
             state, fresh = advanced, True  # every series, in order: nothing to merge
             continue
         if not fresh:  # copy on first write: the caller's state stays as it was
@@ -68,3 +67,21 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
         for k, v in advanced.items():
             state[k][series] = v
     return state
+
+
+def _steps(new: SeriesData, group: np.ndarray, T: int, static: torch.Tensor,
+           codes: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """The network inputs of the ``T`` new steps of the series ``group`` of ``new``:
+    history (n, T), history_mask (n, T), past (n, T, P), future (n, T, F) and the
+    static rows ``codes`` of ``static`` (None: all of them, in order)."""
+    if len(group) == new.n_series:  # every new series has T steps: its rows, reshaped
+        def take(values):
+            return values.reshape(len(group), T, *values.shape[1:])
+    else:
+        rows = torch.from_numpy(new.indptr[group][:, None] + np.arange(T))
+
+        def take(values):
+            return values[rows]
+    return {"history": take(new.target), "history_mask": take(new.observed),
+            "past": take(new.past), "future": take(new.future),
+            "static": static if codes is None else static[torch.from_numpy(codes)]}

@@ -694,14 +694,14 @@ def append_observations(fitted: SeriesData, new: SeriesData, codes: np.ndarray,
     new_start[codes] = new.indptr[:-1]
     old_len = fitted.lengths
     kept = np.minimum(old_len + added, keep)
-    pieces = []
-    for j in range(fitted.n_series):  # row plan per series: old tail, then the new rows
-        from_old = kept[j] - min(added[j], kept[j])
-        pieces.append(np.arange(fitted.indptr[j + 1] - from_old, fitted.indptr[j + 1]))
-        take_new = kept[j] - from_old
-        start = n_old + new_start[j] + added[j] - take_new
-        pieces.append(np.arange(start, start + take_new))
-    rows = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+    # row plan per series: its old tail, then its last new rows (a run of each)
+    take_new = np.minimum(added, kept)
+    from_old = kept - take_new
+    starts = np.stack([fitted.indptr[1:] - from_old,
+                       n_old + new_start + added - take_new], axis=1).reshape(-1)
+    counts = np.stack([from_old, take_new], axis=1).reshape(-1)
+    rows = (np.arange(counts.sum(), dtype=np.int64)
+            + np.repeat(starts - (np.cumsum(counts) - counts), counts)).astype(np.int64)
     both = replace(fitted, times=np.concatenate([fitted.times, new.times.astype(
         fitted.times.dtype)]), target=torch.cat([fitted.target, new.target]),
         observed=torch.cat([fitted.observed, new.observed]),

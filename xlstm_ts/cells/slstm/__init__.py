@@ -16,7 +16,7 @@ import torch
 
 from .. import _backend
 from .. import _validation as _v
-from .recurrent import SLSTMFunction
+from .recurrent import SLSTMFunction, slstm_step
 
 __all__ = ["SLSTMState", "slstm"]
 
@@ -81,6 +81,10 @@ def slstm(
 
         state32 = (s.float() for s in (h0, c0, n0, m0))
         h, *final = slstm_triton(gates_x, R, *state32, forget == "exp")
+    elif S == 1 and not torch.is_grad_enabled():  # a streamed step: no autograd node
+        final = slstm_step(gates_x[:, 0].to(dtype), R.to(dtype), h0, c0, n0, m0,
+                           forget == "exp")
+        h = final[0].unsqueeze(1)
     else:
         h, *final = SLSTMFunction.apply(gates_x.to(dtype), R.to(dtype), h0, c0, n0, m0,
                                         forget == "exp")

@@ -28,6 +28,34 @@ def _gates(pre: torch.Tensor, m_prev: torch.Tensor, exp_forget: bool):
     return i_pre, f_pre, log_f, m, gain, decay, torch.tanh(z_pre), torch.sigmoid(o_pre)
 
 
+def _update(pre: torch.Tensor, c_prev: torch.Tensor, n_prev: torch.Tensor, m_prev: torch.Tensor,
+            exp_forget: bool, out=(None, None, None)):
+    """One step's (h, c, n, m) (NH, B, DH) from pre-activations (NH, B, 4*DH) and the
+    previous c, n, m; h, c and n are written into ``out`` where given."""
+    *_, m, gain, decay, z, o = _gates(pre, m_prev, exp_forget)
+    c = torch.addcmul(decay * c_prev, gain, z, out=out[1])
+    n = torch.addcmul(gain, decay, n_prev, out=out[2])
+    return torch.mul(o, c / n, out=out[0]), c, n, m
+
+
+def stacked_recurrent_weights(R: torch.Tensor) -> torch.Tensor:
+    """R (4, NH, DH, DH) as (NH, DH, 4*DH): R_cat[k, d, g*DH+e] = R[g, k, d, e], so that
+    one ``baddbmm`` over heads gives every gate's recurrent input."""
+    NH, DH = R.shape[1], R.shape[2]
+    return R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)
+
+
+def slstm_step(gates_x: torch.Tensor, R: torch.Tensor, h, c, n, m, exp_forget: bool):
+    """One step without autograd bookkeeping (inference; streamed updates): gates_x
+    (B, 4, NH, DH), R (4, NH, DH, DH), state (B, NH, DH) each -> the new (h, c, n, m),
+    each (B, NH, DH). The same arithmetic as a step of :class:`SLSTMFunction`."""
+    B, _, NH, DH = gates_x.shape
+    gx = gates_x.permute(2, 0, 1, 3).reshape(NH, B, 4 * DH)
+    pre = torch.baddbmm(gx, h.transpose(0, 1), stacked_recurrent_weights(R))
+    new = _update(pre, c.transpose(0, 1), n.transpose(0, 1), m.transpose(0, 1), exp_forget)
+    return tuple(s.transpose(0, 1) for s in new)
+
+
 class SLSTMFunction(torch.autograd.Function):
     """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH)."""
 
@@ -35,7 +63,7 @@ class SLSTMFunction(torch.autograd.Function):
     def forward(ctx, gates_x, R, h0, c0, n0, m0, exp_forget: bool):
         B, S, _, NH, DH = gates_x.shape
         gx = gates_x.permute(1, 3, 0, 2, 4).reshape(S, NH, B, 4 * DH)
-        R_cat = R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)  # R_cat[k, d, g*DH+e] = R[g, k, d, e]
+        R_cat = stacked_recurrent_weights(R)
 
         # Index 0 holds the entering state; index t + 1 the state after step t.
         def buffer(initial):
@@ -47,11 +75,8 @@ class SLSTMFunction(torch.autograd.Function):
         pre_acts = torch.empty_like(gx)
         for t in range(S):
             pre = torch.baddbmm(gx[t], H[t], R_cat, out=pre_acts[t])  # (NH, B, 4*DH)
-            *_, m, gain, decay, z, o = _gates(pre, M[t], exp_forget)
-            c = torch.addcmul(decay * C[t], gain, z, out=C[t + 1])
-            n = torch.addcmul(gain, decay, N[t], out=N[t + 1])
-            torch.mul(o, c / n, out=H[t + 1])
-            M[t + 1] = m
+            M[t + 1] = _update(pre, C[t], N[t], M[t], exp_forget,
+                               out=(H[t + 1], C[t + 1], N[t + 1]))[3]
 
         ctx.exp_forget = exp_forget
         ctx.save_for_backward(pre_acts, R_cat, H, C, N, M)
