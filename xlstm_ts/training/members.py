@@ -42,8 +42,8 @@ class Trained:
 
 def ema_decay_for(steps_per_epoch: int) -> float:
     """The moving average's decay when left to the library: ``1 - 1 / (2 *
-    steps_per_epoch)``, an average over about the last two epochs (0.99 for the
-    default 50 batches per epoch). Tied to the epoch rather than fixed so that a fit of
+    steps_per_epoch)``, an average over about the last two epochs (0.99 for 50
+    batches per epoch, 0.995 for 100). Tied to the epoch rather than fixed so that a fit of
     a few steps per epoch (a single short series) still moves away from its start.
 
     0.99 was chosen on validation splits (``benchmarks/validation.py``, rows in
