@@ -188,7 +188,8 @@ def _defaults_label(model) -> str:
     return (f"defaults (loss {model.loss}, lr {model.learning_rate_:g}, "
             f"dropout {model.dropout:g}, blend with the start, drift candidate, "
             f"{'weight average, ' if model.ema_decay is not None else ''}"
-            f"start: mean of {TOP_K} best, {model.batches_per_epoch_} batches per epoch, "
+            f"start: mean of {TOP_K} best, refit with validation unless short, "
+            f"{model.batches_per_epoch_} batches per epoch, "
             f"{model.n_models_} member{'s' if model.n_models_ > 1 else ''})")
 
 
@@ -316,6 +317,11 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-refit": "the forecaster's defaults of 2026-12-05 (later): as "
+                      "defaults-epoch100, and once validation has chosen the linear "
+                      "start, its share of the forecast is solved again on the training "
+                      "and validation windows together (not on short data); only "
+                      "lookback 336 and the protocol's validation split given",
     "defaults-epoch100": "the forecaster's defaults of 2026-12-05: as defaults-start3, and "
                          "epochs of 100 batches on panels of at least 100,000 training "
                          "windows (ETTm1 has 239k; ETTh1's 57k keep 50); only lookback 336 "

@@ -11,6 +11,7 @@ or a variant. One JSON line per run goes to
     python benchmarks/validation.py m4 --set loss=mae
     python benchmarks/validation.py m3 --label "naive candidates"
     python benchmarks/validation.py promo --set learning_rate=0.003
+    python benchmarks/validation.py airline --refit-start 0
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def _split_last(frame: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.Dat
             frame[position < horizon].reset_index(drop=True))
 
 
+def force_refit_start(refit: bool) -> None:
+    """Make every fit of this process solve its linear start again with the validation
+    windows (``refit_start`` of ``train_network``), or never, whatever the data."""
+    import xlstm_ts.forecaster as forecaster
+    from xlstm_ts.training import train_network
+
+    forecaster.train_network = lambda *args, **kwargs: train_network(
+        *args, **{**kwargs, "refit_start": refit})
+
+
 def main() -> None:
     from xlstm_ts import XLSTMForecaster, datasets
     from xlstm_ts.evaluation.baselines import Naive, SeasonalNaive
@@ -44,9 +55,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="")
+    parser.add_argument("--refit-start", type=int, choices=[0, 1], default=None,
+                        help="force the start's refit on (1) or off (0); default: the rule")
     parser.add_argument("--save", default=None, metavar="CSV",
                         help="also write the forecasts with the validation actuals")
     args = parser.parse_args()
+    if args.refit_start is not None:
+        force_refit_start(bool(args.refit_start))
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
     logging.getLogger("xlstm_ts.training").setLevel(logging.INFO)  # start chosen, kept
     if args.dataset == "m4":
@@ -92,6 +107,7 @@ def main() -> None:
     for row in rows:
         line = {"dataset": name, "explore": f"validation ({horizon} before test)",
                 "params": args.set, "label": args.label,
+                **({} if args.refit_start is None else {"refit_start": args.refit_start}),
                 "seed": args.seed, **row, "date": str(date.today())}
         print(json.dumps(line), flush=True)
         with open(EXPLORE, "a") as f:

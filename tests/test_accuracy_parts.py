@@ -394,3 +394,75 @@ def test_blend_validation_errors_are_those_of_the_blended_forecasts():
         err = ((w * p1 + (1 - w) * p0 - target).double() ** 2).sum(-1) * scale
         assert got == pytest.approx(float(err.sum()) / target.numel(), rel=1e-6)
     assert len(set(errors)) == 3
+
+
+def test_refit_map_is_the_chosen_ridge_on_training_and_validation_windows_together():
+    """refit_map solves the chosen candidates again on both sets of windows: the same
+    weighted ridge as one solve over the concatenated rows."""
+    from xlstm_ts.data import WindowDataset, prepare_series
+    from xlstm_ts.models import NetworkConfig, build_network
+    from xlstm_ts.training import linear_start as ls
+
+    rng = np.random.default_rng(5)
+    t = np.arange(120)
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": t,
+                                  "y": np.sin(2 * np.pi * t / 12 + k) + rng.normal(0, .3, 120)})
+                    for k in range(3)], ignore_index=True)
+    data = prepare_series(df)
+    train = WindowDataset(data, 24, 6, region=(0, 100))
+    val = WindowDataset(data, 24, 6, region=(100, 120))
+    net = build_network(NetworkConfig(lookback=24, horizon=6, d_model=8, num_heads=2))
+    variance = ls.series_variance(data, 100)
+    choice = "zero, penalty 0.01 + seasonal12, penalty 0.1"
+
+    rows = [(*ls._normalised(net, ds[np.arange(len(ds))]), ds[np.arange(len(ds))])
+            for ds in (train, val)]
+    X = torch.cat([torch.cat([w, torch.ones(len(w), 1)], 1) for w, *_ in rows]).double()
+    Y = torch.cat([(y * m) for _, y, m, _, _ in rows]).double()
+    w = torch.cat([ls.window_weights(v, b["series"], variance) for *_, v, b in rows])
+    eye = torch.eye(25, dtype=torch.float64)
+    eye[-1, -1] = 0
+    seasonal = ls.naive_maps(24, 6, (12,))["seasonal12"]
+    lhs = (X * w[:, None]).T @ X
+    expected = (torch.linalg.solve(lhs + 0.01 * w.sum() * eye, (X * w[:, None]).T @ Y)
+                + torch.linalg.solve(lhs + 0.1 * w.sum() * eye,
+                                     (X * w[:, None]).T @ Y + 0.1 * w.sum() * eye @ seasonal)) / 2
+    refit = ls.refit_map(net, train, val, variance, choice, seasons=(12,))
+    torch.testing.assert_close(refit, expected, rtol=1e-6, atol=1e-8)
+    ls.ridge_start(net, train, None, variance)  # train-only solution differs
+    assert not torch.allclose(ls.linear_map(net), refit, atol=1e-3)
+
+
+@pytest.mark.parametrize("lengths, refit", [((300, 300, 300), True), ((200, 60, 60), False)])
+def test_the_kept_start_is_solved_again_with_validation_windows_unless_data_is_short(
+        monkeypatch, lengths, refit):
+    """Where the start is kept, the fitted linear map is the start solved again with
+    the validation windows; on short data (most windows padded) it stays the training
+    windows' solution."""
+    from xlstm_ts.training import linear_start as ls
+    from xlstm_ts.training import members
+
+    maps = []
+
+    def spy(net, *args, **kwargs):
+        maps.append((ls.linear_map(net), ls.refit_map(net, *args, **kwargs)))
+        return maps[-1][1]
+
+    monkeypatch.setattr(members, "refit_map", spy)
+    monkeypatch.setattr(members, "blend_weights", lambda net: (0.0,))  # keep the start
+    rng = np.random.default_rng(0)
+    df = pd.concat([pd.DataFrame({"unique_id": f"s{j}",
+                                  "ds": pd.date_range("2024-01-01", periods=n, freq="h"),
+                                  "y": rng.standard_normal(n)}) for j, n in enumerate(lengths)])
+    model = XLSTMForecaster(horizon=8, d_model=8, num_heads=2, max_epochs=1,
+                            batches_per_epoch=1, learning_rate=1e-9, ema_decay=None,
+                            n_models=1, val_size=16, progress_bar=False,
+                            random_state=0).fit(df)
+    assert model.correction_share_ == [0.0]
+    final = ls.linear_map(model.network_)
+    if refit:
+        (start, solved), = maps
+        torch.testing.assert_close(final, solved, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(final, start, atol=1e-4)
+    else:
+        assert maps == []

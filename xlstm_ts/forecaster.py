@@ -43,6 +43,7 @@ from .presets import (
     WindowShape,
     default_learning_rate,
     default_n_models,
+    mostly_padded,
     resolve_window,
     seasonal_periods,
 )
@@ -286,6 +287,8 @@ class XLSTMForecaster(BaseEstimator):
         val = self._val_size(val_size)
         data, shape = self._window(self._prepare(df, static_df), val)
         regions = time_split_regions(data, val, 0)
+        short = mostly_padded(lookback=shape.lookback, horizon=self.horizon, val_size=val,
+                              lengths=data.lengths)
         config = NetworkConfig(
             **{name: getattr(self, name) for name in NETWORK_PARAMS if name not in (
                 "lookback", "patch_len", "patch_stride", "n_models")},
@@ -306,7 +309,7 @@ class XLSTMForecaster(BaseEstimator):
                      "warmup": float(self.warmup)}, data, regions,
             has_validation=bool(val), batch_size=self.batch_size,
             batches_per_epoch=self.batches_per_epoch,
-            min_history=shape.min_history, max_epochs=self.max_epochs,
+            min_history=shape.min_history, max_epochs=self.max_epochs, refit_start=not short,
             seasons=(seasonal_periods(data.freq) if self.season_length is None
                      else (self.season_length,)),
             seed=0 if self.random_state is None else self.random_state,

@@ -19,7 +19,9 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
 The ensemble size (``n_models`` left as None): 3 members when the median series is
 shorter than the lookback plus the horizon and validation steps (most windows are
 left-padded: fits are cheap, and with so little data a single fit varies most with
-its seed), else 1.
+its seed), else 1. On the same short data the linear start stays the one solved on
+the training windows; elsewhere, once validation has chosen it, it is solved again
+with the validation windows (:func:`xlstm_ts.training.linear_start.refit_map`).
 
 Measured on the bundled datasets in ``benchmarks/results/`` (see the README).
 """
@@ -102,12 +104,19 @@ def default_learning_rate(n_covariates: int) -> float:
 SHORT_DATA_MEMBERS = 3
 
 
+def mostly_padded(*, lookback: int, horizon: int, val_size: int,
+                  lengths: np.ndarray) -> bool:
+    """Whether the median series (``lengths``, steps) is shorter than ``lookback +
+    horizon + val_size``, so that most windows are left-padded: short data."""
+    return bool(np.median(lengths) < lookback + horizon + val_size)
+
+
 def default_n_models(*, lookback: int, horizon: int, val_size: int,
                      lengths: np.ndarray) -> int:
     """The ensemble size when the caller leaves it to the library: ``SHORT_DATA_MEMBERS``
-    when the median series (``lengths``, steps) is shorter than ``lookback + horizon +
-    val_size``, so that most windows are left-padded, else 1."""
-    short = np.median(lengths) < lookback + horizon + val_size
+    on short data (:func:`mostly_padded`), else 1."""
+    short = mostly_padded(lookback=lookback, horizon=horizon, val_size=val_size,
+                          lengths=lengths)
     return SHORT_DATA_MEMBERS if short else 1
 
 

@@ -13,7 +13,9 @@ period that fits in the lookback. The
 target and the penalty (including "the naive forecast itself") are chosen on the
 validation windows when there are any (the mean of the few best maps), so on short
 or noisy data the start falls back to (seasonal) naive instead of an overfitted
-regression.
+regression. Once chosen, the same candidates can be solved again with the validation
+windows added (:func:`refit_map`): validation picked the shrinkage, and the newest
+windows are the closest to the forecast that follows.
 """
 
 from __future__ import annotations
@@ -177,6 +179,14 @@ def validation_errors(net, val: WindowDataset, per_series: torch.Tensor,
     return errors
 
 
+def _sample(n: int, limit: int, seed: int) -> np.ndarray:
+    """All of ``range(n)``, or a seeded sorted sample of ``limit`` of them."""
+    rows = np.arange(n)
+    if n > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+    return rows
+
+
 @torch.no_grad()
 def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
                 per_series: torch.Tensor, seed: int = 0,
@@ -190,9 +200,7 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
     (relative) of the best; without, the ridge shrunk towards zero, penalty 1e-3.
     Returns the choice, best first, e.g.
     ``"naive, penalty 0.1 + drift, penalty 0.01 + naive, penalty 0.01"``."""
-    rows = np.arange(len(train))
-    if len(rows) > MAX_WINDOWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_WINDOWS, replace=False))
+    rows = _sample(len(train), MAX_WINDOWS, seed)
     gram, cross, weight_sum = _moments(net, train, rows, per_series)
     if val is not None and len(val):
         solutions = candidates(gram, cross, weight_sum,
@@ -203,7 +211,40 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
                   if errors[name] <= (1 + TIE) * errors[ranked[0]]]
     else:
         solutions, chosen = candidates(gram, cross, weight_sum, {}), ["zero, penalty 0.001"]
-    W = torch.stack([solutions[name] for name in chosen]).mean(0)
+    _set_linear(net, torch.stack([solutions[name] for name in chosen]).mean(0))
+    return " + ".join(chosen)
+
+
+@torch.no_grad()
+def refit_map(net, train: WindowDataset, val: WindowDataset, per_series: torch.Tensor,
+              choice: str, seed: int = 0, seasons: tuple[int, ...] = ()) -> torch.Tensor:
+    """The (L+1, H) map of ``choice`` (as returned by :func:`ridge_start`), the same
+    candidates solved again on the training and validation windows together.
+
+    Validation chose the shrinkage target and penalty; once chosen, the most recent
+    windows are data like any other, and the newest ones are the closest to the
+    forecast that follows."""
+    gram, cross, weight_sum = _moments(net, train, _sample(len(train), MAX_WINDOWS, seed),
+                                       per_series)
+    more = _moments(net, val, _sample(len(val), MAX_WINDOWS, seed), per_series)
+    gram, cross, weight_sum = gram + more[0], cross + more[1], weight_sum + more[2]
+    solutions = candidates(gram, cross, weight_sum,
+                           naive_maps(train.lookback, train.horizon, seasons))
+    return torch.stack([solutions[name] for name in choice.split(" + ")]).mean(0)
+
+
+def linear_map(net) -> torch.Tensor:
+    """``net.linear`` as an (L+1, H) float64 map (bias row last)."""
+    return torch.cat([net.linear.weight.T, net.linear.bias[None]]).double()
+
+
+def _set_linear(net, W: torch.Tensor) -> None:
+    """Set ``net.linear`` to the (L+1, H) map ``W`` (bias row last)."""
     net.linear.weight.copy_(W[:-1].T.to(net.linear.weight.dtype))
     net.linear.bias.copy_(W[-1].to(net.linear.bias.dtype))
-    return " + ".join(chosen)
+
+
+@torch.no_grad()
+def shift_linear(net, delta: torch.Tensor) -> None:
+    """Add the (L+1, H) map ``delta`` to ``net.linear``."""
+    _set_linear(net, linear_map(net) + delta)

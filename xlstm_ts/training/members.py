@@ -16,7 +16,7 @@ from ..models import NetworkConfig, build_network
 from .blend import blend_val_mse, blend_weights, fold_blend
 from .datamodule import WindowDataModule
 from .history import LossHistory
-from .linear_start import ridge_start, series_variance
+from .linear_start import linear_map, refit_map, ridge_start, series_variance, shift_linear
 from .module import ForecastModule, OptimConfig
 from .trainer import fit_module
 
@@ -58,6 +58,7 @@ def ema_decay_for(steps_per_epoch: int) -> float:
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
                   has_validation: bool, batch_size: int, batches_per_epoch: int | None,
                   min_history: int, max_epochs: int, seed: int, seasons: tuple = (),
+                  refit_start: bool = True,
                   checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
                   ckpt_path: str | None = None, callbacks=(),
                   ema_decay: float | str | None = None, **trainer_options) -> Trained:
@@ -68,7 +69,10 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     :func:`ridge_start` (fitted once; ``seasons`` are the periods of its seasonal
     naive candidates) and no correction; with validation, each member then forecasts
     the blend of its trained weights and that start with the lowest validation error
-    (:mod:`.blend`: from the start alone to the trained network alone).
+    (:mod:`.blend`: from the start alone to the trained network alone). With
+    ``refit_start``, the start's share of that blend is then solved again on the
+    training and validation windows together (:func:`.linear_start.refit_map`; the
+    choice of candidates stays validation's).
 
     ``optim`` holds :class:`OptimConfig` fields except ``total_steps`` (counted from
     the epochs' real length). With a ``checkpoint_dir``, member k > 0 checkpoints to
@@ -81,7 +85,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                          "n_models > 1. Refit the ensemble, or resume with n_models=1.")
     member_config = replace(config, n_models=1)
     members, histories, metrics, epochs, shares = [], [], [], [], []
-    trainer, linear, variance = None, None, None
+    trainer, linear, variance, refit = None, None, None, None
     for k in range(config.n_models):
         L.seed_everything(seed + k, workers=True, verbose=False)
         datamodule = WindowDataModule(
@@ -119,6 +123,11 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                                    rows=datamodule.monitored)
             blend = weights[int(np.argmin(errors))]  # ties go to the start
             fold_blend(module.net, start, blend)
+            if blend < 1.0 and refit_start:
+                if refit is None:  # the start solved again with the validation windows
+                    refit = refit_map(start, datamodule.train, datamodule.val, variance,
+                                      choice, seed, seasons) - linear_map(start)
+                shift_linear(module.net, (1.0 - blend) * refit)
         if trainer.is_global_zero:
             _log_member(k, config.n_models, losses.history, blend,
                         getattr(module, "skipped_steps", 0))
