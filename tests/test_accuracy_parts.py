@@ -148,7 +148,7 @@ def test_defaults_fit_short_yearly_series():
     assert len(forecast) == 12 * 6 and np.isfinite(forecast["y_pred"]).all()
     longest = int(df.groupby("unique_id").size().max())
     assert model.config_.lookback == min(24, longest - 12)  # the rule: max(4 * 6, 2, 16)
-    assert model.n_models_ == model.config_.n_models == 3  # short data: an ensemble
+    assert model.n_models_ == model.config_.n_models == 5  # short data: an ensemble
     assert isinstance(model.network_, Ensemble)
     # the learning rate rule: 3e-3 without covariates, 1e-2 with any (here a calendar
     # feature); an explicit rate is used as given
@@ -195,7 +195,7 @@ def test_ensemble_size_follows_the_documented_rule():
                                 lengths=np.array(lengths))
 
     # yearly, horizon 6, lookback 24: short below a median of 24 + 6 + 6 steps
-    assert members([14, 20, 35, 200], 6, 24) == 3
+    assert members([14, 20, 35, 200], 6, 24) == 5
     assert members([36, 40, 200], 6, 24) == 1
     # a lookback the data allows in full (equal lengths, or a small given lookback)
     assert members([383] * 3, 24, 383 - 48) == 1

@@ -75,9 +75,11 @@ class XLSTMForecaster(BaseEstimator):
             With validation, the fitted network forecasts the blend of its trained
             weights and that start (a share 0, 1/4, ..., 1 of the trained) that scores
             best there (:mod:`xlstm_ts.training.blend`); the shares chosen, one per
-            member, are ``correction_share_`` (0: the start was kept).
+            member, are ``correction_share_`` (0: the start was kept). The start's
+            share is then solved again with the validation windows added, except on
+            short data (:func:`xlstm_ts.presets.mostly_padded`).
         n_models: ensemble size: members trained with seeds ``random_state + k``, point
-            forecasts their median (see :class:`xlstm_ts.models.Ensemble`). None: 3
+            forecasts their median (see :class:`xlstm_ts.models.Ensemble`). None: 5
             when the median series is shorter than the lookback plus the horizon and
             validation steps (short data, mostly padded windows: cheap fits whose
             result varies most with the seed), else 1
