@@ -247,24 +247,33 @@ def test_linear_start_falls_back_to_naive_on_random_walks(caplog):
     assert starts and starts[0].startswith("linear start: naive"), starts
 
 
-def test_linear_start_is_the_mean_of_the_best_candidates_on_validation(monkeypatch):
-    """The start averages the TOP_K candidate maps with the lowest validation error
-    that are within TIE of the best (named in the returned choice, best first);
-    without validation windows it is the ridge shrunk towards zero, penalty 1e-3."""
+def _noisy_cycles(n_series: int, seed: int):
+    """Training windows (horizons before step 100) and validation windows (100 to 120)
+    of noisy 12-step cycles, lookback 24 and horizon 6; a small network for their
+    RevIN units; and each series' training variance."""
     from xlstm_ts.data import WindowDataset, prepare_series
     from xlstm_ts.models import NetworkConfig, build_network
     from xlstm_ts.training import linear_start as ls
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     t = np.arange(120)
     df = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": t,
                                   "y": np.sin(2 * np.pi * t / 12 + k) + rng.normal(0, .3, 120)})
-                    for k in range(4)], ignore_index=True)
+                    for k in range(n_series)], ignore_index=True)
     data = prepare_series(df)
     train = WindowDataset(data, 24, 6, region=(0, 100))
     val = WindowDataset(data, 24, 6, region=(100, 120))
     net = build_network(NetworkConfig(lookback=24, horizon=6, d_model=8, num_heads=2))
-    variance = ls.series_variance(data, 100)
+    return train, val, net, ls.series_variance(data, 100)
+
+
+def test_linear_start_is_the_mean_of_the_best_candidates_on_validation(monkeypatch):
+    """The start averages the TOP_K candidate maps with the lowest validation error
+    that are within TIE of the best (named in the returned choice, best first);
+    without validation windows it is the ridge shrunk towards zero, penalty 1e-3."""
+    from xlstm_ts.training import linear_start as ls
+
+    train, val, net, variance = _noisy_cycles(n_series=4, seed=3)
 
     gram, cross, weight_sum = ls._moments(net, train, np.arange(len(train)), variance)
     solutions = ls.candidates(gram, cross, weight_sum, ls.naive_maps(24, 6, (12,)))
@@ -399,20 +408,9 @@ def test_blend_validation_errors_are_those_of_the_blended_forecasts():
 def test_refit_map_is_the_chosen_ridge_on_training_and_validation_windows_together():
     """refit_map solves the chosen candidates again on both sets of windows: the same
     weighted ridge as one solve over the concatenated rows."""
-    from xlstm_ts.data import WindowDataset, prepare_series
-    from xlstm_ts.models import NetworkConfig, build_network
     from xlstm_ts.training import linear_start as ls
 
-    rng = np.random.default_rng(5)
-    t = np.arange(120)
-    df = pd.concat([pd.DataFrame({"unique_id": f"s{k}", "ds": t,
-                                  "y": np.sin(2 * np.pi * t / 12 + k) + rng.normal(0, .3, 120)})
-                    for k in range(3)], ignore_index=True)
-    data = prepare_series(df)
-    train = WindowDataset(data, 24, 6, region=(0, 100))
-    val = WindowDataset(data, 24, 6, region=(100, 120))
-    net = build_network(NetworkConfig(lookback=24, horizon=6, d_model=8, num_heads=2))
-    variance = ls.series_variance(data, 100)
+    train, val, net, variance = _noisy_cycles(n_series=3, seed=5)
     choice = "zero, penalty 0.01 + seasonal12, penalty 0.1"
 
     rows = [(*ls._normalised(net, ds[np.arange(len(ds))]), ds[np.arange(len(ds))])
