@@ -425,7 +425,8 @@ def test_refit_map_is_the_chosen_ridge_on_training_and_validation_windows_togeth
     expected = (torch.linalg.solve(lhs + 0.01 * w.sum() * eye, (X * w[:, None]).T @ Y)
                 + torch.linalg.solve(lhs + 0.1 * w.sum() * eye,
                                      (X * w[:, None]).T @ Y + 0.1 * w.sum() * eye @ seasonal)) / 2
-    refit = ls.refit_map(net, train, val, variance, choice, seasons=(12,))
+    refit = ls.refit_map(net, ls.training_moments(net, train, variance), val, variance,
+                         choice, seasons=(12,))
     torch.testing.assert_close(refit, expected, rtol=1e-6, atol=1e-8)
     ls.ridge_start(net, train, None, variance)  # train-only solution differs
     assert not torch.allclose(ls.linear_map(net), refit, atol=1e-3)

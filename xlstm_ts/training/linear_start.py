@@ -188,11 +188,21 @@ def _sample(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
+def training_moments(net, train: WindowDataset, per_series: torch.Tensor,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The weighted moments (gram, cross, weight sum; see :func:`_moments`) of the
+    training windows, a seeded sample of :data:`MAX_WINDOWS` of them where there are
+    more: what :func:`ridge_start` and :func:`refit_map` solve from."""
+    return _moments(net, train, _sample(len(train), MAX_WINDOWS, seed), per_series)
+
+
+@torch.no_grad()
 def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
                 per_series: torch.Tensor, seed: int = 0,
-                seasons: tuple[int, ...] = ()) -> str:
+                seasons: tuple[int, ...] = (), moments=None) -> str:
     """Set ``net.linear`` to a ridge solution on ``train``, windows weighted by
-    :func:`window_weights` with ``per_series`` (from :func:`series_variance`).
+    :func:`window_weights` with ``per_series`` (from :func:`series_variance`);
+    ``moments``: :func:`training_moments` of ``train`` where already computed.
 
     With validation windows, the start is the mean of the :data:`TOP_K` maps of
     :func:`candidates` (shrinkage target zero or one of :func:`naive_maps`, and
@@ -200,8 +210,7 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
     (relative) of the best; without, the ridge shrunk towards zero, penalty 1e-3.
     Returns the choice, best first, e.g.
     ``"naive, penalty 0.1 + drift, penalty 0.01 + naive, penalty 0.01"``."""
-    rows = _sample(len(train), MAX_WINDOWS, seed)
-    gram, cross, weight_sum = _moments(net, train, rows, per_series)
+    gram, cross, weight_sum = moments or training_moments(net, train, per_series, seed)
     if val is not None and len(val):
         solutions = candidates(gram, cross, weight_sum,
                                naive_maps(train.lookback, train.horizon, seasons))
@@ -216,20 +225,19 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
 
 
 @torch.no_grad()
-def refit_map(net, train: WindowDataset, val: WindowDataset, per_series: torch.Tensor,
+def refit_map(net, moments: tuple, val: WindowDataset, per_series: torch.Tensor,
               choice: str, seed: int = 0, seasons: tuple[int, ...] = ()) -> torch.Tensor:
     """The (L+1, H) map of ``choice`` (as returned by :func:`ridge_start`), the same
-    candidates solved again on the training and validation windows together.
+    candidates solved again on the training windows (their :func:`training_moments`)
+    and the windows of ``val`` together.
 
     Validation chose the shrinkage target and penalty; once chosen, the most recent
     windows are data like any other, and the newest ones are the closest to the
     forecast that follows."""
-    gram, cross, weight_sum = _moments(net, train, _sample(len(train), MAX_WINDOWS, seed),
-                                       per_series)
     more = _moments(net, val, _sample(len(val), MAX_WINDOWS, seed), per_series)
-    gram, cross, weight_sum = gram + more[0], cross + more[1], weight_sum + more[2]
+    gram, cross, weight_sum = (a + b for a, b in zip(moments, more, strict=True))
     solutions = candidates(gram, cross, weight_sum,
-                           naive_maps(train.lookback, train.horizon, seasons))
+                           naive_maps(val.lookback, val.horizon, seasons))
     return torch.stack([solutions[name] for name in choice.split(" + ")]).mean(0)
 
 

@@ -16,7 +16,14 @@ from ..models import NetworkConfig, build_network
 from .blend import blend_val_mse, blend_weights, fold_blend
 from .datamodule import WindowDataModule
 from .history import LossHistory
-from .linear_start import linear_map, refit_map, ridge_start, series_variance, shift_linear
+from .linear_start import (
+    linear_map,
+    refit_map,
+    ridge_start,
+    series_variance,
+    shift_linear,
+    training_moments,
+)
 from .module import ForecastModule, OptimConfig
 from .trainer import fit_module
 
@@ -99,8 +106,9 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         start = None
         if member_config.linear_path:  # start from the least-squares linear forecast
             if linear is None:
+                moments = training_moments(module.net, datamodule.train, variance, seed)
                 choice = ridge_start(module.net, datamodule.train, datamodule.val, variance,
-                                     seed, seasons)
+                                     seed, seasons, moments)
                 log.info("linear start: %s", choice)
                 linear = {k: v.clone() for k, v in module.net.linear.state_dict().items()}
             module.net.linear.load_state_dict(linear)
@@ -125,8 +133,8 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
             fold_blend(module.net, start, blend)
             if blend < 1.0 and refit_start:
                 if refit is None:  # the start solved again with the validation windows
-                    refit = refit_map(start, datamodule.train, datamodule.val, variance,
-                                      choice, seed, seasons) - linear_map(start)
+                    refit = refit_map(start, moments, datamodule.val, variance, choice,
+                                      seed, seasons) - linear_map(start)
                 shift_linear(module.net, (1.0 - blend) * refit)
         if trainer.is_global_zero:
             _log_member(k, config.n_models, losses.history, blend,
