@@ -55,7 +55,7 @@ def main() -> None:
 
     train = datasets.synthetic(200, LENGTH, seasonalities=(24,), seed=1, frame="polars")
     model = XLSTMForecaster(lookback=168, horizon=24, max_epochs=1, batches_per_epoch=20,
-                            progress_bar=False, random_state=0).fit(train)
+                            n_models=1, progress_bar=False, random_state=0).fit(train)
     with tempfile.TemporaryDirectory() as tmp:
         model.save(tmp)
         out = subprocess.run([sys.executable, __file__, "--child", tmp], capture_output=True,

@@ -39,7 +39,7 @@ def _fit(n_series: int):
                                seasonalities=(24, 168), seed=0, frame="polars")
     n_train = LOOKBACK + HORIZON + 200
     train = panel.group_by("unique_id", maintain_order=True).head(n_train)
-    model = XLSTMForecaster(lookback=LOOKBACK, horizon=HORIZON, network="xlstmtime",
+    model = XLSTMForecaster(lookback=LOOKBACK, horizon=HORIZON, network="xlstmtime", n_models=1,
                             max_epochs=1, batches_per_epoch=2, batch_size=16, val_size=0,
                             progress_bar=False, random_state=0).fit(train)
     return model, panel, n_train

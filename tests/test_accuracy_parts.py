@@ -200,6 +200,10 @@ def test_ensemble_size_follows_the_documented_rule():
     # a lookback the data allows in full (equal lengths, or a small given lookback)
     assert members([383] * 3, 24, 383 - 48) == 1
     assert members([200, 300, 400], 12, 48) == 1
+    # panels of many long series get 3; fewer series (one system's channels) 1
+    assert members([900] * 100, 48, 192) == 3
+    assert members([900] * 99, 48, 192) == 1
+    assert members([14] * 60 + [900] * 40, 6, 24) == 5  # short data first
 
 
 def test_naive_maps_repeat_the_last_value_and_the_last_cycle():

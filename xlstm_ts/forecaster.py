@@ -82,7 +82,8 @@ class XLSTMForecaster(BaseEstimator):
             forecasts their median (see :class:`xlstm_ts.models.Ensemble`). None: 5
             when the median series is shorter than the lookback plus the horizon and
             validation steps (short data, mostly padded windows: cheap fits whose
-            result varies most with the seed), else 1
+            result varies most with the seed), 3 on panels of at least 100 longer
+            series (about 3x the fit time), else 1
             (:func:`xlstm_ts.presets.default_n_models`); the size used is ``n_models_``.
         patch_len, patch_stride: patching of the lookback (``network="patch"``; None:
             by the rule).
