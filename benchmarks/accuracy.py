@@ -140,8 +140,9 @@ def run_ett(args) -> None:
     runs_file = Path(args.out) if args.out else RUNS
 
     frame, per_hour = _ett_frame(args.dataset)
-    fit_rows = frame[frame.groupby("unique_id").cumcount() < 11520 * per_hour]
-    for horizon in args.horizons:  # the linear floor, in the same run
+    fit_end = (8640 if args.validation else 11520) * per_hour
+    fit_rows = frame[frame.groupby("unique_id").cumcount() < fit_end]
+    for horizon in [] if args.validation else args.horizons:  # the linear floor
         ridge = run_ridge(frame, per_hour, 336, horizon)
         row = {"dataset": args.dataset, "setup": "ridge", "horizon": horizon,
                "lookback": 336, "date": str(date.today()), "cores": os.cpu_count(), **ridge}
@@ -157,6 +158,8 @@ def run_ett(args) -> None:
                     params = dict(lookback=lookback, horizon=horizon, val_size=2880 * per_hour,
                                   max_epochs=args.epochs, batches_per_epoch=args.batches,
                                   progress_bar=False, random_state=seed)
+                    if args.only_horizon:  # what a caller passing only horizon gets
+                        params.update(lookback=None, val_size=None)
                     model = XLSTMForecaster(**{**params, **overrides, **point}).fit(fit_rows)
                     seconds = time.perf_counter() - start
                     shown = {k: v for k, v in point.items() if k != "lookback"}
@@ -167,7 +170,9 @@ def run_ett(args) -> None:
                           f"in {seconds:.0f} s", flush=True)
             best = min(candidates, key=lambda k: candidates[k][0])
             _, model, seconds, lookback, point = candidates[best]
-            scores = _scores(model, frame, per_hour, "test")
+            scores = _scores(model, frame, per_hour, "val" if args.validation else "test")
+            if args.validation:  # fitted on the train rows alone: "val_mse" is out of sample
+                scores = {"scored": "val", **scores}
             row = {"dataset": args.dataset, "setup": args.setup, "horizon": horizon,
                    "seed": seed, "lookback": lookback, "chosen": point,
                    "val_mse": {k: v[0] for k, v in candidates.items()},
@@ -468,6 +473,13 @@ def main() -> None:
     ett.add_argument("--grid", nargs="+", default=["{}"], metavar="JSON",
                      help="candidate parameter sets (JSON objects), crossed with --lookbacks; "
                           "the one with the lowest validation MSE is scored on test")
+    ett.add_argument("--only-horizon", action="store_true",
+                     help="pass only horizon (and the seed): the lookback rule and a "
+                          "validation split of one horizon, as a caller who sets nothing "
+                          "else; --lookbacks is then ignored (give one)")
+    ett.add_argument("--validation", action="store_true",
+                     help="fit on the train rows only and score the validation rows "
+                          "(for choices that must not see the test rows)")
     ett.add_argument("--setup", default="default",
                      help="label grouping runs of one setup in the report")
     ett.add_argument("--out", help="JSON-lines file for the runs (default: "

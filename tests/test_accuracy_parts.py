@@ -206,6 +206,38 @@ def test_ensemble_size_follows_the_documented_rule():
     assert members([14] * 60 + [900] * 40, 6, 24) == 5  # short data first
 
 
+def test_validation_size_follows_the_documented_rule():
+    from xlstm_ts.presets import default_val_size
+
+    def val(lengths, horizon, lookback=None, freq=FREQS["hourly"]):
+        return default_val_size(lookback, horizon=horizon, freq=freq,
+                                lengths=np.array(lengths))
+
+    # a few long channels: a tenth of the median length (ETTh1's train rows: 864)
+    assert val([8640] * 7, 96) == 864
+    assert val([8640] * 7, 720, lookback=336) == 864
+    # fewer than 100 series: the median decides; 100 or more (M4 Hourly's 414): a horizon
+    assert val([652] * 40 + [912] * 59, 48) == 91
+    assert val([652] * 169 + [912] * 245, 48) == 48
+    # at least one horizon; at most what leaves the median series a full window
+    assert val([1000] * 3, 250, lookback=100) == 250
+    assert val([1000] * 3, 50, lookback=870) == 80
+    # short data keeps one horizon (yearly, lookback 24: a median below 36 steps)
+    assert val([14, 20, 35, 200], 6, freq=FREQS["yearly"]) == 6
+    assert val([600] * 3, 96, lookback=512) == 96
+
+
+def test_fit_resolves_the_validation_size(tmp_path):
+    from xlstm_ts import XLSTMForecaster, datasets
+
+    panel = datasets.synthetic(2, 400, seasonalities=(24,), noise=0.1, seed=1)
+    model = XLSTMForecaster(horizon=12, lookback=48, d_model=8, num_heads=2, max_epochs=1,
+                            batches_per_epoch=2, progress_bar=False).fit(panel)
+    assert model.val_size_ == 40  # a tenth of 400 steps
+    model.set_params(val_size=12).fit(panel)
+    assert model.val_size_ == 12
+
+
 def test_naive_maps_repeat_the_last_value_and_the_last_cycle():
     from xlstm_ts.training.linear_start import naive_maps
 

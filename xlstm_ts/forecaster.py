@@ -43,6 +43,7 @@ from .presets import (
     WindowShape,
     default_learning_rate,
     default_n_models,
+    default_val_size,
     mostly_padded,
     resolve_window,
     seasonal_periods,
@@ -113,8 +114,14 @@ class XLSTMForecaster(BaseEstimator):
             against 0.3593 / 0.6350 at horizons 96 / 336;
             :func:`xlstm_ts.training.datamodule.default_batches_per_epoch`). The value
             used is ``batches_per_epoch_``.
-        val_size: validation steps at the end of each series (default: ``horizon``;
-            0 disables validation and early stopping).
+        val_size: validation steps at the end of each series; 0 disables validation
+            and early stopping. None (default): a tenth of the median series (at least
+            ``horizon``, and leaving the median series a full training window); one
+            ``horizon`` on short data and on panels of 100 or more series
+            (:func:`xlstm_ts.presets.default_val_size`). One horizon of a few long
+            series is a handful of windows, too few to choose on (ETTh1 validation MSE
+            at horizon 720: 2.00 against 1.42 with a tenth). The value used is
+            ``val_size_``.
         patience: early-stopping patience in epochs.
         gradient_clip: max gradient norm (None: off).
         ema_decay: ``"auto"`` (default): the network that validation scores, early
@@ -246,7 +253,8 @@ class XLSTMForecaster(BaseEstimator):
         """Check the parameters and the frame ``df`` as :meth:`fit` would, without training:
         raises the error fit would raise, else returns the validated panel."""
         self._check_params()
-        return self._window(self._prepare(df, static_df), self._val_size())[0]
+        data = self._prepare(df, static_df)
+        return self._window(data, self._val_size(data))[0]
 
     def _window(self, data: SeriesData, val: int) -> tuple[SeriesData, WindowShape]:
         """The panel without too-short series (an error naming them) and the window
@@ -256,10 +264,14 @@ class XLSTMForecaster(BaseEstimator):
                                lengths=data.lengths)
         return check_min_length(data, shape.min_length), shape
 
-    def _val_size(self, val_size: int | None = None) -> int:
-        """Validation steps per series: the argument, else ``val_size``, else ``horizon``."""
+    def _val_size(self, data: SeriesData, val_size: int | None = None) -> int:
+        """Validation steps per series: the argument, else ``val_size``, else the rule of
+        :func:`xlstm_ts.presets.default_val_size` for ``data``."""
         val = self.val_size if val_size is None else val_size
-        return self.horizon if val is None else val
+        if val is not None:
+            return val
+        return default_val_size(self.lookback, horizon=self.horizon, freq=data.freq,
+                                lengths=data.lengths)
 
     def _progress(self) -> bool:
         """Whether to draw progress bars: as set, or when stderr is a terminal."""
@@ -287,8 +299,9 @@ class XLSTMForecaster(BaseEstimator):
         self._check_params()
         if val_size is not None:
             NoneOr(Integer(0))("val_size", val_size)
-        val = self._val_size(val_size)
-        data, shape = self._window(self._prepare(df, static_df), val)
+        data = self._prepare(df, static_df)
+        val = self._val_size(data, val_size)
+        data, shape = self._window(data, val)
         regions = time_split_regions(data, val, 0)
         short = mostly_padded(lookback=shape.lookback, horizon=self.horizon, val_size=val,
                               lengths=data.lengths)
@@ -329,6 +342,7 @@ class XLSTMForecaster(BaseEstimator):
         self.learning_rate_ = learning_rate
         self.batches_per_epoch_ = trained.batches_per_epoch
         self.n_models_ = config.n_models
+        self.val_size_ = val
         self.global_rank_ = trained.global_rank
         self.history_ = trained.metrics[0]
         self.loss_history_ = trained.histories[0]
