@@ -152,7 +152,7 @@ def run_ett(args) -> None:
     for seed in args.seeds:
         for horizon in args.horizons:
             candidates = {}  # "L=... {grid point}" -> (val MSE, model, seconds, lookback, point)
-            for lookback in args.lookbacks:
+            for lookback in [None] if args.only_horizon else args.lookbacks:
                 for point in grid:
                     start = time.perf_counter()
                     params = dict(lookback=lookback, horizon=horizon, val_size=2880 * per_hour,
@@ -324,6 +324,11 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-only-horizon": "what a caller passing only the horizon gets (`--only-horizon`; "
+                             "defaults of 2026-12-05, latest): the lookback rule (384 at "
+                             "horizon 96 on ETTh1, else 512) and the validation rule (the "
+                             "last tenth of the 11,520 (46,080) fit rows: 1,152 (4,608) "
+                             "steps), every choice made inside the fit on that split",
     "defaults-refit": "the forecaster's defaults of 2026-12-05 (later): as "
                       "defaults-epoch100, and once validation has chosen the linear "
                       "start, its share of the forecast is solved again on the training "
@@ -475,8 +480,8 @@ def main() -> None:
                           "the one with the lowest validation MSE is scored on test")
     ett.add_argument("--only-horizon", action="store_true",
                      help="pass only horizon (and the seed): the lookback rule and a "
-                          "validation split of one horizon, as a caller who sets nothing "
-                          "else; --lookbacks is then ignored (give one)")
+                          "validation split by the rule, as a caller who sets nothing "
+                          "else; --lookbacks is then ignored")
     ett.add_argument("--validation", action="store_true",
                      help="fit on the train rows only and score the validation rows "
                           "(for choices that must not see the test rows)")
