@@ -155,11 +155,11 @@ def run_ett(args) -> None:
             for lookback in [None] if args.only_horizon else args.lookbacks:
                 for point in grid:
                     start = time.perf_counter()
-                    params = dict(lookback=lookback, horizon=horizon, val_size=2880 * per_hour,
+                    # --only-horizon: lookback and val_size None, as a caller passing neither
+                    params = dict(lookback=lookback, horizon=horizon,
+                                  val_size=None if args.only_horizon else 2880 * per_hour,
                                   max_epochs=args.epochs, batches_per_epoch=args.batches,
                                   progress_bar=False, random_state=seed)
-                    if args.only_horizon:  # what a caller passing only horizon gets
-                        params.update(lookback=None, val_size=None)
                     model = XLSTMForecaster(**{**params, **overrides, **point}).fit(fit_rows)
                     seconds = time.perf_counter() - start
                     shown = {k: v for k, v in point.items() if k != "lookback"}

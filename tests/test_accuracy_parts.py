@@ -227,7 +227,7 @@ def test_validation_size_follows_the_documented_rule():
     assert val([600] * 3, 96, lookback=512) == 96
 
 
-def test_fit_resolves_the_validation_size(tmp_path):
+def test_fit_resolves_the_validation_size():
     from xlstm_ts import XLSTMForecaster, datasets
 
     panel = datasets.synthetic(2, 400, seasonalities=(24,), noise=0.1, seed=1)
