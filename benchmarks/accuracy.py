@@ -40,12 +40,15 @@ TARGETS = {"ETTh1": {96: 0.370, 192: 0.402, 336: 0.425, 720: 0.440},  # issue 17
            "ETTm1": {96: 0.290, 192: 0.330, 336: 0.360, 720: 0.415}}
 
 
+def ett_path(name: str) -> Path:
+    """The ETT file: bundled in ``datasets/``, else in ``../shared/datasets/``."""
+    path = ROOT / "datasets" / f"{name}.csv"
+    return path if path.exists() else ROOT.parent / "shared" / "datasets" / f"{name}.csv"
+
+
 def _ett_frame(name: str) -> tuple[pd.DataFrame, int]:
     """The ETT file as a long frame scaled with train-only statistics; steps per hour."""
-    path = ROOT / "datasets" / f"{name}.csv"
-    if not path.exists():
-        path = ROOT.parent / "shared" / "datasets" / f"{name}.csv"
-    wide = pd.read_csv(path, parse_dates=["date"])
+    wide = pd.read_csv(ett_path(name), parse_dates=["date"])
     per_hour = 4 if name.startswith("ETTm") else 1
     wide = wide.iloc[: 14400 * per_hour]
     train = wide.iloc[: 8640 * per_hour]
@@ -324,6 +327,13 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-long-lookback": "what a caller passing only the horizon gets with the "
+                              "defaults of 2026-12-05, newest: as defaults-only-horizon, "
+                              "and on data finer than hourly, from half a cycle of "
+                              "horizon on (336 quarter-hours), a lookback of two cycles "
+                              "at most 1024 (ETTm1 at 336 and 720: 1024, patches of 48 "
+                              "steps every 24); at 96 and 192 the rule and the numbers "
+                              "are defaults-only-horizon's",
     "defaults-only-horizon": "what a caller passing only the horizon gets (`--only-horizon`; "
                              "defaults of 2026-12-05, latest): the lookback rule (384 at "
                              "horizon 96 on ETTh1, else 512) and the validation rule (the "

@@ -9,7 +9,7 @@ import torch
 from xlstm_ts import XLSTMForecaster
 from xlstm_ts.data import Frequency
 from xlstm_ts.models import Ensemble, NetworkConfig, build_network
-from xlstm_ts.presets import MAX_LOOKBACK, cycle_length, resolve_window
+from xlstm_ts.presets import LONG_LOOKBACK, cycle_length, resolve_window
 
 
 def _batch(B=5, L=32, H=8, seed=0):
@@ -113,7 +113,7 @@ def test_presets_give_valid_networks_for_any_accepted_length(freq, horizon):
         lengths = np.array([shortest, shortest + 7, shortest * 2])
         shape = resolve_window(None, None, None, horizon=horizon, val_size=val,
                                freq=FREQS[freq], lengths=lengths)
-        assert 1 <= shape.min_history <= shape.lookback <= MAX_LOOKBACK
+        assert 1 <= shape.min_history <= shape.lookback <= LONG_LOOKBACK
         assert shape.lookback <= lengths.max() - horizon - val
         assert shape.min_history <= lengths.min() - horizon - val
         build_network(NetworkConfig(lookback=shape.lookback, horizon=horizon,
@@ -128,6 +128,15 @@ def test_presets_follow_the_documented_rule():
     assert (hourly.lookback, hourly.patch_len, hourly.patch_stride) == (384, 19, 9)
     assert resolve_window(None, None, None, horizon=24, val_size=24, freq=FREQS["hourly"],
                           lengths=long).lookback == 336
+    # finer than hourly, from half a cycle (336 steps) on: two cycles (1344), at most
+    # 1024 steps, in about 40 patches; hourly data keeps 512 at long horizons
+    quarter_hourly = [resolve_window(None, None, None, horizon=h, val_size=h,
+                                     freq=FREQS["15min"], lengths=long)
+                      for h in (192, 335, 336, 720)]
+    assert [(s.lookback, s.patch_len, s.patch_stride) for s in quarter_hourly] == [
+        (512, 24, 12), (512, 24, 12), (1024, 48, 24), (1024, 48, 24)]
+    assert resolve_window(None, None, None, horizon=720, val_size=720, freq=FREQS["hourly"],
+                          lengths=long).lookback == 512
     given = resolve_window(100, 10, 5, horizon=24, val_size=24, freq=FREQS["hourly"],
                            lengths=long)
     assert (given.lookback, given.patch_len, given.patch_stride, given.min_history) == (

@@ -60,7 +60,9 @@ class XLSTMForecaster(BaseEstimator):
     :mod:`xlstm_ts.presets`; short series are padded, not rejected), the forecast is a
     least-squares linear map of the window plus the xLSTM's correction (patched
     encoder, d_model 64, blocks [mLSTM, sLSTM]), trained at most 20 epochs with early
-    stopping on the last ``horizon`` steps. Measurements: ``benchmarks/results/``.
+    stopping on the validation split (``val_size``: the last tenth of each series, one
+    horizon on short data and on panels of 100+ series). Measurements:
+    ``benchmarks/results/``.
 
     Args (all keyword-only, stored as given):
         lookback, horizon: history length fed to the network (None: by the rule),
