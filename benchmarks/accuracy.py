@@ -331,8 +331,9 @@ SETUPS = {  # what each --setup label ran; newest first in the report
                               "defaults of 2026-12-05, newest: as defaults-only-horizon, "
                               "and on data finer than hourly, from half a cycle of "
                               "horizon on (336 quarter-hours), a lookback of two cycles "
-                              "at most 1024 (ETTm1 at 336 and 720: 1024, patches of 48 "
-                              "steps every 24); at 96 and 192 the rule and the numbers "
+                              "at most 1024 where the median series holds ten "
+                              "(ETTm1 at 336 and 720: 1024, patches of 48 steps every "
+                              "24); at 96 and 192 the rule and the numbers "
                               "are defaults-only-horizon's",
     "defaults-only-horizon": "what a caller passing only the horizon gets (`--only-horizon`; "
                              "defaults of 2026-12-05, latest): the lookback rule (384 at "

@@ -137,6 +137,8 @@ def test_presets_follow_the_documented_rule():
         (512, 24, 12), (512, 24, 12), (1024, 48, 24), (1024, 48, 24)]
     assert resolve_window(None, None, None, horizon=720, val_size=720, freq=FREQS["hourly"],
                           lengths=long).lookback == 512
+    assert resolve_window(None, None, None, horizon=720, val_size=720, freq=FREQS["15min"],
+                          lengths=np.array([10_239])).lookback == 512  # under ten lookbacks
     given = resolve_window(100, 10, 5, horizon=24, val_size=24, freq=FREQS["hourly"],
                            lengths=long)
     assert (given.lookback, given.patch_len, given.patch_stride, given.min_history) == (

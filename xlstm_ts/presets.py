@@ -7,9 +7,10 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
   hourly, 672 quarter-hourly), 7 for daily, 52 weekly, 12 monthly, 4 quarterly,
   1 yearly or for an integer index;
 - ``lookback = min(512, max(4 * horizon, 2 * cycle, 16))``; at horizons of at least
-  half a cycle, two cycles where that is longer, at most 1024 (data finer than hourly:
-  two weeks of quarter-hours are 1344 steps; see ``LONG_LOOKBACK``); then at most what
-  the longest series holds before its horizon and validation steps;
+  half a cycle, two cycles where that is longer, at most 1024, if the median series
+  holds ten such lookbacks (data finer than hourly: two weeks of quarter-hours are
+  1344 steps; see ``LONG_LOOKBACK``); then at most what the longest series holds
+  before its horizon and validation steps;
 - series shorter than ``lookback + horizon + val_size`` are not rejected: their
   windows are left-padded and masked, and every window keeps at least the history
   the shortest series has before its horizon and validation steps (at least one
@@ -73,8 +74,13 @@ MAX_LOOKBACK = 512
 # 0.503 (768) at 192, 0.651 / 0.633 (1024) at 336, 0.950 / 0.911 (1024) at 720. On
 # hourly data two cycles are 336 steps and the rule is unchanged: 1024 steps of ETTh1
 # (six weeks) lost to 512 on every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 / 1.439
-# at 720). Rows in benchmarks/results/accuracy-explore.jsonl.
+# at 720). Shorter series need the shorter map: fitted on ETTm1's first 30 / 60 days
+# (2,880 / 5,760 steps), the ridge floor at 720 scored 0.606 / 0.366 with 512 steps
+# and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps: 0.643 / 0.633, the first fold
+# above), so the longer lookback needs a median series of LONG_LOOKBACK_SPANS of it.
+# Rows in benchmarks/results/accuracy-explore.jsonl.
 LONG_LOOKBACK = 1024
+LONG_LOOKBACK_SPANS = 10
 
 
 @dataclass(frozen=True)
@@ -201,8 +207,9 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
     if lookback is None:
         cycle = cycle_length(freq)
         preferred = min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle, 16))
-        if 2 * horizon >= cycle:  # a long horizon: two cycles, if finer data has room
-            preferred = max(preferred, min(2 * cycle, LONG_LOOKBACK))
+        longer = min(2 * cycle, LONG_LOOKBACK)  # two cycles, if finer data has room
+        if 2 * horizon >= cycle and np.median(lengths) >= LONG_LOOKBACK_SPANS * longer:
+            preferred = max(preferred, longer)
         available = int(lengths.max()) - needed
         if available < 1:
             raise ValueError(f"Every series is shorter than horizon + val_size + 1 = "
