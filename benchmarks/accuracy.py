@@ -336,8 +336,9 @@ SETUPS = {  # what each --setup label ran; newest first in the report
                               "24); at 96 and 192 the rule and the numbers "
                               "are defaults-only-horizon's",
     "defaults-only-horizon": "what a caller passing only the horizon gets (`--only-horizon`; "
-                             "defaults of 2026-12-05, latest): the lookback rule (384 at "
-                             "horizon 96 on ETTh1, else 512) and the validation rule (the "
+                             "defaults of 2026-12-05 before the long lookback): the "
+                             "lookback rule (384 at horizon 96 on ETTh1, else 512) "
+                             "and the validation rule (the "
                              "last tenth of the 11,520 (46,080) fit rows: 1,152 (4,608) "
                              "steps), every choice made inside the fit on that split",
     "defaults-refit": "the forecaster's defaults of 2026-12-05 (later): as "
