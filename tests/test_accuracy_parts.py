@@ -94,13 +94,14 @@ def test_forecaster_ensemble_point_is_the_median_of_member_forecasts(tmp_path):
 
 FREQS = {"hourly": Frequency("fixed", 3_600_000_000), "15min": Frequency("fixed", 900_000_000),
          "daily": Frequency("fixed", 86_400_000_000),
+         "business days": Frequency("business_days", 1),
          "weekly": Frequency("fixed", 7 * 86_400_000_000), "monthly": Frequency("months", 1),
          "quarterly": Frequency("months", 3), "yearly": Frequency("months", 12),
          "index": Frequency("index", 1)}
 
 
 def test_cycle_lengths():
-    assert [cycle_length(FREQS[k]) for k in FREQS] == [168, 672, 7, 52, 12, 4, 1, 1]
+    assert [cycle_length(FREQS[k]) for k in FREQS] == [168, 672, 7, 5, 52, 12, 4, 1, 1]
 
 
 @pytest.mark.parametrize("freq", list(FREQS))
@@ -271,6 +272,7 @@ def test_seasonal_periods_of_common_frequencies():
     assert seasonal_periods(Frequency("fixed", hour)) == (24, 168)
     assert seasonal_periods(Frequency("fixed", hour // 4)) == (96, 672)
     assert seasonal_periods(Frequency("fixed", 24 * hour)) == (7,)
+    assert seasonal_periods(Frequency("business_days", 1)) == (5,)
     assert seasonal_periods(Frequency("months", 1)) == (12,)
     assert seasonal_periods(Frequency("months", 12)) == ()
     assert seasonal_periods(Frequency("index", 1)) == ()

@@ -183,3 +183,23 @@ def test_scaler_end_and_observed_together_single_rows_and_small_scales():
     # the last series without training rows: statistics still cover every series
     empty_last = SeriesScaler("standard").fit(values, indptr, end=np.array([4, 3, 0]))
     assert empty_last.loc_.shape == (3,) and empty_last.loc_[2].item() == 0.0
+
+
+def test_business_days_are_inferred_and_stepped_over_weekends():
+    # Thursday .. Tuesday without the weekend: daily steps and one Friday -> Monday
+    bdays = _times("2024-01-04T16", "2024-01-05T16", "2024-01-08T16", "2024-01-09T16")
+    business = Frequency("business_days", 1)
+    assert infer_frequency(bdays, _starts(4)) == business and str(business) == "1bd"
+    # a Saturday present, or weekdays with no weekend crossed: calendar days
+    with_saturday = _times("2024-01-05", "2024-01-06", "2024-01-08", "2024-01-09")
+    assert infer_frequency(with_saturday, _starts(4)) == Frequency("fixed", DAY)
+    midweek_gap = _times("2024-01-01", "2024-01-02", "2024-01-05", "2024-01-08")
+    assert infer_frequency(midweek_gap[:3], _starts(3)) == Frequency("fixed", DAY)
+    last = np.array(["2024-01-04T16", "2024-01-08T09"], dtype="datetime64[us]")
+    got = business.after(last, 3).astype(str).tolist()
+    assert got == ["2024-01-05T16:00:00.000000", "2024-01-08T16:00:00.000000",
+                   "2024-01-09T16:00:00.000000", "2024-01-09T09:00:00.000000",
+                   "2024-01-10T09:00:00.000000", "2024-01-11T09:00:00.000000"]
+    monday = pl.Series([datetime(2024, 1, 8, 9)])
+    assert business.shift(monday, -1).to_list() == [datetime(2024, 1, 5, 9)]
+    assert business.shift(monday, -6).to_list() == [datetime(2023, 12, 29, 9)]

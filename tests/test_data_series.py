@@ -342,3 +342,21 @@ def test_appended_rows_are_each_series_last_keep_steps(lengths, added, keep):
         assert got == expected, (j, got, expected)
         assert list(out.times[out.indptr[j]:out.indptr[j + 1]]) == \
             list(range(max(0, total - keep), total))
+
+
+def test_business_day_data_has_no_weekend_gaps_and_fills_only_weekdays():
+    ds = pd.bdate_range("2024-01-01", periods=30)
+    df = pd.DataFrame({"unique_id": "s", "ds": ds, "y": np.arange(30.0)})
+    data = prepare_series(df)
+    assert str(data.freq) == "1bd" and data.n_series == 1 and int(data.lengths[0]) == 30
+    future = pd.to_datetime(data.future_times(3))
+    assert list(future) == list(pd.bdate_range(ds[-1], periods=4)[1:])
+    gappy = df.drop(index=[10, 11])  # two weekdays missing: a gap of two business days
+    with pytest.raises(ValueError, match="2 missing time steps at the inferred frequency 1bd"):
+        prepare_series(gappy)
+    filled = prepare_series(gappy, fill_missing="ffill")
+    assert int(filled.lengths[0]) == 30  # the two weekdays back, no weekend rows added
+    assert filled.target[10].item() == filled.target[11].item() == 9.0
+    saturday = pd.DataFrame({"unique_id": ["s"], "ds": [pd.Timestamp("2024-02-10")], "y": [0.0]})
+    with pytest.raises(ValueError, match=r"Saturday or Sunday.*'ds'"):
+        prepare_series(pd.concat([df, saturday]), freq=data.freq)

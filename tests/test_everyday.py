@@ -298,3 +298,22 @@ def test_python_fit_prints_no_lightning_chatter_and_restores_its_loggers(caplog)
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("xlstm_ts")]
     assert any("epoch 2/2" in line for line in ours)  # our own lines still come
     assert lightning_logger.level == before
+
+
+def test_business_day_series_forecast_weekdays_through_update_and_save(tmp_path):
+    """Stock-like data (no weekends) fits without fill_missing, forecasts the next
+    weekdays, streams a Monday after a Friday and keeps its frequency when loaded."""
+    ds = pd.bdate_range("2024-01-01", periods=120)  # ends on a Friday
+    y = np.sin(2 * np.pi * np.arange(120) / 5)
+    df = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    model = XLSTMForecaster(lookback=14, horizon=7, d_model=8, num_heads=2, max_epochs=1,
+                            batches_per_epoch=2, progress_bar=False).fit(df)
+    assert str(model.freq_) == "1bd"
+    expected = pd.bdate_range(ds[-1], periods=8)[1:]
+    assert list(model.predict().ds) == list(expected)
+    model.update(pd.DataFrame({"unique_id": ["s"], "ds": [expected[0]], "y": [0.0]}))
+    assert list(model.predict().ds) == list(pd.bdate_range(expected[0], periods=8)[1:])
+    model.save(tmp_path / "m")
+    loaded = XLSTMForecaster.load(tmp_path / "m")
+    assert loaded.freq_ == model.freq_
+    pd.testing.assert_frame_equal(loaded.predict(), model.predict())

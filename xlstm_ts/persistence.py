@@ -167,7 +167,7 @@ def _history_from(document: dict, tensors: dict, lookback: int) -> SeriesData:
     freq = None
     if document["freq"] is not None:
         kind, step = document["freq"]
-        if kind not in ("fixed", "months", "index") or isinstance(step, bool) \
+        if kind not in ("fixed", "months", "business_days", "index") or isinstance(step, bool) \
                 or not isinstance(step, int) or step < 1:
             raise ValueError(f"frequency {document['freq']!r} (a kind and a step >= 1)")
         freq = Frequency(kind, step)

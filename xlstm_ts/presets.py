@@ -96,11 +96,14 @@ class WindowShape:
 
 
 def cycle_length(freq: Frequency | None) -> int:
-    """Steps in the natural cycle of ``freq`` (a week for hourly and finer data)."""
+    """Steps in the natural cycle of ``freq`` (a week for hourly and finer data and
+    for business days)."""
     if freq is None or freq.kind == "index":
         return 1
     if freq.kind == "months":
         return {1: 12, 3: 4}.get(freq.step, 1)
+    if freq.kind == "business_days":
+        return 5 if freq.step == 1 else 1
     if freq.step <= _HOUR_US:
         return max(1, 168 * _HOUR_US // freq.step)
     days = freq.step / (24 * _HOUR_US)
@@ -109,7 +112,8 @@ def cycle_length(freq: Frequency | None) -> int:
 
 def seasonal_periods(freq: Frequency | None) -> tuple[int, ...]:
     """Periods (in steps) of the usual cycles of ``freq``: a day and a week for
-    sub-daily data (24 and 168 hourly), a week for daily, a year for weekly, monthly
+    sub-daily data (24 and 168 hourly), a week for daily and business-day data
+    (7 and 5 steps), a year for weekly, monthly
     and quarterly data; none for yearly data or an integer index. The linear start
     offers the seasonal naive forecast of each as a candidate
     (:func:`xlstm_ts.training.linear_start.naive_maps`)."""
@@ -117,7 +121,7 @@ def seasonal_periods(freq: Frequency | None) -> tuple[int, ...]:
         return ()
     if freq.kind == "months":
         return {1: (12,), 3: (4,)}.get(freq.step, ())
-    if freq.step < 24 * _HOUR_US and (24 * _HOUR_US) % freq.step == 0:
+    if freq.kind == "fixed" and freq.step < 24 * _HOUR_US and (24 * _HOUR_US) % freq.step == 0:
         day = 24 * _HOUR_US // freq.step
         return (day, 7 * day) if day > 1 else (7 * day,)
     return (cycle_length(freq),) if cycle_length(freq) > 1 else ()

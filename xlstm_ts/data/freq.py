@@ -1,8 +1,8 @@
 """Sampling frequency of a panel: inferred once, then used to step time forward.
 
-Three kinds cover practice: a fixed duration (hours, minutes, days, weeks),
-calendar months (monthly, quarterly, yearly data, whose durations vary), and a
-plain integer index.
+Four kinds cover practice: a fixed duration (hours, minutes, days, weeks),
+calendar months (monthly, quarterly, yearly data, whose durations vary), business
+days (Monday to Friday: markets, offices) and a plain integer index.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ class Frequency:
     """Step between observations.
 
     ``kind="fixed"``: ``step`` microseconds; ``"months"``: calendar months;
+    ``"business_days"``: weekdays, Monday to Friday (no holiday calendar);
     ``"index"``: integer time index.
     """
 
-    kind: Literal["fixed", "months", "index"]
+    kind: Literal["fixed", "months", "business_days", "index"]
     step: int
 
     def __str__(self) -> str:
         if self.kind == "index":
             return f"{self.step}i"
+        if self.kind == "business_days":
+            return f"{self.step}bd"
         if self.kind == "months":
             return f"{self.step // 12}y" if self.step % 12 == 0 else f"{self.step}mo"
         for unit, size in _US.items():
@@ -54,8 +57,8 @@ class Frequency:
         (``datetime64[us]`` or int64); flat, series-major. Fixed steps and integer
         indexes stay in numpy (a streamed update calls this for one series, where
         building polars objects cost more than the arithmetic); calendar months go
-        through :meth:`future`."""
-        if self.kind == "months" or not (last.dtype == np.int64
+        and business days go through :meth:`future`."""
+        if self.kind in ("months", "business_days") or not (last.dtype == np.int64
                                           or last.dtype == np.dtype("datetime64[us]")):
             return self.future(pl.Series(last), horizon).to_numpy()
         step = np.arange(1, horizon + 1) * self.step
@@ -86,6 +89,8 @@ class Frequency:
         if self.kind == "fixed":
             return base + pl.Series(steps * self.step).cast(pl.Duration("us"))
         frame = pl.DataFrame({"t": base, "k": steps * self.step})
+        if self.kind == "business_days":  # the time of day is kept
+            return frame.select(pl.col("t").dt.add_business_days(pl.col("k")))["t"]
         shifted = frame.select(
             pl.col("t").dt.offset_by(pl.format("{}mo", pl.col("k")))
         )["t"]
@@ -108,7 +113,22 @@ def infer_frequency(times: np.ndarray, starts: np.ndarray) -> Frequency | None:
     if any(lo * day <= step <= hi * day for lo, hi in monthly):
         months = np.diff(times.astype("datetime64[M]").astype(np.int64))[~starts[1:]]
         return Frequency("months", int(_mode(months)))
+    if step == day and _business_days(times, diffs, times[1:][~starts[1:]]):
+        return Frequency("business_days", 1)
     return Frequency("fixed", step)
+
+
+def weekday(times: np.ndarray) -> np.ndarray:
+    """Day of the week of ``datetime64`` times, Monday 0 to Sunday 6."""
+    return (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
+
+
+def _business_days(times: np.ndarray, diffs: np.ndarray, later: np.ndarray) -> bool:
+    """Daily steps (``diffs`` in microseconds, ``later`` the second time of each),
+    every time on a weekday and steps from Friday to Monday: business-day data
+    (pandas' ``"B"``), whose weekends are not gaps."""
+    friday_to_monday = (diffs == 3 * _US["d"]) & (weekday(later) == 0)
+    return bool(friday_to_monday.any() and (weekday(times) < 5).all())
 
 
 def _mode(values: np.ndarray) -> int:

@@ -294,6 +294,12 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequenc
         month_end = frame.select(pl.col(cols.time_col).dt.month_end() == pl.col(cols.time_col))
         eom = month_end.to_series().to_numpy()
         off_pair = (day[rows] != day[rows - 1]) & ~(eom[rows] & eom[rows - 1])
+    elif freq.kind == "business_days":  # weekdays counted, the time of day kept
+        days = times.astype("datetime64[D]")
+        weekdays = np.busday_count(np.datetime64("1970-01-05"), days)  # from a Monday
+        diffs = np.diff(weekdays)[inner]
+        time_of_day = times - days
+        off_pair = time_of_day[rows] != time_of_day[rows - 1]
     else:
         units = times.astype("datetime64[us]").astype(np.int64) if freq.kind == "fixed" else times
         diffs = np.diff(units)[inner]
@@ -303,6 +309,13 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequenc
     within = rows
     off_grid = np.zeros(len(codes), dtype=bool)
     off_grid[rows[off_pair]] = True
+    if freq.kind == "business_days" and not np.is_busday(days).all():
+        bad = keys.ids_where(~np.is_busday(days))
+        raise ValueError(
+            f"Series {_listed(bad)} have times on a Saturday or Sunday, but the data's "
+            f"frequency is business days ({freq}; column {cols.time_col!r}). Drop the "
+            f"weekend rows or resample to calendar days."
+        )
     if off_grid.any():
         bad = keys.ids_where(off_grid)
         raise ValueError(
@@ -325,8 +338,11 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequenc
 def _fill_gaps(frame: pl.DataFrame, cols: Columns, freq: Frequency,
                fill_missing: FillMissing) -> pl.DataFrame:
     marked = frame.with_columns(pl.lit(False).alias("__inserted"))
-    full = marked.upsample(cols.time_col, every=str(freq), group_by=cols.id_col,
-                           maintain_order=True)
+    business = freq.kind == "business_days"  # upsampled by days, weekends dropped
+    full = marked.upsample(cols.time_col, every="1d" if business else str(freq),
+                           group_by=cols.id_col, maintain_order=True)
+    if business:
+        full = full.filter(pl.col(cols.time_col).dt.weekday() <= 5)
     full = full.with_columns(pl.col(cols.id_col).forward_fill(),
                              pl.col("__inserted").fill_null(True))
     covariates = [*cols.future, *cols.past]
