@@ -73,6 +73,18 @@ def test_revin_round_trip_with_mask():
     torch.testing.assert_close(back[:, 3:], x[:, 3:], atol=1e-4, rtol=1e-4)
 
 
+def test_revin_constant_and_zero_windows_normalise_to_zero():
+    """The std floor is relative to the window's magnitude: a constant window (whose
+    float32 mean is off by round-off) and an all-zero one come out as zeros, finite."""
+    revin = RevIN(num_features=1, affine=False)
+    x = torch.stack([torch.full((512, 1), 5.1), torch.zeros(512, 1), torch.full((512, 1), 3e-12)])
+    y, (mean, std) = revin.normalize(x)
+    assert torch.isfinite(y).all() and y.abs().max() < 0.1
+    assert (std > 0).all() and std[0].item() == pytest.approx(5.1e-5, rel=1e-3)
+    torch.testing.assert_close(revin.denormalize(torch.zeros(3, 4, 1), (mean, std)),
+                               x[:, :4], rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_rows_used_are_observed_and_before_end_and_empty_series_are_identity(method):
     # series 0: only rows 0 and 2 are both observed and before end=3; series 1: none

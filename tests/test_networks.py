@@ -74,16 +74,22 @@ def test_outputs_ignore_the_horizon_target(panel, network):
 
 
 @pytest.mark.parametrize("network", NETWORKS)
-def test_point_forecast_follows_the_scale_of_the_history(panel, network):
-    """RevIN: shifting and scaling the history shifts and scales the forecast."""
+@pytest.mark.parametrize("scale, shift", [(3.0, 10.0), (1e-9, 0.0), (1e-4, 5e-3), (1e6, 0.0)])
+def test_point_forecast_follows_the_scale_of_the_history(panel, network, scale, shift):
+    """RevIN: shifting and scaling the history shifts and scales the forecast, in any
+    units (an absolute std floor flattened series of amplitude 1e-9 to their mean)."""
     model = build_network(config(panel, network=network)).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # away from the zero-initialised outputs (the window's mean)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     batch = windows(panel, [7, 70], network)
     params, stats = model(batch)
     base = model.denormalize(model.head.point(params), stats)
-    moved = dict(batch, history=batch["history"] * 3.0 + 10.0)
+    moved = dict(batch, history=batch["history"] * scale + shift)
     params, stats = model(moved)
-    torch.testing.assert_close(model.denormalize(model.head.point(params), stats),
-                               base * 3.0 + 10.0, atol=1e-3, rtol=1e-4)
+    forecast = model.denormalize(model.head.point(params), stats)
+    torch.testing.assert_close((forecast - shift) / scale, base, atol=1e-3, rtol=1e-3)
 
 
 def test_patch_network_learns_to_beat_seasonal_naive():

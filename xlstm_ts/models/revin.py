@@ -16,6 +16,13 @@ class RevIN(nn.Module):
     positive (``exp`` of a parameter): the original formulation divides by a free
     weight, and when training drives it through zero the outputs explode (measured:
     ETTh1 MSE 9665 at learning rate 1e-2).
+
+    The std is floored at ``eps`` times the window's largest magnitude, not at an
+    absolute ``eps``: an absolute floor squashed series measured in small units (a
+    sine of amplitude 1e-9 became a flat forecast), while a relative one keeps the
+    normalisation scale-free and still keeps float32 round-off in the mean of a
+    constant window from being blown up. An all-zero window gets the smallest
+    positive std, so nothing divides by zero.
     """
 
     def __init__(self, num_features: int = 1, affine: bool = True, eps: float = 1e-5):
@@ -42,7 +49,8 @@ class RevIN(nn.Module):
         mean, var = _moments(x, m)
         if x.dtype != torch.float64 and not torch.isfinite(var).all():
             mean, var = (t.to(x.dtype) for t in _moments(x.double(), m.double()))
-        return mean, torch.sqrt(var + self.eps)
+        floor = self.eps * (x * m).abs().amax(dim=1, keepdim=True)
+        return mean, torch.sqrt(var).maximum(floor).clamp_min(torch.finfo(x.dtype).tiny)
 
     def apply(self, x: torch.Tensor, stats, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, C) normalised with given statistics (e.g. frozen ones while streaming)."""
