@@ -102,3 +102,24 @@ def test_default_method_is_standard():
     scaler = SeriesScaler().fit(values, indptr)
     assert scaler.method == "standard"
     assert scaler.loc_.tolist() == [2.0] and scaler.scale_.tolist() == [1.0]
+
+
+def test_covariate_moments_standardise_user_columns_only():
+    from xlstm_ts import datasets
+    from xlstm_ts.data import covariate_moments, prepare_series
+
+    df = datasets.synthetic(2, 48, covariate_effect=1.0, seed=0)
+    df["price"], df["flat"] = 1000.0 + np.arange(96) % 3, 7.0
+    data = prepare_series(df, future_covariates=("x",), past_covariates=("price", "flat"),
+                          calendar=("hour",))
+    moments = covariate_moments(data)
+    loc, scale = moments["past"]
+    np.testing.assert_allclose(loc, [1001.0, 7.0], rtol=1e-6)  # 1000 + 0, 1, 2 cycling
+    np.testing.assert_allclose(scale[0], np.std(np.arange(96) % 3), rtol=1e-5)
+    assert scale[1] == 1.0  # a constant column becomes 0, not a division by zero
+    loc, scale = moments["future"]  # x, then the calendar column kept as generated
+    assert data.columns.future == ("x", "cal_hour")
+    np.testing.assert_allclose(loc[0], df.x.mean(), rtol=1e-5)
+    assert (loc[1].item(), scale[1].item()) == (0.0, 1.0)
+    assert moments["static"][0].shape == (0,)
+

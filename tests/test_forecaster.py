@@ -241,3 +241,24 @@ def test_backtest_joins_actuals_for_string_dates():
                             batches_per_epoch=2, progress_bar=False, random_state=0)
     result = model.backtest(frame, n_windows=2)
     assert result.height == 12 and result["Passengers"].null_count() == 0
+
+
+def test_covariate_units_do_not_change_the_forecast():
+    """Covariates are standardised inside the network: a promotion flag given as 0/1
+    or in thousands, and a static size in square metres or in km², give one forecast
+    (before, raw values entered the embedding: forecasts 17 apart here, and on the
+    synthetic promotion panel MAE 0.30 with 0/1 against 0.52 in thousands). Without
+    the linear path, so that the covariates reach the forecast from the first step."""
+    df = datasets.synthetic(3, 24 * 8, seasonalities=(24,), covariate_effect=3.0, seed=4)
+    static = pd.DataFrame({"unique_id": df.unique_id.unique(), "size": [800.0, 1500.0, 300.0]})
+    params = dict(lookback=48, horizon=12, future_covariates=("x",),
+                  d_model=16, num_heads=2, max_epochs=2, batches_per_epoch=4, linear_path=False,
+                  progress_bar=False, random_state=0)
+    train, ahead = df.groupby("unique_id").head(24 * 7), df.groupby("unique_id").tail(24)
+    forecasts = []
+    for factor, size_factor in ((1.0, 1.0), (1000.0, 1e-6)):
+        sizes = static.assign(size=static["size"] * size_factor)
+        model = XLSTMForecaster(**params).fit(train.assign(x=train.x * factor), static_df=sizes)
+        future = ahead.assign(x=ahead.x * factor)
+        forecasts.append(model.predict(future_df=future).y_pred.to_numpy())
+    np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-3, atol=1e-3)

@@ -176,6 +176,24 @@ def test_damaged_files_are_named(levels_model, tmp_path, name, damage):
         XLSTMForecaster.load(tmp_path / "m")
 
 
+def test_weights_without_covariate_scaling_load_but_other_gaps_are_damage(levels_model,
+                                                                          tmp_path):
+    """Models saved before covariates were standardised lack those buffers and load
+    with the identity; any other missing weight names the file."""
+    levels_model.save(tmp_path / "m")
+    path = tmp_path / "m" / "weights.pt"
+    weights = torch.load(path, weights_only=True)
+    norms = ("past_norm", "future_norm", "static_norm")
+    old = {k: v for k, v in weights.items() if k.split(".")[0] not in norms}
+    assert len(old) == len(weights) - 6  # loc and scale of past, future and static
+    torch.save(old, path)
+    pd.testing.assert_frame_equal(XLSTMForecaster.load(tmp_path / "m").predict(),
+                                  levels_model.predict())
+    torch.save({k: v for k, v in old.items() if k != "head.proj.weight"}, path)
+    with pytest.raises(DamagedModelError, match=r"weights\.pt.*head\.proj\.weight"):
+        XLSTMForecaster.load(tmp_path / "m")
+
+
 def test_hostile_pickle_is_refused_and_not_run(levels_model, tmp_path):
     class Boom:
         def __reduce__(self):

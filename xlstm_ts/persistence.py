@@ -117,7 +117,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         raise _damaged(path, "config.json", err) from None
     weights = _load_tensors(path, "weights.pt")
     try:
-        network.load_state_dict(weights)
+        _load_weights(network, weights)
     except (RuntimeError, TypeError, AttributeError) as err:
         raise _damaged(path, "weights.pt", err) from None
     tensors = _load_tensors(path, "history.pt")
@@ -236,3 +236,18 @@ def jsonable(value):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
+
+
+_COVARIATE_NORMS = ("past_norm", "future_norm", "static_norm")
+
+
+def _load_weights(network, weights: dict) -> None:
+    """``weights`` into ``network``. Models saved before covariates were standardised
+    lack those buffers (``*_norm.loc`` / ``*_norm.scale``): they keep the identity,
+    which is how they were trained; any other missing or unexpected key is an error."""
+    missing, unexpected = network.load_state_dict(weights, strict=False)
+    other = [k for k in missing if "." not in k or k.split(".")[-2] not in _COVARIATE_NORMS]
+    if unexpected or other:
+        raise RuntimeError(f"weights do not fit the network: missing {other}, "
+                           f"unexpected {list(unexpected)}")
+

@@ -3,7 +3,7 @@
 from .covariates import CALENDAR_FEATURES
 from .frames import from_polars, long_to_wide, rows_to_long, to_polars, wide_to_long
 from .freq import Frequency, infer_frequency
-from .scalers import SeriesScaler
+from .scalers import SeriesScaler, covariate_moments
 from .series import (
     Columns,
     SeriesData,
@@ -25,7 +25,7 @@ from .windows import (
 __all__ = [
     "CALENDAR_FEATURES", "ETT_BORDERS", "Columns", "Frequency", "SeriesData", "SeriesScaler",
     "WindowDataset", "append_observations", "check_compatible", "check_min_length",
-    "continue_series", "ett_regions", "from_polars",
+    "continue_series", "covariate_moments", "ett_regions", "from_polars",
     "future_covariates", "infer_frequency", "last_windows", "long_to_wide", "prepare_series",
     "rows_to_long",
     "time_split_regions", "to_polars", "wide_to_long",

@@ -82,3 +82,28 @@ class MultiHeadNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F_.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight
         return y.flatten(-2)
+
+
+class Standardize(nn.Module):
+    """Fixed per-column standardisation of the last axis, ``(x - loc) / scale``: puts
+    covariates measured in any units (prices in thousands, shares in thousandths) on
+    one footing before a linear layer mixes them with the normalised target.
+
+    ``loc`` and ``scale`` (n,) are buffers, saved with the weights; identity until
+    :meth:`set_`. An input with k < n columns uses the first k (the mixer passes its
+    own covariates without the channels that follow them)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(n))
+        self.register_buffer("scale", torch.ones(n))
+
+    @torch.no_grad()
+    def set_(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Set the statistics, each (n,); a scale must be positive."""
+        self.loc.copy_(loc)
+        self.scale.copy_(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1]
+        return (x - self.loc[:k]) / self.scale[:k]

@@ -21,6 +21,7 @@ from torch import nn
 from .._checks import BOOL, Integer, Options, Real, SequenceOf, check_params
 from ..cells import BACKENDS
 from .heads import PointHead, build_head
+from .layers import Standardize
 from .revin import RevIN
 from .stack import XLSTMStack
 
@@ -130,6 +131,9 @@ class _Forecaster(nn.Module):
         self.stack = XLSTMStack(c.d_model, c.num_blocks, slstm_at=c.slstm_at,
                                 num_heads=c.num_heads, dropout=c.dropout, backend=c.backend)
         self.static = nn.Linear(c.n_static, c.d_model) if c.n_static else None
+        # covariates in standard units of the fitted data (set_covariate_scaling)
+        self.past_norm, self.future_norm, self.static_norm = (
+            Standardize(n) for n in (c.n_past, c.n_future, c.n_static))
         d_head = d_features + c.horizon * c.n_future
         self.head = build_head(c.head, d_head, c.horizon, loss=c.loss, quantiles=c.quantiles)
         self.linear = nn.Linear(c.lookback, c.horizon) if c.linear_path else None
@@ -137,6 +141,18 @@ class _Forecaster(nn.Module):
             for layer in (self.linear, self.head.proj):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+
+    def set_covariate_scaling(self, past, future, static) -> None:
+        """Standardise the past (P,), future (F,) and static (K,) covariates with the
+        given ``(loc, scale)`` pairs, e.g. from
+        :func:`xlstm_ts.data.covariate_moments`; fixed, not trained."""
+        for norm, (loc, scale) in zip((self.past_norm, self.future_norm, self.static_norm),
+                                      (past, future, static), strict=True):
+            norm.set_(loc, scale)
+
+    def _static(self, batch) -> torch.Tensor:
+        """The static covariates' embedding (B, 1, D), added to every token."""
+        return self.static(self.static_norm(batch["static"])).unsqueeze(1)
 
     def _base(self, window: torch.Tensor) -> torch.Tensor | None:
         """The linear path's forecast (B, H) from the normalised lookback (B, L)."""
@@ -151,15 +167,15 @@ class _Forecaster(nn.Module):
         y = self.revin.apply(x, stats, mask)
         parts = [y, mask.unsqueeze(-1).to(y.dtype)]
         if self.config.n_past:
-            parts.append(batch["past"])
+            parts.append(self.past_norm(batch["past"]))
         if self.config.n_future:
-            parts.append(batch["future"][:, : x.shape[1]])
+            parts.append(self.future_norm(batch["future"][:, : x.shape[1]]))
         return torch.cat(parts, dim=-1), stats
 
     def _head_input(self, features: torch.Tensor, ahead: torch.Tensor | None) -> torch.Tensor:
         """Append the future-known covariates over the horizon, ahead (B, H, F)."""
         if self.config.n_future:
-            features = torch.cat([features, ahead.flatten(1)], dim=-1)
+            features = torch.cat([features, self.future_norm(ahead).flatten(1)], dim=-1)
         return features
 
     def normalize_target(self, target: torch.Tensor, stats) -> torch.Tensor:
@@ -195,7 +211,7 @@ class PatchXLSTM(_Forecaster):
         patches = x.unfold(1, c.patch_len, c.patch_stride)  # (B, N, C, patch_len)
         tokens = self.embed(patches.flatten(2)) + self.position  # (B, N, D)
         if self.static is not None:
-            tokens = tokens + self.static(batch["static"]).unsqueeze(1)
+            tokens = tokens + self._static(batch)
         hidden = self.stack(tokens)  # (B, N, D)
         ahead = batch["future"][:, c.lookback:]
         base = self._base(x[..., 0])
@@ -266,7 +282,7 @@ class XLSTMTime(_Forecaster):
         features = torch.cat([(y - trend).unsqueeze(-1), trend.unsqueeze(-1), x[..., 1:]], dim=-1)
         tokens = self.norm(self.embed(features))  # (B, T, D)
         if self.static is not None:
-            tokens = tokens + self.static(batch["static"]).unsqueeze(1)
+            tokens = tokens + self._static(batch)
         hidden, stack_state = self.stack(tokens, stack_state, return_state=True)  # (B, T, D)
         out = {"hidden": hidden[:, -1], "mean": stats[0], "std": stats[1],
                "tail": padded[:, padded.shape[1] - (k - 1):], **pack_stack_state(stack_state)}
@@ -404,11 +420,10 @@ class MixerXLSTM(PatchXLSTM):
         patches = x.unfold(1, c.patch_len, c.patch_stride)
         tokens = self.embed(patches.flatten(2)) + self.position
         if self.static is not None:
-            tokens = tokens + self.static(batch["static"]).unsqueeze(1)
+            tokens = tokens + self._static(batch)
         hidden = self.stack(tokens).flatten(1)  # (B, N * D)
         channels = batch["past"][..., -c.n_channels:]  # (B, L, C)
-        mean = channels.mean(1, keepdim=True)
-        std = (channels.var(1, unbiased=False, keepdim=True) + self.revin.eps).sqrt()
+        mean, std = self.revin.statistics(channels)  # each channel by its own window
         views = self.channel_embed(((channels - mean) / std).transpose(1, 2)) + self.channel_id
         # two views (the channel axis forward and reversed) in one batched pass
         both = self.mix(torch.cat([views, views.flip(1)]))  # (2B, C, D)

@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 from torch import nn
 
-from ..data import SeriesData
+from ..data import SeriesData, covariate_moments
 from ..models import NetworkConfig, build_network
 from .blend import blend_val_mse, blend_weights, fold_blend
 from .datamodule import WindowDataModule
@@ -93,6 +93,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     member_config = replace(config, n_models=1)
     members, histories, metrics, epochs, shares = [], [], [], [], []
     trainer, linear, variance, refit = None, None, None, None
+    covariates = covariate_moments(data)
     for k in range(config.n_models):
         L.seed_everything(seed + k, workers=True, verbose=False)
         datamodule = WindowDataModule(
@@ -103,6 +104,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
             variance = series_variance(data, regions["train"][1])
         module = ForecastModule(member_config, OptimConfig(
             **optim, total_steps=max_epochs * datamodule.steps_per_epoch))
+        module.net.set_covariate_scaling(**covariates)
         start = None
         if member_config.linear_path:  # start from the least-squares linear forecast
             if linear is None:
