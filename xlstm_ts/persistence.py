@@ -250,4 +250,3 @@ def _load_weights(network, weights: dict) -> None:
     if unexpected or other:
         raise RuntimeError(f"weights do not fit the network: missing {other}, "
                            f"unexpected {list(unexpected)}")
-

@@ -58,8 +58,8 @@ class Frequency:
         indexes stay in numpy (a streamed update calls this for one series, where
         building polars objects cost more than the arithmetic); calendar months go
         and business days go through :meth:`future`."""
-        if self.kind in ("months", "business_days") or not (last.dtype == np.int64
-                                          or last.dtype == np.dtype("datetime64[us]")):
+        native = last.dtype == np.int64 or last.dtype == np.dtype("datetime64[us]")
+        if self.kind in ("months", "business_days") or not native:
             return self.future(pl.Series(last), horizon).to_numpy()
         step = np.arange(1, horizon + 1) * self.step
         if last.dtype != np.int64:
