@@ -130,3 +130,28 @@ def test_patch_network_learns_to_beat_seasonal_naive():
 def test_invalid_configuration(panel, kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_network(config(panel, **kwargs))
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_future_covariates_act_step_by_step_and_old_configs_read_them_dense(panel, network):
+    """The local path: zero at the start (training begins at the linear forecast, not
+    moved by the covariates), then a change of the covariates at one horizon step moves
+    that step and its two neighbours only. A config saved before the path existed
+    builds the dense head it was trained with."""
+    torch.manual_seed(0)
+    model = build_network(config(panel, network=network)).eval()
+    batch = windows(panel, [3, 40], network)
+    moved = dict(batch, future=batch["future"].clone())
+    moved["future"][:, L + 5] += 10.0  # horizon step 5
+    assert torch.equal(model(batch)[0], model(moved)[0])
+    with torch.no_grad():
+        model.ahead.weight.normal_()
+    change = (model(moved)[0] - model(batch)[0]).abs().amax(0)  # (H,)
+    assert change[[4, 5, 6]].min() > 0 and change[[0, 1, 2, 3, 7, 8, 9, 10, 11]].max() == 0
+    saved = {k: getattr(config(panel, network=network), k) for k in ("lookback", "horizon",
+             "network", "d_model", "num_heads", "patch_len", "patch_stride", "n_future",
+             "n_static", "n_past", "n_channels")}
+    old = build_network(NetworkConfig.from_dict(saved))
+    assert old.config.future_path == "dense" and old.ahead is None
+    assert old.head.proj.in_features == model.head.proj.in_features + H * panel.future.shape[1]
+    assert old(batch)[0].shape == model(batch)[0].shape

@@ -44,7 +44,8 @@ NETWORK_CONSTRAINTS = {
     "quantiles": _quantile_levels,
     "n_past": Integer(0), "n_future": Integer(0), "n_static": Integer(0),
     "n_channels": Integer(0),
-    "revin_affine": BOOL, "linear_path": BOOL, "n_models": Integer(1),
+    "revin_affine": BOOL, "linear_path": BOOL, "future_path": Options(("local", "dense")),
+    "n_models": Integer(1),
     "backend": Options(BACKENDS),
 }
 
@@ -80,6 +81,11 @@ class NetworkConfig:
     # The forecast = a linear map of the normalised lookback + the xLSTM's correction
     # (zero at the start), NLinear/RevIN style: training starts from the linear forecast.
     linear_path: bool = True
+    # Future-known covariates over the horizon: "local" adds their step-wise effect (a
+    # kernel-3 convolution along the horizon) to the linear path; "dense", how models
+    # saved before 2026-12-05 read them, flattens all H x F values into the head,
+    # which over-fitted a noise covariate (benchmarks/units.py: MAE 0.526 vs 0.364).
+    future_path: str = "local"
     n_models: int = 1  # > 1: an ensemble of members trained with different seeds
     backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"
 
@@ -99,6 +105,7 @@ class NetworkConfig:
             raise ValueError(f"network config holds unknown fields {sorted(unknown)}.")
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         fields.setdefault("linear_path", False)  # saved before the linear path existed
+        fields.setdefault("future_path", "dense")  # saved before the local path existed
         return cls(**fields)
 
     @property
@@ -134,8 +141,15 @@ class _Forecaster(nn.Module):
         # covariates in standard units of the fitted data (set_covariate_scaling)
         self.past_norm, self.future_norm, self.static_norm = (
             Standardize(n) for n in (c.n_past, c.n_future, c.n_static))
-        d_head = d_features + c.horizon * c.n_future
-        self.head = build_head(c.head, d_head, c.horizon, loss=c.loss, quantiles=c.quantiles)
+        # future-known covariates over the horizon act step by step: the effect at step j
+        # is a kernel-3 convolution of their values at steps j-1..j+1 (zero at the start)
+        local = c.n_future and c.future_path == "local"
+        self.ahead = nn.Conv1d(c.n_future, 1, 3, padding=1) if local else None
+        if self.ahead is not None:
+            nn.init.zeros_(self.ahead.weight)
+            nn.init.zeros_(self.ahead.bias)
+        self.head = build_head(c.head, self._head_width(d_features), c.horizon, loss=c.loss,
+                               quantiles=c.quantiles)
         self.linear = nn.Linear(c.lookback, c.horizon) if c.linear_path else None
         if self.linear is not None:  # start from the window mean, with no correction
             for layer in (self.linear, self.head.proj):
@@ -172,11 +186,24 @@ class _Forecaster(nn.Module):
             parts.append(self.future_norm(batch["future"][:, : x.shape[1]]))
         return torch.cat(parts, dim=-1), stats
 
-    def _head_input(self, features: torch.Tensor, ahead: torch.Tensor | None) -> torch.Tensor:
-        """Append the future-known covariates over the horizon, ahead (B, H, F)."""
-        if self.config.n_future:
+    def _head_width(self, d_features: int) -> int:
+        """Inputs of the head: the encoder's features (and, for ``future_path="dense"``,
+        the H x F future covariates)."""
+        c = self.config
+        return d_features + (c.horizon * c.n_future if c.future_path == "dense" else 0)
+
+    def _forecast(self, features: torch.Tensor, window: torch.Tensor,
+                  ahead: torch.Tensor | None) -> torch.Tensor:
+        """Head parameters from the encoder's ``features`` (B, d), on top of the linear
+        path of the normalised ``window`` (B, L) and the step-wise effect of the
+        future-known covariates ``ahead`` (B, H, F)."""
+        base = self._base(window)
+        if self.config.n_future and self.config.future_path == "dense":
             features = torch.cat([features, self.future_norm(ahead).flatten(1)], dim=-1)
-        return features
+        if self.ahead is not None:
+            effect = self.ahead(self.future_norm(ahead).transpose(1, 2)).squeeze(1)  # (B, H)
+            base = effect if base is None else base + effect
+        return self.head(features, base)
 
     def normalize_target(self, target: torch.Tensor, stats) -> torch.Tensor:
         """Targets (B, H) into the units the head predicts in."""
@@ -195,7 +222,8 @@ class _Forecaster(nn.Module):
 
 class PatchXLSTM(_Forecaster):
     """RevIN -> patches of the lookback -> linear patch embedding (+ static) ->
-    XLSTMStack over patch tokens -> flatten -> head (+ future covariates)."""
+    XLSTMStack over patch tokens -> flatten -> head (+ linear path + the future
+    covariates' step-wise effect)."""
 
     def __init__(self, config: NetworkConfig):
         c = config
@@ -213,15 +241,14 @@ class PatchXLSTM(_Forecaster):
         if self.static is not None:
             tokens = tokens + self._static(batch)
         hidden = self.stack(tokens)  # (B, N, D)
-        ahead = batch["future"][:, c.lookback:]
-        base = self._base(x[..., 0])
-        return self.head(self._head_input(hidden.flatten(1), ahead), base), stats
+        return self._forecast(hidden.flatten(1), x[..., 0], batch["future"][:, c.lookback:]), stats
 
 
 class XLSTMTime(_Forecaster):
     """xLSTMTime-style: trailing moving-average decomposition of the normalised history
     into trend and seasonal parts -> linear per-step embedding -> XLSTMStack over the
-    steps -> linear head on the last output (+ future covariates).
+    steps -> linear head on the last output (+ linear path + the future covariates'
+    step-wise effect).
 
     Every part is causal, so the network can carry a per-series state and absorb new
     observations in O(new steps) (:meth:`encode`, :meth:`advance`, :meth:`head_from`):
@@ -267,8 +294,7 @@ class XLSTMTime(_Forecaster):
     def head_from(self, state: dict[str, torch.Tensor], ahead: torch.Tensor | None):
         """Head parameters (normalised units) and RevIN statistics from a stream state;
         ``ahead`` (B, H, F) holds the future-known covariates over the horizon."""
-        params = self.head(self._head_input(state["hidden"], ahead),
-                           self._base(state["window"]) if self.linear is not None else None)
+        params = self._forecast(state["hidden"], state.get("window"), ahead)
         return params, (state["mean"], state["std"])
 
     def _run(self, batch, stats, tail, stack_state, window) -> dict[str, torch.Tensor]:
@@ -396,9 +422,8 @@ class MixerXLSTM(PatchXLSTM):
             raise ValueError(f"network='mixer' forecasts two or more series jointly; got "
                              f"n_channels={c.n_channels} (n_past={c.n_past}).")
         super().__init__(c)
-        self.head = build_head(c.head, c.n_patches * c.d_model + c.d_model
-                               + c.horizon * c.n_future, c.horizon, loss=c.loss,
-                               quantiles=c.quantiles)
+        self.head = build_head(c.head, self._head_width(c.n_patches * c.d_model + c.d_model),
+                               c.horizon, loss=c.loss, quantiles=c.quantiles)
         if self.linear is not None:
             nn.init.zeros_(self.head.proj.weight)
             nn.init.zeros_(self.head.proj.bias)
@@ -430,9 +455,7 @@ class MixerXLSTM(PatchXLSTM):
         mixed = both[: len(views)] + both[len(views):].flip(1)  # (B, C, D)
         own = mixed[torch.arange(len(mixed)), batch["series"]]  # (B, D)
         features = torch.cat([hidden, own], dim=-1)
-        ahead = batch["future"][:, c.lookback:]
-        base = self._base(x[..., 0])
-        return self.head(self._head_input(features, ahead), base), stats
+        return self._forecast(features, x[..., 0], batch["future"][:, c.lookback:]), stats
 
 
 _ARCHITECTURES = {"patch": PatchXLSTM, "xlstmtime": XLSTMTime, "mixer": MixerXLSTM}

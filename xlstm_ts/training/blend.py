@@ -65,6 +65,16 @@ def blend_val_mse(trained: nn.Module, start: nn.Module, val, variance: torch.Ten
 
 
 @torch.no_grad()
+def keep_covariate_effect(trained: nn.Module, start: nn.Module) -> None:
+    """Give ``start`` the trained step-wise effect of the future covariates, so that
+    the blend mixes the lookback's maps only: the linear start knows no covariates,
+    and a blend that kept the start dropped a learned promotion effect (a synthetic
+    panel's MAE 0.49 against 0.32 where the trained network was kept)."""
+    if getattr(trained, "ahead", None) is not None:
+        start.ahead.load_state_dict(trained.ahead.state_dict())
+
+
+@torch.no_grad()
 def fold_blend(trained: nn.Module, start: nn.Module, weight: float) -> None:
     """Make ``trained`` forecast ``weight * trained + (1 - weight) * start`` (in place).
 

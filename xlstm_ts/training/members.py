@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data import SeriesData, covariate_moments
 from ..models import NetworkConfig, build_network
-from .blend import blend_val_mse, blend_weights, fold_blend
+from .blend import blend_val_mse, blend_weights, fold_blend, keep_covariate_effect
 from .datamodule import WindowDataModule
 from .history import LossHistory
 from .linear_start import (
@@ -128,6 +128,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                              **trainer_options)
         blend = 1.0
         if start is not None:
+            keep_covariate_effect(module.net, start)
             weights = blend_weights(module.net)
             errors = blend_val_mse(module.net, start, datamodule.val, variance, weights,
                                    rows=datamodule.monitored)
