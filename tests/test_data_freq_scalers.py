@@ -190,6 +190,8 @@ def test_business_days_are_inferred_and_stepped_over_weekends():
     bdays = _times("2024-01-04T16", "2024-01-05T16", "2024-01-08T16", "2024-01-09T16")
     business = Frequency("business_days", 1)
     assert infer_frequency(bdays, _starts(4)) == business and str(business) == "1bd"
+    assert business.whole_days and Frequency("months", 1).whole_days
+    assert Frequency("fixed", 7 * DAY).whole_days and not Frequency("fixed", HOUR).whole_days
     # a Saturday present, or weekdays with no weekend crossed: calendar days
     with_saturday = _times("2024-01-05", "2024-01-06", "2024-01-08", "2024-01-09")
     assert infer_frequency(with_saturday, _starts(4)) == Frequency("fixed", DAY)

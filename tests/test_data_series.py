@@ -360,3 +360,13 @@ def test_business_day_data_has_no_weekend_gaps_and_fills_only_weekdays():
     saturday = pd.DataFrame({"unique_id": ["s"], "ds": [pd.Timestamp("2024-02-10")], "y": [0.0]})
     with pytest.raises(ValueError, match=r"Saturday or Sunday.*'ds'"):
         prepare_series(pd.concat([df, saturday]), freq=data.freq)
+
+
+def test_daily_times_in_a_daylight_saving_zone_name_the_zone_and_the_fix():
+    ds = pd.date_range("2024-03-01", periods=60, freq="D", tz="Europe/Berlin")  # DST on 31 Mar
+    df = pd.DataFrame({"unique_id": "s", "ds": ds, "y": np.arange(60.0)})
+    with pytest.raises(ValueError, match=r"time zone 'Europe/Berlin'.*tz_localize\(None\)"):
+        prepare_series(df)
+    assert str(prepare_series(df.assign(ds=ds.tz_localize(None))).freq) == "1d"
+    hourly = df.assign(ds=pd.date_range("2024-03-30", periods=60, freq="h", tz="Europe/Berlin"))
+    assert str(prepare_series(hourly).freq) == "1h"  # hours are regular in UTC

@@ -40,6 +40,12 @@ class Frequency:
                 return f"{self.step // size}{unit}"
         return f"{self.step}us"
 
+    @property
+    def whole_days(self) -> bool:
+        """Steps of whole calendar days: daily, business-day, weekly, monthly, yearly."""
+        return self.kind in ("months", "business_days") or (
+            self.kind == "fixed" and self.step % _US["d"] == 0)
+
     def future(self, last: pl.Series, horizon: int) -> pl.Series:
         """Times ``1..horizon`` steps after each value of ``last``; flat, series-major."""
         physical = last.to_physical()  # numpy on the physical values: cheaper than queries

@@ -262,8 +262,10 @@ def _sort_by_series(frame: pl.DataFrame, cols: Columns) -> tuple[pl.DataFrame, _
 
 
 def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequency | None,
-                 fill_missing: FillMissing | None) -> tuple[pl.DataFrame, Frequency | None]:
-    """Duplicates, frequency, irregular spacing and gaps (filled on request)."""
+                 fill_missing: FillMissing | None, zone: str | None = None
+                 ) -> tuple[pl.DataFrame, Frequency | None]:
+    """Duplicates, frequency, irregular spacing and gaps (filled on request); ``zone``
+    (the caller's time zone, times held in UTC) only words the irregular-spacing error."""
     codes = keys.codes
     times = frame[cols.time_col].to_numpy()
     starts = np.ones(len(codes), dtype=bool)
@@ -318,9 +320,17 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequenc
         )
     if off_grid.any():
         bad = keys.ids_where(off_grid)
+        hint = ""
+        if zone is not None and freq.whole_days:
+            # steps of whole days are 23 or 25 hours across a daylight-saving change
+            hint = (f" The times are in time zone {zone!r}: daily and coarser data in a zone "
+                    f"with daylight saving is not a regular grid of hours; drop the zone "
+                    f"(pandas .dt.tz_localize(None), polars .dt.replace_time_zone(None)) or "
+                    f"pass dates.")
         raise ValueError(
             f"Irregular spacing in series {_listed(bad)}: times off the inferred frequency "
             f"{freq} (column {cols.time_col!r}). Resample these series to a regular grid."
+            + hint
         )
     gaps = step > 1
     if gaps.any():
@@ -500,7 +510,7 @@ def prepare_series(
             f"Column {time_col!r} (time_col) has missing times in series {_listed(bad)}."
         )
     frame, keys = _sort_by_series(frame, cols)
-    frame, freq = _grid_checks(frame, cols, keys, freq, fill_missing)
+    frame, freq = _grid_checks(frame, cols, keys, freq, fill_missing, zone)
     if "__inserted" in frame.columns:  # gaps were filled: rows changed
         frame, keys = _sort_by_series(frame, cols)
 
