@@ -16,6 +16,7 @@ from xlstm_ts.data import (
     append_observations,
     check_min_length,
     continue_series,
+    future_covariates,
     long_to_wide,
     prepare_series,
     rows_to_long,
@@ -370,3 +371,16 @@ def test_daily_times_in_a_daylight_saving_zone_name_the_zone_and_the_fix():
     assert str(prepare_series(df.assign(ds=ds.tz_localize(None))).freq) == "1d"
     hourly = df.assign(ds=pd.date_range("2024-03-30", periods=60, freq="h", tz="Europe/Berlin"))
     assert str(prepare_series(hourly).freq) == "1h"  # hours are regular in UTC
+
+
+def test_calendar_features_follow_the_callers_wall_clock_across_daylight_saving():
+    """Times are held in UTC; the hour of day a model sees is the caller's (in Berlin
+    08:00 is 07:00 UTC in winter and 06:00 UTC in summer)."""
+    ds = pd.date_range("2024-03-30", periods=72, freq="h", tz="Europe/Berlin")  # DST 31 Mar
+    df = pd.DataFrame({"unique_id": "s", "ds": ds, "y": np.arange(72.0)})
+    data = prepare_series(df, calendar=("hour",))
+    hours = (data.future[:, 0].numpy() + 0.5) * 23
+    np.testing.assert_allclose(hours, ds.hour.to_numpy(), atol=1e-4)
+    ahead = future_covariates(data, data, None, 30)[0, :, 0].numpy()
+    expected = pd.date_range(ds[-1], periods=31, freq="h")[1:].hour.to_numpy()
+    np.testing.assert_allclose((ahead + 0.5) * 23, expected, atol=1e-4)

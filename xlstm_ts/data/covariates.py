@@ -19,15 +19,22 @@ _CALENDAR = {
 CALENDAR_FEATURES = tuple(_CALENDAR)
 
 
-def calendar_expressions(time_col: str, names: Sequence[str]) -> list[pl.Expr]:
-    """Expressions adding ``cal_<name>`` columns in [-0.5, 0.5] from a datetime column."""
+def calendar_expressions(time_col: str, names: Sequence[str],
+                         time_zone: str | None = None) -> list[pl.Expr]:
+    """Expressions adding ``cal_<name>`` columns in [-0.5, 0.5] from a datetime column;
+    with ``time_zone``, the column holds naive UTC and the features are read on the
+    wall clock of that zone (the hour of day of the caller's data, across daylight
+    saving changes too)."""
     unknown = [n for n in names if n not in _CALENDAR]
     if unknown:
         raise ValueError(f"Unknown calendar features {unknown}. Choose from {list(_CALENDAR)}.")
+    times = pl.col(time_col)
+    if time_zone is not None:
+        times = times.dt.replace_time_zone("UTC").dt.convert_time_zone(time_zone)
     exprs = []
     for name in names:
         value, top = _CALENDAR[name]
-        exprs.append((value(pl.col(time_col)).cast(pl.Float32) / top - 0.5).alias(f"cal_{name}"))
+        exprs.append((value(times).cast(pl.Float32) / top - 0.5).alias(f"cal_{name}"))
     return exprs
 
 

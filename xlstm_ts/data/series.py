@@ -518,7 +518,7 @@ def prepare_series(
         if not frame[time_col].dtype == pl.Datetime("us"):
             raise ValueError("calendar features need a datetime time column; "
                              f"{time_col!r} holds integers.")
-        frame = frame.with_columns(calendar_expressions(time_col, calendar))
+        frame = frame.with_columns(calendar_expressions(time_col, calendar, zone))
         future = (*future, *(f"cal_{c}" for c in calendar))
         cols = replace(cols, future=future)
 
@@ -612,7 +612,8 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
     grid = pl.DataFrame({cols.id_col: np.repeat(data.ids, horizon),
                          cols.time_col: data.freq.future(last, horizon)})
     if fitted.calendar:
-        grid = grid.with_columns(calendar_expressions(cols.time_col, fitted.calendar))
+        grid = grid.with_columns(calendar_expressions(cols.time_col, fitted.calendar,
+                                                      fitted.time_zone))
     if given:
         if future_df is None:
             raise ValueError(
