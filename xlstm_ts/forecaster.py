@@ -136,6 +136,9 @@ class XLSTMForecaster(BaseEstimator):
             12.68 / MASE 0.918 against 12.82 / 0.929, ETTh1 level.
         id_col, time_col, target_col, future_covariates, past_covariates, calendar,
         fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
+            Covariates may be in any units (each column is standardised with the
+            fitted data's mean and std); future-known ones act on the forecast step by
+            step (their values at steps j-1..j+1 move step j), on top of the linear path.
         accelerator, devices, precision: passed to Lightning (``"auto"`` uses a GPU
             when present).
         strategy, num_nodes: data-parallel training, passed to Lightning (e.g.
