@@ -67,5 +67,7 @@ def test_search_space_from_yaml_and_validation(tmp_path):
         load_search_space({"dropout": {"type": "float", "low": 0.5, "high": 0.1}})
     with pytest.raises(ValueError, match=r"needs type in"):
         load_search_space({"dropout": {"type": "uniform"}})
-    hourly = default_search_space("h")
-    assert all(p <= min(hourly["lookback"]["choices"]) for p in hourly["patch_len"]["choices"])
+    for freq in ("h", "d", "bd", "mo", None):
+        space = default_search_space(freq)
+        assert all(p <= min(space["lookback"]["choices"]) for p in space["patch_len"]["choices"])
+    assert default_search_space("bd")["patch_len"]["choices"] == [5, 10]  # a week, two

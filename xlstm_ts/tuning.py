@@ -45,10 +45,12 @@ _CAUGHT = (FloatingPointError, ValueError, RuntimeError, torch.OutOfMemoryError)
 
 
 def default_search_space(freq: str | None = None) -> dict[str, dict]:
-    """A sensible space for the data's frequency (``"h"``, ``"d"``, ``"mo"`` or None)."""
-    lookbacks = {"h": [96, 168, 336], "d": [28, 56, 112], "mo": [24, 36, 48]}.get(
-        freq or "h", [48, 96, 168])
-    patches = {"h": [8, 16, 24], "d": [7, 14], "mo": [6, 12]}.get(freq or "h", [8, 16])
+    """A sensible space for the data's frequency (``"h"``, ``"d"``, ``"bd"`` for
+    business days, ``"mo"`` or None)."""
+    lookbacks = {"h": [96, 168, 336], "d": [28, 56, 112], "bd": [20, 40, 80],
+                 "mo": [24, 36, 48]}.get(freq or "h", [48, 96, 168])
+    patches = {"h": [8, 16, 24], "d": [7, 14], "bd": [5, 10], "mo": [6, 12]}.get(
+        freq or "h", [8, 16])
     return {
         "network": {"type": "categorical", "choices": ["patch", "xlstmtime"]},
         "lookback": {"type": "categorical", "choices": lookbacks},
