@@ -24,6 +24,7 @@ from ._checks import check_params
 from ._io import atomic_directory
 from ._version import __version__
 from .data import Columns, Frequency, SeriesData, last_windows
+from .data.freq import KINDS
 from .models import NetworkConfig, build_network
 from .parameters import FORECASTER_CONSTRAINTS
 
@@ -167,7 +168,7 @@ def _history_from(document: dict, tensors: dict, lookback: int) -> SeriesData:
     freq = None
     if document["freq"] is not None:
         kind, step = document["freq"]
-        if kind not in ("fixed", "months", "business_days", "index") or isinstance(step, bool) \
+        if kind not in KINDS or isinstance(step, bool) \
                 or not isinstance(step, int) or step < 1:
             raise ValueError(f"frequency {document['freq']!r} (a kind and a step >= 1)")
         freq = Frequency(kind, step)

@@ -4,8 +4,8 @@ frequency and the series' lengths when the caller leaves it to the library.
 The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
 
 - the *cycle* of the frequency: a week of steps for hourly and finer data (168
-  hourly, 672 quarter-hourly), 7 for daily, 52 weekly, 12 monthly, 4 quarterly,
-  1 yearly or for an integer index;
+  hourly, 672 quarter-hourly), 7 for daily, 5 for business days, 52 weekly, 12
+  monthly, 4 quarterly, 1 yearly or for an integer index;
 - ``lookback = min(512, max(4 * horizon, 2 * cycle, 16))``; at horizons of at least
   half a cycle, two cycles where that is longer, at most 1024, if the median series
   holds ten such lookbacks (data finer than hourly: two weeks of quarter-hours are

@@ -16,6 +16,9 @@ import polars as pl
 _US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000}
 
 
+KINDS = ("fixed", "months", "business_days", "index")  # Frequency.kind, also as saved
+
+
 @dataclass(frozen=True)
 class Frequency:
     """Step between observations.
@@ -124,7 +127,7 @@ def infer_frequency(times: np.ndarray, starts: np.ndarray) -> Frequency | None:
     return Frequency("fixed", step)
 
 
-def weekday(times: np.ndarray) -> np.ndarray:
+def _weekday(times: np.ndarray) -> np.ndarray:
     """Day of the week of ``datetime64`` times, Monday 0 to Sunday 6."""
     return (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
 
@@ -133,8 +136,8 @@ def _business_days(times: np.ndarray, diffs: np.ndarray, later: np.ndarray) -> b
     """Daily steps (``diffs`` in microseconds, ``later`` the second time of each),
     every time on a weekday and steps from Friday to Monday: business-day data
     (pandas' ``"B"``), whose weekends are not gaps."""
-    friday_to_monday = (diffs == 3 * _US["d"]) & (weekday(later) == 0)
-    return bool(friday_to_monday.any() and (weekday(times) < 5).all())
+    friday_to_monday = (diffs == 3 * _US["d"]) & (_weekday(later) == 0)
+    return bool(friday_to_monday.any() and (_weekday(times) < 5).all())
 
 
 def _mode(values: np.ndarray) -> int:

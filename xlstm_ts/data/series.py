@@ -311,8 +311,9 @@ def _grid_checks(frame: pl.DataFrame, cols: Columns, keys: _Keys, freq: Frequenc
     within = rows
     off_grid = np.zeros(len(codes), dtype=bool)
     off_grid[rows[off_pair]] = True
-    if freq.kind == "business_days" and not np.is_busday(days).all():
-        bad = keys.ids_where(~np.is_busday(days))
+    weekend = ~np.is_busday(days) if freq.kind == "business_days" else None
+    if weekend is not None and weekend.any():
+        bad = keys.ids_where(weekend)
         raise ValueError(
             f"Series {_listed(bad)} have times on a Saturday or Sunday, but the data's "
             f"frequency is business days ({freq}; column {cols.time_col!r}). Drop the "
