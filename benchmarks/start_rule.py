@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("targets", nargs="+", help="m4, m3, or DATASET:HORIZON (ETT)")
     parser.add_argument("--top", type=int, nargs="+", default=[3])
     parser.add_argument("--refit", type=int, nargs="+", default=[1])
+    parser.add_argument("--label", default="", help="names the variant in the rows")
     parser.add_argument("--cut", type=int, default=10080,
                         help="ETT: fit on hours before this, score up to hour 11,520")
     args = parser.parse_args()
@@ -80,6 +81,7 @@ def main() -> None:
                 name, horizon = target.split(":")
                 scores = _ett(name, int(horizon), args.cut)
             line = {"dataset": target, "explore": "linear start alone, held-out horizon",
+                    **({"label": args.label} if args.label else {}),
                     "top_k": k, "refit": bool(refit),
                     **({} if target in ("m4", "m3") or args.cut == 10080 else {"cut": args.cut}),
                     **scores, "seconds": time.perf_counter() - start,
