@@ -22,6 +22,10 @@ channel independent, its penalty chosen on the validation rows, then solved agai
 on train + validation. MSE over windows, steps and channels.
 
     python benchmarks/derived.py --seeds 0 1 2    # -> benchmarks/results/derived-cpu.md
+    python benchmarks/derived.py --split val --datasets sunspots --horizons 18 \
+        --set patch_stride=2                     # a variant, on validation rows
+
+Rows with ``--set`` are kept in the runs file but left out of the report.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _results import RESULTS, write_result
+from accuracy import _overrides
 
 RUNS = RESULTS / "derived-runs.jsonl"
 TARGETS = {"etth1-4h": (42, 84), "etth1-daily": (7, 14, 30), "sunspots": (24, 60)}
@@ -95,7 +100,7 @@ def ridge(z: np.ndarray, lookback: int, horizon: int, n_train: int, n_fit: int):
     return (lambda X: forecast(W, X)), penalty
 
 
-def run(name: str, horizon: int, seed: int, split: str) -> dict:
+def run(name: str, horizon: int, seed: int, split: str, params: dict | None = None) -> dict:
     from xlstm_ts import XLSTMForecaster
 
     wide = load(name).dropna()
@@ -107,7 +112,8 @@ def run(name: str, horizon: int, seed: int, split: str) -> dict:
     if split == "val":  # fit on the training rows, score on the validation rows
         n_train, n_fit, end = int(n_train * 7 / 8), n_train, n_fit
     scaled = wide.assign(**dict(zip(channels, z.T, strict=True)))
-    model = XLSTMForecaster(horizon=horizon, random_state=seed, progress_bar=False)
+    model = XLSTMForecaster(horizon=horizon, random_state=seed, progress_bar=False,
+                            **(params or {}))
     start = time.perf_counter()
     model.fit(_long(scaled.iloc[:n_fit]))
     seconds = time.perf_counter() - start
@@ -121,7 +127,7 @@ def run(name: str, horizon: int, seed: int, split: str) -> dict:
     floor, penalty = ridge(z, lookback, horizon, n_train, n_fit)
     naive = np.repeat(X[:, :, -1:], horizon, axis=2)
     return {"dataset": name, "horizon": horizon, "seed": seed, "split": split,
-            "lookback": lookback, "windows": len(X),
+            **({"params": params} if params else {}), "lookback": lookback, "windows": len(X),
             "mse": float(((forecasts - Y) ** 2).mean()),
             "ridge": float(((floor(X) - Y) ** 2).mean()), "ridge_penalty": penalty,
             "naive": float(((naive - Y) ** 2).mean()), "fit_seconds": seconds,
@@ -131,6 +137,7 @@ def run(name: str, horizon: int, seed: int, split: str) -> dict:
 
 def report() -> None:
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    runs = [r for r in runs if "params" not in r]  # the defaults only
     latest = {}
     for r in runs:  # the newest run of each (dataset, horizon, seed, split)
         latest[(r["dataset"], r["horizon"], r["seed"], r["split"])] = r
@@ -167,15 +174,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--horizons", type=int, nargs="+", default=None,
+                        help="instead of each dataset's own (TARGETS)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--split", choices=["test", "val"], default="test")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if not args.report_only:
         for name in args.datasets:
-            for horizon in TARGETS[name]:
+            for horizon in args.horizons or TARGETS[name]:
                 for seed in args.seeds:
-                    line = run(name, horizon, seed, args.split)
+                    line = run(name, horizon, seed, args.split, _overrides(args.set))
                     print(json.dumps(line), flush=True)
                     with open(RUNS, "a") as f:
                         f.write(json.dumps(line) + "\n")
