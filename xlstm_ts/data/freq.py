@@ -8,7 +8,7 @@ days (Monday to Friday: markets, offices) and a plain integer index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -16,7 +16,8 @@ import polars as pl
 _US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000}
 
 
-KINDS = ("fixed", "months", "business_days", "index")  # Frequency.kind, also as saved
+Kind = Literal["fixed", "months", "business_days", "index"]
+KINDS: tuple[str, ...] = get_args(Kind)  # Frequency.kind, also as saved
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Frequency:
     ``"index"``: integer time index.
     """
 
-    kind: Literal["fixed", "months", "business_days", "index"]
+    kind: Kind
     step: int
 
     def __str__(self) -> str:
@@ -127,17 +128,13 @@ def infer_frequency(times: np.ndarray, starts: np.ndarray) -> Frequency | None:
     return Frequency("fixed", step)
 
 
-def _weekday(times: np.ndarray) -> np.ndarray:
-    """Day of the week of ``datetime64`` times, Monday 0 to Sunday 6."""
-    return (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
-
-
 def _business_days(times: np.ndarray, diffs: np.ndarray, later: np.ndarray) -> bool:
     """Daily steps (``diffs`` in microseconds, ``later`` the second time of each),
     every time on a weekday and steps from Friday to Monday: business-day data
     (pandas' ``"B"``), whose weekends are not gaps."""
-    friday_to_monday = (diffs == 3 * _US["d"]) & (_weekday(later) == 0)
-    return bool(friday_to_monday.any() and (_weekday(times) < 5).all())
+    mondays = np.is_busday(later.astype("datetime64[D]"), weekmask="1000000")
+    friday_to_monday = (diffs == 3 * _US["d"]) & mondays
+    return bool(friday_to_monday.any() and np.is_busday(times.astype("datetime64[D]")).all())
 
 
 def _mode(values: np.ndarray) -> int:
