@@ -13,7 +13,9 @@ at a time:
 Both include frame validation and output frames. Reported: median seconds per
 new point over repeated rounds, their ratio, and the network-only ratio (one
 ``advance`` + head vs one full encode + head). The first update also encodes the
-anchor window; it is reported separately.
+anchor window; it is reported separately. Then the same stream goes on with
+``update(new_rows, compile=True)`` (the step through ``torch.compile``; its first,
+compiling call is reported apart), and each path's stages are timed.
 
     python benchmarks/streaming.py     # -> benchmarks/results/streaming-cpu.md
 """
@@ -35,7 +37,7 @@ LOOKBACK, HORIZON, ROUNDS = 512, 24, 7
 def _fit(n_series: int):
     from xlstm_ts import XLSTMForecaster, datasets
 
-    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + 4 * ROUNDS + 2,
+    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + 9 * ROUNDS + 2,
                                seasonalities=(24, 168), seed=0, frame="polars")
     n_train = LOOKBACK + HORIZON + 200
     train = panel.group_by("unique_id", maintain_order=True).head(n_train)
@@ -93,13 +95,26 @@ def run(n_series: int) -> dict:
     # predict, timed inside a run of real calls (a new row each time, in turn): timed
     # apart, each in a loop of its own, they ran 1.5-5x faster than here (warm caches)
     where = _stages(model, [new_rows(k) for k in range(ROUNDS + 1, 4 * ROUNDS + 1)])
+
+    # the same stream, the step compiled: the first call compiles
+    start = time.perf_counter()
+    model.update(new_rows(4 * ROUNDS + 1), compile=True)
+    model.predict()
+    first_compiled = time.perf_counter() - start
+    later = {k: new_rows(4 * ROUNDS + 2 + k) for k in range(ROUNDS)}
+    compiled = _median_seconds(lambda k: (model.update(later[k], compile=True), model.predict()),
+                               ROUNDS)
+    where_compiled = _stages(model, [new_rows(k) for k in range(5 * ROUNDS + 2, 8 * ROUNDS + 2)],
+                             compile=True)
     return {"series": n_series, "first": first, "update": update, "reencode": reencode,
-            "net_step": net_step, "net_full": net_full, "where": where}
+            "net_step": net_step, "net_full": net_full, "where": where,
+            "first_compiled": first_compiled, "compiled": compiled,
+            "where_compiled": where_compiled}
 
 
-def _stages(model, rows: list) -> dict[str, float]:
-    """Median seconds of each stage of ``update(row)`` + ``predict()`` over ``rows``,
-    in the order the library runs them (``XLSTMForecaster.update``,
+def _stages(model, rows: list, compile: bool = False) -> dict[str, float]:
+    """Median seconds of each stage of ``update(row, compile=compile)`` + ``predict()``
+    over ``rows``, in the order the library runs them (``XLSTMForecaster.update``,
     ``xlstm_ts.streaming.absorb``)."""
     from xlstm_ts import streaming
     from xlstm_ts.data import append_observations, continue_series
@@ -116,8 +131,10 @@ def _stages(model, rows: list) -> dict[str, float]:
         new, codes, _ = continue_series(data, new)
         marks.append(time.perf_counter())
         with torch.inference_mode():
-            state = streaming._advanced(model.network_, data, new, codes,
-                                        model.config_.lookback, model.stream_state_, False)
+            net = model.network_
+            advance = streaming.compiled_advance(net) if compile else net.advance
+            state = streaming._advanced(net, data, new, codes, model.config_.lookback,
+                                        model.stream_state_, advance, False)
         marks.append(time.perf_counter())
         model.data_ = append_observations(data, new, codes, keep=model.config_.lookback)
         model.stream_state_ = state
@@ -139,25 +156,31 @@ def main() -> None:
         "d_model 64, blocks [mLSTM, sLSTM], horizon 24. Per new observation of every series: "
         "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, median of "
         f"{ROUNDS} rounds, frame handling included. Network only: one `advance` + head vs a "
-        "full encode + head.", "",
+        "full encode + head. Compiled: `update(new rows, compile=True)` + `predict()`, the "
+        "same stream continued; the first compiled call compiles, and in this one process a "
+        "later panel reuses the dynamic-shape graph compiled before it (0.0 s).", "",
         "| series | update + predict (s) | re-encode predict (s) | speed-up | network step (s) "
-        "| network full (s) | network speed-up | first update incl. anchor (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| network full (s) | network speed-up | first update incl. anchor (s) "
+        "| compiled update + predict (s) | compiled speed-up | first compiled call (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['series']} | {r['update']:.4f} | {r['reencode']:.4f} | "
             f"{r['reencode'] / r['update']:.1f}x | {r['net_step']:.4f} | {r['net_full']:.4f} | "
-            f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} |")
+            f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} | {r['compiled']:.4f} | "
+            f"{r['reencode'] / r['compiled']:.1f}x | {r['first_compiled']:.1f} |")
     names = list(rows[0]["where"])
-    lines += ["", "## Where the time of update + predict goes (ms per call, median of "
-              f"{3 * ROUNDS} calls, each stage timed inside the run of calls)", "",
-              "| series | " + " | ".join(names) + " | sum |",
-              "|---:|" + "---:|" * (len(names) + 1)]
-    for r in rows:
-        values = [1e3 * r["where"][name] for name in names]
-        lines.append(f"| {r['series']} | " + " | ".join(f"{v:.3f}" for v in values)
-                     + f" | {sum(values):.3f} |")
+    for key, title in (("where", "update + predict"),
+                       ("where_compiled", "update(compile=True) + predict")):
+        lines += ["", f"## Where the time of {title} goes (ms per call, median of "
+                  f"{3 * ROUNDS} calls, each stage timed inside the run of calls)", "",
+                  "| series | " + " | ".join(names) + " | sum |",
+                  "|---:|" + "---:|" * (len(names) + 1)]
+        for r in rows:
+            values = [1e3 * r[key][name] for name in names]
+            lines.append(f"| {r['series']} | " + " | ".join(f"{v:.3f}" for v in values)
+                         + f" | {sum(values):.3f} |")
     write_result("streaming-cpu.md", "\n".join(lines) + "\n")
 
 

@@ -198,3 +198,30 @@ def test_state_is_saved_with_the_model(stream_model, panel, tmp_path):
     pd.testing.assert_frame_equal(loaded.update(nxt).predict(), model.update(nxt).predict())
     loaded.reset_state().save(tmp_path / "m")
     assert not (tmp_path / "m" / "stream.pt").exists()
+
+
+def _compiled_and_eager_agree(model, frames):
+    """Update a copy of ``model`` eagerly and one with ``compile=True`` over ``frames``
+    in turn; their forecasts agree after each."""
+    eager, compiled = copy.deepcopy(model), copy.deepcopy(model)
+    for frame in frames:
+        expected = eager.update(frame).predict()["y_pred"].to_numpy()
+        got = compiled.update(frame, compile=True).predict()["y_pred"].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_update_equals_the_eager_one(stream_model, panel):
+    _, rest = _split(panel, 240)
+    some = _steps(rest, 2, 5).query("unique_id in ['s0', 's2']")  # 3 steps of 2 series
+    _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 2), some])
+
+
+def test_compile_failure_warns_and_steps_eagerly(stream_model, panel, monkeypatch):
+    from torch._inductor import config as inductor
+
+    # a real compiler failure: no C++ compiler where inductor looks, no cached kernels
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    _, rest = _split(panel, 240)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 3)])

@@ -8,6 +8,7 @@ Shapes: n series, H trained horizon, F future covariates, Q quantile levels.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -61,18 +62,21 @@ def encoded_state(net, data: SeriesData, lookback: int, progress: bool = False) 
 
 
 @torch.inference_mode()
-def advance_state(net, state: dict, steps: dict, series: np.ndarray) -> dict:
+def advance_state(net, state: dict, steps: dict, series: np.ndarray,
+                  advance: Callable | None = None) -> dict:
     """The states of rows ``series`` (n,) of ``state`` advanced over ``steps`` (n, T, ...);
-    ``state`` itself is left as it was."""
+    ``state`` itself is left as it was. ``advance`` stands in for ``net.advance`` (its
+    compiled form, :func:`xlstm_ts.streaming.compiled_advance`)."""
+    advance = advance or net.advance
     if len(series) <= PREDICT_CHUNK and np.array_equal(series, np.arange(len(series))) \
             and len(series) == next(iter(state.values())).shape[0]:
-        return net.advance(state, steps)  # every row in order: no gathering
+        return advance(state, steps)  # every row in order: no gathering
     parts = []
     for start in range(0, len(series), PREDICT_CHUNK):
         rows = torch.from_numpy(series[start:start + PREDICT_CHUNK])
         part = slice(start, start + PREDICT_CHUNK)
-        parts.append(net.advance({k: v[rows] for k, v in state.items()},
-                                 {k: v[part] for k, v in steps.items()}))
+        parts.append(advance({k: v[rows] for k, v in state.items()},
+                             {k: v[part] for k, v in steps.items()}))
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -35,10 +35,9 @@ def resolve(backend: str, device: torch.device) -> str:
         raise ValueError(f"backend must be one of {list(BACKENDS)}. Got {backend!r}.")
     if backend == "torch":
         return "torch"
-    runnable = triton_available() and (device.type == "cuda" or interpreting())
-    if backend == "auto":
-        return "triton" if triton_available() and device.type == "cuda" else "torch"
-    if not runnable:
+    if backend == "auto":  # the device first: CPU steps under torch.compile skip the cache
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if not (triton_available() and (device.type == "cuda" or interpreting())):
         why = ("Triton is not installed (pip install triton)" if not triton_available() else
                f"the tensors are on {device.type}; the kernels need CUDA tensors, or "
                f"TRITON_INTERPRET=1 for Triton's CPU interpreter")
