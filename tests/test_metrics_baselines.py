@@ -115,6 +115,10 @@ def test_synthetic_is_seeded_and_has_covariate_effect():
     pd.testing.assert_frame_equal(a, b)
     assert set(a.columns) == {"unique_id", "ds", "y", "x"}
     assert not a.equals(datasets.synthetic(2, 50, covariate_effect=3.0, seed=8))
+    minutes = datasets.synthetic(1, 3, freq="15m")
+    assert minutes.ds.diff().dropna().eq(pd.Timedelta(minutes=15)).all()
+    with pytest.raises(ValueError, match="freq must be a polars duration.*'15min'"):
+        datasets.synthetic(1, 3, freq="15min")  # pandas' alias
 
 
 def test_mase_coverage_and_evaluate_edges():

@@ -117,15 +117,20 @@ def synthetic(
 ):
     """Seeded panel: level + trend + sine seasonalities (random phases) + Gaussian noise.
 
-    With ``covariate_effect`` a future-known covariate ``x`` (a random 0/1 "promotion")
-    is added and ``y`` moves by ``covariate_effect * x``.
+    ``freq`` is a polars duration: ``"15m"`` (minutes), ``"1h"``, ``"1d"``, ``"1w"``,
+    ``"1mo"``, ``"1y"``. With ``covariate_effect`` a future-known covariate ``x`` (a
+    random 0/1 "promotion") is added and ``y`` moves by ``covariate_effect * x``.
     """
     rng = np.random.default_rng(seed)
     t = np.arange(length, dtype=np.float64)
     ids, times, ys, xs = [], [], [], []
     first = pl.Series([pd.Timestamp(start)]).cast(pl.Datetime("us"))
-    last = first.dt.offset_by(_scaled(freq, length - 1))
-    grid = pl.datetime_range(first[0], last[0], interval=freq, eager=True)
+    try:
+        last = first.dt.offset_by(_scaled(freq, length - 1))
+        grid = pl.datetime_range(first[0], last[0], interval=freq, eager=True)
+    except (pl.exceptions.PolarsError, ValueError) as err:
+        raise ValueError(f"freq must be a polars duration such as '15m' (minutes), '1h', "
+                         f"'1d', '1w' or '1mo'. Got {freq!r}.") from err
     for j in range(n_series):
         level = rng.uniform(5.0, 20.0)
         y = level + trend * level * t
