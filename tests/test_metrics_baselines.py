@@ -117,7 +117,7 @@ def test_synthetic_is_seeded_and_has_covariate_effect():
     assert not a.equals(datasets.synthetic(2, 50, covariate_effect=3.0, seed=8))
     minutes = datasets.synthetic(1, 3, freq="15m")
     assert minutes.ds.diff().dropna().eq(pd.Timedelta(minutes=15)).all()
-    with pytest.raises(ValueError, match="freq must be a polars duration.*'15min'"):
+    with pytest.raises(ValueError, match=r"freq must be a polars duration.*'15min'"):
         datasets.synthetic(1, 3, freq="15min")  # pandas' alias
 
 

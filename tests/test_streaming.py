@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xlstm_ts import XLSTMForecaster, datasets
+from xlstm_ts import XLSTMForecaster, datasets, streaming
 from xlstm_ts.data import future_covariates, last_windows
 from xlstm_ts.models.networks import NetworkConfig, build_network
 
@@ -200,20 +200,22 @@ def test_state_is_saved_with_the_model(stream_model, panel, tmp_path):
     assert not (tmp_path / "m" / "stream.pt").exists()
 
 
-def _compiled_and_eager_agree(model, frames):
+def _compiled_and_eager_agree(model, frames) -> bool:
     """Update a copy of ``model`` eagerly and one with ``compile=True`` over ``frames``
-    in turn; their forecasts agree after each."""
+    in turn; their forecasts agree after each. Returns whether the compiled step ran."""
     eager, compiled = copy.deepcopy(model), copy.deepcopy(model)
     for frame in frames:
         expected = eager.update(frame).predict()["y_pred"].to_numpy()
         got = compiled.update(frame, compile=True).predict()["y_pred"].to_numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    return streaming._COMPILED[type(model.network_)]._compiled is not None
 
 
 def test_compiled_update_equals_the_eager_one(stream_model, panel):
     _, rest = _split(panel, 240)
     some = _steps(rest, 2, 5).query("unique_id in ['s0', 's2']")  # 3 steps of 2 series
-    _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 2), some])
+    assert _compiled_and_eager_agree(stream_model,
+                                     [_steps(rest, 0, 1), _steps(rest, 1, 2), some])
 
 
 def test_compile_failure_warns_and_steps_eagerly(stream_model, panel, monkeypatch):
@@ -222,6 +224,9 @@ def test_compile_failure_warns_and_steps_eagerly(stream_model, panel, monkeypatc
     # a real compiler failure: no C++ compiler where inductor looks, no cached kernels
     monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
     monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    monkeypatch.setattr(streaming, "_COMPILED", {})  # a fresh cache, dropped after the test
+    torch._dynamo.reset()  # nothing compiled before is reused
     _, rest = _split(panel, 240)
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 3)])
+        ran = _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 3)])
+    assert not ran

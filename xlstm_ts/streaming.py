@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -100,35 +99,38 @@ def _steps(new: SeriesData, group: np.ndarray, T: int, static: torch.Tensor,
             "static": static if codes is None else static[torch.from_numpy(codes)]}
 
 
-# network -> its compiled advance (None where compiling failed): compiled once per
-# network, dropped with it
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# network class -> its compiled advance. The class's function is compiled, not an
+# instance's bound method, so the cache holds no network alive; dynamo's guards tell
+# instances of other shapes apart
+_COMPILED: dict[type, _Compiled] = {}
 
 
 def compiled_advance(net) -> Callable:
-    """``net.advance`` through ``torch.compile``, compiled on first use and cached per
-    network; the eager ``net.advance`` (with a warning, once) where compiling fails."""
-    if net not in _COMPILED:
-        _COMPILED[net] = _Compiled(net)
-    return _COMPILED[net]
+    """``net.advance`` through ``torch.compile``, compiled on first use (per network
+    class); the eager ``net.advance`` (with a warning, once) where compiling fails."""
+    kind = type(net)
+    if kind not in _COMPILED:
+        _COMPILED[kind] = _Compiled(kind.advance)
+    compiled = _COMPILED[kind]
+    return lambda state, steps: compiled(net, state, steps)
 
 
 class _Compiled:
-    """Calls the compiled ``net.advance``. Where it raises and the eager step does not,
-    the compiler was at fault: warn once and keep to the eager step. Where both raise,
-    the inputs were: the eager step's error propagates."""
+    """Calls the compiled ``advance(net, state, steps)``. Where it raises and the eager
+    step does not, the compiler was at fault: warn once and keep to the eager step.
+    Where both raise, the inputs were: the eager step's error propagates."""
 
-    def __init__(self, net):
-        self._eager = net.advance
-        self._compiled = torch.compile(net.advance)
+    def __init__(self, advance: Callable):
+        self._eager = advance
+        self._compiled = torch.compile(advance)
 
-    def __call__(self, state: dict, steps: dict) -> dict:
+    def __call__(self, net, state: dict, steps: dict) -> dict:
         if self._compiled is None:
-            return self._eager(state, steps)
+            return self._eager(net, state, steps)
         try:
-            return self._compiled(state, steps)
+            return self._compiled(net, state, steps)
         except Exception as err:
-            advanced = self._eager(state, steps)
+            advanced = self._eager(net, state, steps)
             self._compiled = None
             warnings.warn(f"update(compile=True): torch.compile failed ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:200]}); using the eager step.",
