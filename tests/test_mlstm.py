@@ -9,9 +9,12 @@ import torch
 from xlstm_ts.cells import MLSTM_FORMS, mlstm, mlstm_step
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
-# (B, NH, S, DQK, DV, chunk_size): odd S, S < chunk, S a multiple of chunk, DQK != DV
+# (B, NH, S, DQK, DV, chunk_size): odd S, S < chunk, S a multiple of chunk, DQK != DV,
+# S cut into even chunks shorter than chunk_size (70 -> 2 x 35; 66 -> 5 x 14, 4 padded)
 SHAPES = [
     (2, 3, 37, 8, 8, 8),
+    (1, 2, 70, 8, 8, 64),
+    (1, 2, 66, 4, 4, 16),
     (1, 2, 1, 4, 6, 16),
     (2, 1, 64, 16, 8, 16),
     (3, 2, 50, 5, 7, 7),

@@ -63,8 +63,9 @@ def mlstm(
         i, f: input- and forget-gate pre-activations, ``(B, NH, S)``.
         form: ``"chunkwise"`` (default, linear in S), ``"parallel"`` (quadratic
             in S, fastest for short sequences) or ``"recurrent"`` (step loop).
-        chunk_size: chunk length L of the chunkwise form; S need not be a
-            multiple of it.
+        chunk_size: the longest chunk of the chunkwise form: S is cut into
+            ``ceil(S / chunk_size)`` chunks of equal length (the last padded where
+            they cannot be); the Triton kernels use chunks of ``chunk_size``.
         state: ``(C, n, m)`` carried from a previous call, shapes
             ``(B, NH, DQK, DV)``, ``(B, NH, DQK)``, ``(B, NH)``; ``None`` starts
             from an empty memory.
