@@ -56,8 +56,36 @@ def slstm_step(gates_x: torch.Tensor, R: torch.Tensor, h, c, n, m, exp_forget: b
     return tuple(s.transpose(0, 1) for s in new)
 
 
+def _saving_step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tuple):
+    """One step of :class:`SLSTMFunction`'s forward from pre-activations (NH, B, 4*DH):
+    writes h, c, n, m (NH, B, DH) and what the backward needs into ``out`` = (h, c, n,
+    m, acts (NH, B, 4*DH): i', f', z, o; won (NH, B, DH): whether the forget branch set
+    m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the exponential forget gate).
+    The same arithmetic as :func:`_update`."""
+    h, c, n, m, acts, won, d_log_f = out
+    i_pre, f_pre, z_pre, o_pre = pre.chunk(4, dim=-1)
+    gain, decay, z, o = acts.chunk(4, dim=-1)
+    log_f = f_pre if exp_forget else F_.logsigmoid(f_pre)
+    forget = log_f + m_prev
+    torch.ge(forget, i_pre, out=won)
+    torch.maximum(forget, i_pre, out=m)
+    torch.exp(i_pre - m, out=gain)
+    torch.exp(forget - m, out=decay)
+    torch.tanh(z_pre, out=z)
+    torch.sigmoid(o_pre, out=o)
+    if d_log_f is not None:  # d logsigmoid(f) / df = sigmoid(-f)
+        torch.sigmoid(-f_pre, out=d_log_f)
+    torch.addcmul(decay * c_prev, gain, z, out=c)
+    torch.addcmul(gain, decay, n_prev, out=n)
+    torch.mul(o, c / n, out=h)
+
+
 class SLSTMFunction(torch.autograd.Function):
-    """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH)."""
+    """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH).
+
+    The forward keeps each step's activated gates (i', f', z, o), which branch set the
+    stabilizer and the forget gate's slope, so the backward does not recompute them:
+    about a third fewer operations per backward step, for 1.5x the saved gate memory."""
 
     @staticmethod
     def forward(ctx, gates_x, R, h0, c0, n0, m0, exp_forget: bool):
@@ -72,14 +100,18 @@ class SLSTMFunction(torch.autograd.Function):
             return out
 
         H, C, N, M = buffer(h0), buffer(c0), buffer(n0), buffer(m0)
-        pre_acts = torch.empty_like(gx)
+        acts = torch.empty_like(gx)  # (S, NH, B, 4*DH)
+        won = torch.empty(S, NH, B, DH, dtype=torch.bool, device=gx.device)
+        d_log_f = None if exp_forget else torch.empty_like(H[1:])
+        pre = gx.new_empty(NH, B, 4 * DH)
         for t in range(S):
-            pre = torch.baddbmm(gx[t], H[t], R_cat, out=pre_acts[t])  # (NH, B, 4*DH)
-            M[t + 1] = _update(pre, C[t], N[t], M[t], exp_forget,
-                               out=(H[t + 1], C[t + 1], N[t + 1]))[3]
+            torch.baddbmm(gx[t], H[t], R_cat, out=pre)  # (NH, B, 4*DH)
+            _saving_step(pre, C[t], N[t], M[t], exp_forget,
+                         out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t], won[t],
+                              None if exp_forget else d_log_f[t]))
 
         ctx.exp_forget = exp_forget
-        ctx.save_for_backward(pre_acts, R_cat, H, C, N, M)
+        ctx.save_for_backward(acts, won, d_log_f, R_cat, H, C, N)
         h_seq = H[1:].permute(2, 0, 1, 3)  # (B, S, NH, DH)
         final = (H[S].transpose(0, 1), C[S].transpose(0, 1), N[S].transpose(0, 1),
                  M[S].transpose(0, 1))
@@ -87,8 +119,8 @@ class SLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_h_seq, d_hT, d_cT, d_nT, d_mT):
-        pre_acts, R_cat, H, C, N, M = ctx.saved_tensors
-        S, NH, B, DH4 = pre_acts.shape
+        acts, won, d_log_f, R_cat, H, C, N = ctx.saved_tensors
+        S, NH, B, DH4 = acts.shape
         DH = DH4 // 4
 
         def init(grad):
@@ -98,9 +130,9 @@ class SLSTMFunction(torch.autograd.Function):
         d_out = (d_h_seq.permute(1, 2, 0, 3) if d_h_seq is not None
                  else H.new_zeros(S, NH, B, DH))
         R_cat_t = R_cat.transpose(1, 2)
-        d_pre = torch.empty_like(pre_acts)
+        d_pre = torch.empty_like(acts)
         for t in range(S - 1, -1, -1):
-            i_pre, f_pre, log_f, _, gain, decay, z, o = _gates(pre_acts[t], M[t], ctx.exp_forget)
+            gain, decay, z, o = acts[t].chunk(4, dim=-1)
             c, n = C[t + 1], N[t + 1]
             dh = dh + d_out[t]
             h_bar = c / n
@@ -113,10 +145,12 @@ class SLSTMFunction(torch.autograd.Function):
             g_decay = (dc * C[t] + dn * N[t]) * decay  # gradient w.r.t. (log_f + m_prev - m)
             dm = dm - g_gain - g_decay
             # m = max(log_f + m_prev, i_pre): route dm to the branch that won.
-            forget_won = (log_f + M[t]) >= i_pre
-            d_via_f = g_decay + torch.where(forget_won, dm, 0.0)
-            torch.add(g_gain, torch.where(forget_won, 0.0, dm), out=d_i)
-            torch.mul(d_via_f, 1.0 if ctx.exp_forget else torch.sigmoid(-f_pre), out=d_f)
+            d_via_f = g_decay + torch.where(won[t], dm, 0.0)
+            torch.add(g_gain, torch.where(won[t], 0.0, dm), out=d_i)
+            if d_log_f is None:
+                d_f.copy_(d_via_f)
+            else:
+                torch.mul(d_via_f, d_log_f[t], out=d_f)
             dm = d_via_f  # m_prev enters exactly where log_f does
             dc = dc * decay
             dn = dn * decay
