@@ -60,14 +60,16 @@ def _saving_step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, ou
     """One step of :class:`SLSTMFunction`'s forward from pre-activations (NH, B, 4*DH):
     writes h, c, n, m (NH, B, DH) and what the backward needs into ``out`` = (h, c, n,
     m, acts (NH, B, 4*DH): i', f', z, o; won (NH, B, DH): whether the forget branch set
-    m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the exponential forget gate).
-    The same arithmetic as :func:`_update`."""
+    m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the exponential forget gate;
+    won and d_log_f None where no gradient is wanted). The same arithmetic as
+    :func:`_update`."""
     h, c, n, m, acts, won, d_log_f = out
     i_pre, f_pre, z_pre, o_pre = pre.chunk(4, dim=-1)
     gain, decay, z, o = acts.chunk(4, dim=-1)
     log_f = f_pre if exp_forget else F_.logsigmoid(f_pre)
     forget = log_f + m_prev
-    torch.ge(forget, i_pre, out=won)
+    if won is not None:
+        torch.ge(forget, i_pre, out=won)
     torch.maximum(forget, i_pre, out=m)
     torch.exp(i_pre - m, out=gain)
     torch.exp(forget - m, out=decay)
@@ -101,14 +103,16 @@ class SLSTMFunction(torch.autograd.Function):
 
         H, C, N, M = buffer(h0), buffer(c0), buffer(n0), buffer(m0)
         acts = torch.empty_like(gx)  # (S, NH, B, 4*DH)
-        won = torch.empty(S, NH, B, DH, dtype=torch.bool, device=gx.device)
-        d_log_f = None if exp_forget else torch.empty_like(H[1:])
+        grads = any(ctx.needs_input_grad)  # else (predict, encode) keep only what h needs
+        won = torch.empty(S, NH, B, DH, dtype=torch.bool, device=gx.device) if grads else None
+        d_log_f = torch.empty_like(H[1:]) if grads and not exp_forget else None
         pre = gx.new_empty(NH, B, 4 * DH)
         for t in range(S):
             torch.baddbmm(gx[t], H[t], R_cat, out=pre)  # (NH, B, 4*DH)
             _saving_step(pre, C[t], N[t], M[t], exp_forget,
-                         out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t], won[t],
-                              None if exp_forget else d_log_f[t]))
+                         out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t],
+                              None if won is None else won[t],
+                              None if d_log_f is None else d_log_f[t]))
 
         ctx.exp_forget = exp_forget
         ctx.save_for_backward(acts, won, d_log_f, R_cat, H, C, N)
