@@ -439,8 +439,8 @@ class XLSTMForecaster(BaseEstimator):
         carried state and :meth:`reset_state`). ``skip_seen=True`` leaves out (and
         logs) rows at or before a series' last absorbed time, so a re-run is harmless.
         ``compile=True`` advances the carried state through ``torch.compile``: the first
-        call compiles (seconds), later ones are faster (one series, one step: 1.7 ->
-        1.2 ms per update + predict; see ``benchmarks/streaming.py``); the eager step is
+        call compiles (seconds), later ones are faster (one series, one step: 1.9 ->
+        1.4 ms per update + predict; see ``benchmarks/streaming.py``); the eager step is
         used, with a warning, where compiling fails. Results agree to float32 round-off.
         """
         self._check_fitted()
