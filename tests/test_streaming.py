@@ -182,8 +182,8 @@ def test_uneven_update_equals_the_same_steps_in_turn(stream_model, panel):
 def test_patch_network_rolls_its_window(panel):
     train, rest = _split(panel, 240)
     model = XLSTMForecaster(**TINY, patch_len=12, patch_stride=12).fit(train)
-    model.update(_steps(rest, 0, 5))
-    assert not hasattr(model, "stream_state_")
+    model.update(_steps(rest, 0, 3)).update(_steps(rest, 3, 5), compile=True)  # no state:
+    assert not hasattr(model, "stream_state_")  # compile has nothing to compile
     expected = model.predict(df=pd.concat([train, _steps(rest, 0, 5)]))
     pd.testing.assert_frame_equal(model.predict(), expected)
 

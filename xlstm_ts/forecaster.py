@@ -438,10 +438,11 @@ class XLSTMForecaster(BaseEstimator):
         forward and re-encode it (see :mod:`xlstm_ts.streaming` for the drift of a
         carried state and :meth:`reset_state`). ``skip_seen=True`` leaves out (and
         logs) rows at or before a series' last absorbed time, so a re-run is harmless.
-        ``compile=True`` advances the carried state through ``torch.compile``: the first
-        call compiles (seconds), later ones are faster (one series, one step: 1.9 ->
-        1.4 ms per update + predict; see ``benchmarks/streaming.py``); the eager step is
-        used, with a warning, where compiling fails. Results agree to float32 round-off.
+        ``compile=True`` advances the carried state through ``torch.compile`` (networks
+        without one ignore it): the first call compiles (seconds), later ones are faster
+        (one series, one step: 1.9 -> 1.4 ms per update + predict; see
+        ``benchmarks/streaming.py``); the eager step is used, with a warning, where
+        compiling fails. Results agree to float32 round-off.
         """
         self._check_fitted()
         BOOL("skip_seen", skip_seen)
