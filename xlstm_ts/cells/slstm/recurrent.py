@@ -1,13 +1,16 @@
 """sLSTM recurrence with a hand-written backward pass (CPU/PyTorch path).
 
 Autograd through a Python time loop records ~20 tiny nodes per step and walks
-them back one by one; here the forward loop saves the gate pre-activations and
-states, and the backward loop replays the gate math in reverse with a handful
-of fused elementwise ops and one batched matmul per step. The recurrent-weight
-gradient is one matmul over all steps at the end.
+them back one by one; here the forward loop saves the activated gates and the
+states, and the backward loop runs the gate math's derivatives in reverse with a
+handful of fused elementwise ops and one batched matmul per step. The
+recurrent-weight gradient is four matmuls over all steps at the end.
 
-Layout inside the loops is time-major and head-batched: (S, NH, B, 4*DH), so
-that each step's recurrent matmul is a single ``baddbmm`` over heads.
+Layout inside the sequence loops is time-major and gate-major: (S, 4, NH, B, DH),
+so that each gate of a step is one contiguous block and each step's recurrent
+matmul is a single ``baddbmm`` over the 4 * NH (gate, head) pairs (head-batched
+(NH, B, 4*DH) with gate slices of the last dimension ran the forward step 1.4x
+slower). The single inference step keeps the head-batched layout.
 
 Notation: B batch, S steps, NH heads, DH head dim; gate order (i, f, z, o).
 """
@@ -57,15 +60,15 @@ def slstm_step(gates_x: torch.Tensor, R: torch.Tensor, h, c, n, m, exp_forget: b
 
 
 def _saving_step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tuple):
-    """One step of :class:`SLSTMFunction`'s forward from pre-activations (NH, B, 4*DH):
-    writes h, c, n, m (NH, B, DH) and what the backward needs into ``out`` = (h, c, n,
-    m, acts (NH, B, 4*DH): i', f', z, o; won (NH, B, DH): whether the forget branch set
-    m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the exponential forget gate;
-    won and d_log_f None where no gradient is wanted). The same arithmetic as
-    :func:`_update`."""
+    """One step of :class:`SLSTMFunction`'s forward from gate-major pre-activations
+    (4, NH, B, DH): writes h, c, n, m (NH, B, DH) and what the backward needs into
+    ``out`` = (h, c, n, m, acts (4, NH, B, DH): i', f', z, o; won (NH, B, DH): whether
+    the forget branch set m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the
+    exponential forget gate; won and d_log_f None where no gradient is wanted). The
+    same arithmetic as :func:`_update`."""
     h, c, n, m, acts, won, d_log_f = out
-    i_pre, f_pre, z_pre, o_pre = pre.chunk(4, dim=-1)
-    gain, decay, z, o = acts.chunk(4, dim=-1)
+    i_pre, f_pre, z_pre, o_pre = pre.unbind(0)
+    gain, decay, z, o = acts.unbind(0)
     log_f = f_pre if exp_forget else F_.logsigmoid(f_pre)
     forget = log_f + m_prev
     if won is not None:
@@ -85,15 +88,17 @@ def _saving_step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, ou
 class SLSTMFunction(torch.autograd.Function):
     """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH).
 
-    The forward keeps each step's activated gates (i', f', z, o), which branch set the
-    stabilizer and the forget gate's slope, so the backward does not recompute them:
-    about a third fewer operations per backward step, for 1.5x the saved gate memory."""
+    Inside, gates are gate-major, (S, 4, NH, B, DH): each gate of a step is one
+    contiguous (NH, B, DH) block, and the recurrent input of all gates is one
+    ``baddbmm`` over 4 * NH (gate, head) pairs. The forward keeps each step's
+    activated gates (i', f', z, o), which branch set the stabilizer and the forget
+    gate's slope, so the backward does not recompute them."""
 
     @staticmethod
     def forward(ctx, gates_x, R, h0, c0, n0, m0, exp_forget: bool):
         B, S, _, NH, DH = gates_x.shape
-        gx = gates_x.permute(1, 3, 0, 2, 4).reshape(S, NH, B, 4 * DH)
-        R_cat = stacked_recurrent_weights(R)
+        gx = gates_x.permute(1, 2, 3, 0, 4).reshape(S, 4 * NH, B, DH)
+        R_all = R.reshape(4 * NH, DH, DH)
 
         # Index 0 holds the entering state; index t + 1 the state after step t.
         def buffer(initial):
@@ -102,20 +107,21 @@ class SLSTMFunction(torch.autograd.Function):
             return out
 
         H, C, N, M = buffer(h0), buffer(c0), buffer(n0), buffer(m0)
-        acts = torch.empty_like(gx)  # (S, NH, B, 4*DH)
+        acts = gx.new_empty(S, 4, NH, B, DH)
         grads = any(ctx.needs_input_grad)  # else (predict, encode) keep only what h needs
         won = torch.empty(S, NH, B, DH, dtype=torch.bool, device=gx.device) if grads else None
         d_log_f = torch.empty_like(H[1:]) if grads and not exp_forget else None
-        pre = gx.new_empty(NH, B, 4 * DH)
+        pre = gx.new_empty(4 * NH, B, DH)
         for t in range(S):
-            torch.baddbmm(gx[t], H[t], R_cat, out=pre)  # (NH, B, 4*DH)
-            _saving_step(pre, C[t], N[t], M[t], exp_forget,
+            h_all = H[t].expand(4, NH, B, DH).reshape(4 * NH, B, DH)
+            torch.baddbmm(gx[t], h_all, R_all, out=pre)  # (4 * NH, B, DH)
+            _saving_step(pre.view(4, NH, B, DH), C[t], N[t], M[t], exp_forget,
                          out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t],
                               None if won is None else won[t],
                               None if d_log_f is None else d_log_f[t]))
 
         ctx.exp_forget = exp_forget
-        ctx.save_for_backward(acts, won, d_log_f, R_cat, H, C, N)
+        ctx.save_for_backward(acts, won, d_log_f, R, H, C, N)
         h_seq = H[1:].permute(2, 0, 1, 3)  # (B, S, NH, DH)
         final = (H[S].transpose(0, 1), C[S].transpose(0, 1), N[S].transpose(0, 1),
                  M[S].transpose(0, 1))
@@ -123,9 +129,8 @@ class SLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_h_seq, d_hT, d_cT, d_nT, d_mT):
-        acts, won, d_log_f, R_cat, H, C, N = ctx.saved_tensors
-        S, NH, B, DH4 = acts.shape
-        DH = DH4 // 4
+        acts, won, d_log_f, R, H, C, N = ctx.saved_tensors
+        S, _, NH, B, DH = acts.shape
 
         def init(grad):
             return H.new_zeros(NH, B, DH) if grad is None else grad.transpose(0, 1).contiguous()
@@ -133,14 +138,14 @@ class SLSTMFunction(torch.autograd.Function):
         dh, dc, dn, dm = init(d_hT), init(d_cT), init(d_nT), init(d_mT)
         d_out = (d_h_seq.permute(1, 2, 0, 3) if d_h_seq is not None
                  else H.new_zeros(S, NH, B, DH))
-        R_cat_t = R_cat.transpose(1, 2)
-        d_pre = torch.empty_like(acts)
+        R_all_t = R.reshape(4 * NH, DH, DH).transpose(1, 2).contiguous()
+        d_pre = torch.empty_like(acts)  # (S, 4, NH, B, DH)
         for t in range(S - 1, -1, -1):
-            gain, decay, z, o = acts[t].chunk(4, dim=-1)
+            gain, decay, z, o = acts[t].unbind(0)
             c, n = C[t + 1], N[t + 1]
             dh = dh + d_out[t]
             h_bar = c / n
-            d_i, d_f, d_z, d_o = d_pre[t].chunk(4, dim=-1)
+            d_i, d_f, d_z, d_o = d_pre[t].unbind(0)
             torch.mul(dh * h_bar, o * (1 - o), out=d_o)
             dc = dc + dh * o / n
             dn = dn - dh * o * h_bar / n
@@ -158,13 +163,14 @@ class SLSTMFunction(torch.autograd.Function):
             dm = d_via_f  # m_prev enters exactly where log_f does
             dc = dc * decay
             dn = dn * decay
-            dh = torch.bmm(d_pre[t], R_cat_t)  # (NH, B, DH)
+            # every gate's recurrent input came from h: sum their pullbacks
+            dh = torch.bmm(d_pre[t].view(4 * NH, B, DH), R_all_t).view(4, NH, B, DH).sum(0)
 
         # dR[g, k, d, e] = sum over steps and batch of h_{t-1}[k, d] * d_pre[g, k, e]
         h_prev = H[:-1].permute(1, 3, 0, 2).reshape(NH, DH, S * B)
-        d_R_cat = h_prev @ d_pre.permute(1, 0, 2, 3).reshape(NH, S * B, DH4)
-        d_R = d_R_cat.reshape(NH, DH, 4, DH).permute(2, 0, 1, 3)
-        d_gates_x = d_pre.reshape(S, NH, B, 4, DH).permute(2, 0, 3, 1, 4)
+        d_R = torch.stack([h_prev @ d_pre[:, g].permute(1, 0, 2, 3).reshape(NH, S * B, DH)
+                           for g in range(4)])  # (4, NH, DH, DH)
+        d_gates_x = d_pre.permute(3, 0, 1, 2, 4)  # (B, S, 4, NH, DH)
 
         def state_grad(g):
             return g.transpose(0, 1)
