@@ -10,7 +10,7 @@ Layout inside the sequence loops is time-major and gate-major: (S, 4, NH, B, DH)
 so that each gate of a step is one contiguous block and each step's recurrent
 matmul is a single ``baddbmm`` over the 4 * NH (gate, head) pairs (head-batched
 (NH, B, 4*DH) with gate slices of the last dimension ran the forward step 1.4x
-slower). The single inference step keeps the head-batched layout.
+slower). The single inference step (:func:`slstm_step`) runs the same step function.
 
 Notation: B batch, S steps, NH heads, DH head dim; gate order (i, f, z, o).
 """
@@ -21,51 +21,36 @@ import torch
 import torch.nn.functional as F_
 
 
-def _gates(pre: torch.Tensor, m_prev: torch.Tensor, exp_forget: bool):
-    """Stabilized gate values from pre-activations (NH, B, 4*DH) and m_{t-1} (NH, B, DH)."""
-    i_pre, f_pre, z_pre, o_pre = pre.chunk(4, dim=-1)
-    log_f = f_pre if exp_forget else F_.logsigmoid(f_pre)
-    m = torch.maximum(log_f + m_prev, i_pre)
-    gain = torch.exp(i_pre - m)  # i'
-    decay = torch.exp(log_f + m_prev - m)  # f'
-    return i_pre, f_pre, log_f, m, gain, decay, torch.tanh(z_pre), torch.sigmoid(o_pre)
-
-
-def _update(pre: torch.Tensor, c_prev: torch.Tensor, n_prev: torch.Tensor, m_prev: torch.Tensor,
-            exp_forget: bool, out=(None, None, None)):
-    """One step's (h, c, n, m) (NH, B, DH) from pre-activations (NH, B, 4*DH) and the
-    previous c, n, m; h, c and n are written into ``out`` where given."""
-    *_, m, gain, decay, z, o = _gates(pre, m_prev, exp_forget)
-    c = torch.addcmul(decay * c_prev, gain, z, out=out[1])
-    n = torch.addcmul(gain, decay, n_prev, out=out[2])
-    return torch.mul(o, c / n, out=out[0]), c, n, m
-
-
-def stacked_recurrent_weights(R: torch.Tensor) -> torch.Tensor:
-    """R (4, NH, DH, DH) as (NH, DH, 4*DH): R_cat[k, d, g*DH+e] = R[g, k, d, e], so that
-    one ``baddbmm`` over heads gives every gate's recurrent input."""
-    NH, DH = R.shape[1], R.shape[2]
-    return R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)
+def _recurrent_input(gx: torch.Tensor, h: torch.Tensor, R_all: torch.Tensor,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+    """Gate-major pre-activations (4, NH, B, DH): the input part ``gx`` (4 * NH, B, DH)
+    plus ``h`` (NH, B, DH) through every gate's recurrent weights ``R_all`` (4 * NH,
+    DH, DH), one ``baddbmm`` over the (gate, head) pairs."""
+    NH, B, DH = h.shape
+    h_all = h.expand(4, NH, B, DH).reshape(4 * NH, B, DH)
+    return torch.baddbmm(gx, h_all, R_all, out=out).view(4, NH, B, DH)
 
 
 def slstm_step(gates_x: torch.Tensor, R: torch.Tensor, h, c, n, m, exp_forget: bool):
     """One step without autograd bookkeeping (inference; streamed updates): gates_x
     (B, 4, NH, DH), R (4, NH, DH, DH), state (B, NH, DH) each -> the new (h, c, n, m),
-    each (B, NH, DH). The same arithmetic as a step of :class:`SLSTMFunction`."""
+    each (B, NH, DH). The arithmetic of a step of :class:`SLSTMFunction` (:func:`_step`)."""
     B, _, NH, DH = gates_x.shape
-    gx = gates_x.permute(2, 0, 1, 3).reshape(NH, B, 4 * DH)
-    pre = torch.baddbmm(gx, h.transpose(0, 1), stacked_recurrent_weights(R))
-    new = _update(pre, c.transpose(0, 1), n.transpose(0, 1), m.transpose(0, 1), exp_forget)
+    gx = gates_x.permute(1, 2, 0, 3).reshape(4 * NH, B, DH)
+    pre = _recurrent_input(gx, h.transpose(0, 1), R.reshape(4 * NH, DH, DH))
+    new = tuple(gx.new_empty(NH, B, DH) for _ in range(4))
+    _step(pre, c.transpose(0, 1), n.transpose(0, 1), m.transpose(0, 1), exp_forget,
+          out=(*new, gx.new_empty(4, NH, B, DH), None, None))
     return tuple(s.transpose(0, 1) for s in new)
 
 
-def _saving_step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tuple):
-    """One step of :class:`SLSTMFunction`'s forward from gate-major pre-activations
+def _step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tuple):
+    """One sLSTM step (:class:`SLSTMFunction`'s and :func:`slstm_step`'s) from gate-major
+    pre-activations
     (4, NH, B, DH): writes h, c, n, m (NH, B, DH) and what the backward needs into
     ``out`` = (h, c, n, m, acts (4, NH, B, DH): i', f', z, o; won (NH, B, DH): whether
     the forget branch set m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the
-    exponential forget gate; won and d_log_f None where no gradient is wanted). The
-    same arithmetic as :func:`_update`."""
+    exponential forget gate; won and d_log_f None where no gradient is wanted)."""
     h, c, n, m, acts, won, d_log_f = out
     i_pre, f_pre, z_pre, o_pre = pre.unbind(0)
     gain, decay, z, o = acts.unbind(0)
@@ -113,12 +98,10 @@ class SLSTMFunction(torch.autograd.Function):
         d_log_f = torch.empty_like(H[1:]) if grads and not exp_forget else None
         pre = gx.new_empty(4 * NH, B, DH)
         for t in range(S):
-            h_all = H[t].expand(4, NH, B, DH).reshape(4 * NH, B, DH)
-            torch.baddbmm(gx[t], h_all, R_all, out=pre)  # (4 * NH, B, DH)
-            _saving_step(pre.view(4, NH, B, DH), C[t], N[t], M[t], exp_forget,
-                         out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t],
-                              None if won is None else won[t],
-                              None if d_log_f is None else d_log_f[t]))
+            _step(_recurrent_input(gx[t], H[t], R_all, out=pre), C[t], N[t], M[t], exp_forget,
+                  out=(H[t + 1], C[t + 1], N[t + 1], M[t + 1], acts[t],
+                       None if won is None else won[t],
+                       None if d_log_f is None else d_log_f[t]))
 
         ctx.exp_forget = exp_forget
         ctx.save_for_backward(acts, won, d_log_f, R, H, C, N)
