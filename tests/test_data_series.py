@@ -7,7 +7,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xlstm_ts import datasets
@@ -320,6 +320,8 @@ def test_shuffled_input_with_a_huge_time_range_sorts_by_two_keys():
 
 
 @settings(max_examples=25, deadline=None)
+@example(lengths=[4, 4], added=[2, 2, 0, 0, 0], keep=5)
+@example(lengths=[3], added=[6, 0, 0, 0, 0], keep=4)  # more new rows than kept
 @given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=5),
        added=st.lists(st.integers(0, 6), min_size=5, max_size=5), keep=st.integers(1, 15))
 def test_appended_rows_are_each_series_last_keep_steps(lengths, added, keep):

@@ -39,12 +39,16 @@ def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
     ``ahead`` (n, H, F) holds the future-known covariates over the horizon."""
     windows = last_windows(data, lookback, ahead) if state is None else None
     points, quants = [], []
+    whole = data.n_series <= PREDICT_CHUNK  # one chunk: no slicing (streamed predicts)
     for start in chunks(data.n_series, "forecast", progress):
         part = slice(start, start + PREDICT_CHUNK)
+        inputs = windows if state is None else state
+        if not whole:
+            inputs = {k: v[part] for k, v in inputs.items()}
         if state is None:
-            params, stats = net({k: v[part] for k, v in windows.items()})
+            params, stats = net(inputs)
         else:
-            params, stats = net.head_from({k: v[part] for k, v in state.items()}, ahead[part])
+            params, stats = net.head_from(inputs, ahead if whole else ahead[part])
         points.append(net.denormalize(net.head.point(params), stats))
         if quantiles is not None:
             quants.append(net.denormalize(net.head.quantiles(params, quantiles), stats))
@@ -138,6 +142,8 @@ def rollout(net, data: SeriesData, lookback: int, horizon: int, trained_horizon:
 
 def check_finite(values: np.ndarray, data: SeriesData, horizon: int) -> None:
     """Never return a NaN or infinite forecast without saying why."""
+    if np.isfinite(values).all():
+        return
     bad = ~np.isfinite(values.reshape(data.n_series, horizon)).all(axis=1)
     if bad.any():
         raise FloatingPointError(
