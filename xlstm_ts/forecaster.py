@@ -452,7 +452,7 @@ class XLSTMForecaster(BaseEstimator):
         logs) rows at or before a series' last absorbed time, so a re-run is harmless.
         ``compile=True`` advances the carried state through ``torch.compile`` (networks
         without one ignore it): the first call compiles (seconds), later ones are faster
-        (one series, one step: 1.9 -> 1.4 ms per update + predict; see
+        (one series, one step: 1.5 -> 1.05 ms per update + predict; see
         ``benchmarks/streaming.py``); the eager step is used, with a warning, where
         compiling fails. Results agree to float32 round-off.
         """

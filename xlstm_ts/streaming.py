@@ -14,7 +14,7 @@ position embeddings and are flattened into the head).
 
 ``compile=True`` runs the one-step advance through ``torch.compile``: one network
 step is a few hundred small operations, whose dispatch dominates a single series'
-update, and the compiled step fuses them (one series, inputs + advance: 1.1 -> 0.42
+update, and the compiled step fuses them (one series, inputs + advance: 0.92 -> 0.40
 ms in a run of calls, ``benchmarks/streaming.py``). The first compiled call takes
 seconds (a C++ compiler builds the kernels on CPU); where compiling fails, the eager
 step is used and a warning says why.
