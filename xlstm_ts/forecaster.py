@@ -58,6 +58,8 @@ from .presets import (
 )
 from .training import is_rank_zero, train_network
 
+__all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
+
 _LEVELS = SequenceOf(Real(0.0, 100.0, open="both"))  # predict(level=...): percents
 
 
@@ -65,8 +67,6 @@ def _float64(values) -> np.ndarray:
     """A forecast tensor as a flat float64 array (through numpy: cheaper than torch's
     cast on the few values of a streamed predict)."""
     return values.numpy().astype(np.float64).ravel()
-
-__all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
 
 
 class XLSTMForecaster(BaseEstimator):
