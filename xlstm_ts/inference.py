@@ -37,14 +37,12 @@ def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
     """Point (n, H) and quantiles (n, H, Q) or None, in data units: from the last
     ``lookback`` steps of each series of ``data``, or from a carried stream ``state``.
     ``ahead`` (n, H, F) holds the future-known covariates over the horizon."""
-    windows = last_windows(data, lookback, ahead) if state is None else None
+    source = last_windows(data, lookback, ahead) if state is None else state
     points, quants = [], []
     whole = data.n_series <= PREDICT_CHUNK  # one chunk: no slicing (streamed predicts)
     for start in chunks(data.n_series, "forecast", progress):
         part = slice(start, start + PREDICT_CHUNK)
-        inputs = windows if state is None else state
-        if not whole:
-            inputs = {k: v[part] for k, v in inputs.items()}
+        inputs = source if whole else {k: v[part] for k, v in source.items()}
         if state is None:
             params, stats = net(inputs)
         else:

@@ -45,12 +45,12 @@ def slstm_step(gates_x: torch.Tensor, R: torch.Tensor, h, c, n, m, exp_forget: b
 
 
 def _step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tuple):
-    """One sLSTM step (:class:`SLSTMFunction`'s and :func:`slstm_step`'s) from gate-major
-    pre-activations
-    (4, NH, B, DH): writes h, c, n, m (NH, B, DH) and what the backward needs into
-    ``out`` = (h, c, n, m, acts (4, NH, B, DH): i', f', z, o; won (NH, B, DH): whether
-    the forget branch set m; d_log_f (NH, B, DH): d log_f / d f_pre, or None for the
-    exponential forget gate; won and d_log_f None where no gradient is wanted)."""
+    """One sLSTM step (:class:`SLSTMFunction`'s and :func:`slstm_step`'s) from
+    gate-major pre-activations (4, NH, B, DH). Writes into ``out`` = (h, c, n, m,
+    acts, won, d_log_f): the new h, c, n, m (NH, B, DH); acts (4, NH, B, DH), the
+    activated gates i', f', z, o; won (NH, B, DH), whether the forget branch set m;
+    d_log_f (NH, B, DH), d log_f / d f_pre (None for the exponential forget gate).
+    won and d_log_f are None where no gradient is wanted."""
     h, c, n, m, acts, won, d_log_f = out
     i_pre, f_pre, z_pre, o_pre = pre.unbind(0)
     gain, decay, z, o = acts.unbind(0)
