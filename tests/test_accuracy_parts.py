@@ -9,7 +9,8 @@ import torch
 from xlstm_ts import XLSTMForecaster
 from xlstm_ts.data import Frequency
 from xlstm_ts.models import Ensemble, NetworkConfig, build_network
-from xlstm_ts.presets import LONG_LOOKBACK, cycle_length, resolve_window
+from xlstm_ts.presets import FINE_PATCH, LONG_LOOKBACK, cycle_length, resolve_window
+from xlstm_ts.training.datamodule import MANY_WINDOWS
 
 
 def _batch(B=5, L=32, H=8, seed=0):
@@ -144,6 +145,25 @@ def test_presets_follow_the_documented_rule():
                            lengths=long)
     assert (given.lookback, given.patch_len, given.patch_stride, given.min_history) == (
         100, 10, 5, 100)
+
+
+def test_much_data_gets_finer_patches_up_to_lookback_512():
+    """From MANY_WINDOWS training windows on, patches of at most FINE_PATCH steps (an
+    ETTm1-sized panel); fewer windows, or the long lookback, keep the coarser rule."""
+    def shape(horizon, freq, lengths):
+        return resolve_window(None, None, None, horizon=horizon, val_size=horizon,
+                              freq=FREQS[freq], lengths=np.array(lengths))
+
+    ettm1, etth1 = [46_080] * 7, [11_520] * 7
+    assert [(s.lookback, s.patch_len, s.patch_stride) for s in (
+        shape(96, "15min", ettm1), shape(192, "15min", ettm1), shape(720, "15min", ettm1),
+        shape(96, "hourly", etth1), shape(192, "hourly", etth1))] == [
+        (512, FINE_PATCH, 8), (512, FINE_PATCH, 8), (1024, 48, 24), (384, 19, 9),
+        (512, 24, 12)]
+    # the threshold counts training windows: horizon, validation and lookback left out
+    edge = MANY_WINDOWS + 2 * 192 + 512 - 1
+    assert shape(192, "hourly", [edge]).patch_len == FINE_PATCH
+    assert shape(192, "hourly", [edge - 1]).patch_len == 24
 
 
 def test_defaults_fit_short_yearly_series():

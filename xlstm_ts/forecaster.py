@@ -73,8 +73,9 @@ class XLSTMForecaster(BaseEstimator):
     """Global xLSTM forecaster for many series at once.
 
     Pass ``horizon``; the rest has defaults that fit the data: the lookback and the
-    patching follow the horizon, the frequency and the series' lengths (the rule is in
-    :mod:`xlstm_ts.presets`; short series are padded, not rejected), the forecast is a
+    patching follow the horizon, the frequency and the series' lengths (finer patches
+    from 100,000 training windows on; the rule is in :mod:`xlstm_ts.presets`; short
+    series are padded, not rejected), the forecast is a
     least-squares linear map of the window plus the xLSTM's correction (patched
     encoder, d_model 64, blocks [mLSTM, sLSTM]), trained at most 20 epochs with early
     stopping on the validation split (``val_size``: the last tenth of each series, one
