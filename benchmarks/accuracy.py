@@ -327,6 +327,13 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-fine-patch": "what a caller passing only the horizon gets with the "
+                           "defaults of 2026-12-05, newest: as defaults-long-lookback, "
+                           "and from 100,000 training windows on, patches of at most "
+                           "16 steps every 8 up to a lookback of 512 (ETTm1 at 96 and "
+                           "192: 63 patches of 512 steps instead of 41 of 24); ETTh1 "
+                           "(under 100,000 windows), M4 Hourly (lookback 336: already "
+                           "16) and ETTm1 at 336 and 720 (lookback 1024) are unchanged",
     "defaults-long-lookback": "what a caller passing only the horizon gets with the "
                               "defaults of 2026-12-05, newest: as defaults-only-horizon, "
                               "and on data finer than hourly, from half a cycle of "
