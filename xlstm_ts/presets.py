@@ -88,9 +88,10 @@ LONG_LOOKBACK_SPANS = 10
 # least MANY_WINDOWS training windows and the lookback is at most MAX_LOOKBACK: 63
 # patches of 512 steps instead of 41. ETTm1's validation rows (fitted on its train
 # rows, 239k windows), MSE with 16 / 24 steps: 0.3556 / 0.3578 (seed 0) and 0.3564 /
-# 0.3612 (seed 1) at horizon 96, 0.4938 / 0.4969-0.4993 at 192 (seed 0), fits 30-50%
-# longer. Smaller data keeps the coarser patches: on ETTh1 (57k windows) 16 steps
-# scored 0.6717 / 0.6742 at 96, level at 192 and 720, and 1.1770 / 1.1582 at 336.
+# 0.3612 (seed 1) at horizon 96, 0.4938 / 0.4969-0.4993 at 192 (seed 0); the test
+# fits took 276-370 s against 159-214. Smaller data keeps the coarser patches: on
+# ETTh1 (under 70k windows) 16 steps scored 0.6717 / 0.6742 at 96, level at 192 and
+# 720, and 1.1770 / 1.1582 at 336.
 # M4 Hourly's lookback of 336 already has 16. Rows in accuracy-explore.jsonl.
 FINE_PATCH = 16
 
@@ -238,6 +239,7 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
         min_length = lookback + needed
     if patch_len is None:
         patch_len = int(np.clip(lookback // 20, 1, max(24, lookback // 21)))
+        # training windows as WindowDataset counts them: cutoffs from min_history on
         windows = np.maximum(lengths - needed - min_history + 1, 0).sum()
         if lookback <= MAX_LOOKBACK and windows >= MANY_WINDOWS:
             patch_len = min(patch_len, FINE_PATCH)  # much data: finer patches pay
