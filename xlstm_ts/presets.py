@@ -71,17 +71,17 @@ MAX_LOOKBACK = 512
 # Long horizons on data finer than hourly (a week is 672 quarter-hours) look back two
 # cycles, at most LONG_LOOKBACK steps, once the horizon is half a cycle or more. The
 # ridge floor on ETTm1's folds (fitted before, scored on the next 2,880 hours; MSE at
-# horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898.
-# The whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows),
-# 512 steps against the longer lookback: 0.362 / 0.367 (1024) at horizon 96, 0.497 /
-# 0.503 (768) at 192, 0.651 / 0.633 (1024) at 336, 0.950 / 0.911 (1024) at 720. On
-# hourly data two cycles are 336 steps and the rule is unchanged: 1024 steps of ETTh1
-# (six weeks) lost to 512 on every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 / 1.439
-# at 720). Shorter series need the shorter map: fitted on ETTm1's first 30 / 60 days
-# (2,880 / 5,760 steps), the ridge floor at 720 scored 0.606 / 0.366 with 512 steps
-# and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps: 0.643 / 0.633, the first fold
-# above), so the longer lookback needs a median series of LONG_LOOKBACK_SPANS of it.
-# Rows in benchmarks/results/accuracy-explore.jsonl.
+# horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898. The
+# whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows), 512
+# steps against the longer lookback: 0.362 / 0.367 (1024) at horizon 96, 0.497 / 0.503
+# (768) at 192 (0.4938 / 0.4985 with 16-step patches), 0.651 / 0.633 (1024) at 336,
+# 0.950 / 0.911 (1024) at 720. On hourly data two cycles are 336 steps and the rule is
+# unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343,
+# 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need the shorter map: fitted on
+# ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the ridge floor at 720 scored
+# 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps:
+# 0.643 / 0.633, the first fold above), so the longer lookback needs a median series
+# of LONG_LOOKBACK_SPANS of it. Rows in benchmarks/results/accuracy-explore.jsonl.
 LONG_LOOKBACK = 1024
 LONG_LOOKBACK_SPANS = 10
 # Patches of at most FINE_PATCH steps (PatchTST's 16, stride 8) where the fit has at
@@ -91,7 +91,11 @@ LONG_LOOKBACK_SPANS = 10
 # 0.3612 (seed 1) at horizon 96, 0.4938 / 0.4969-0.4993 at 192 (seed 0); the test
 # fits took 276-370 s against 159-214. Smaller data keeps the coarser patches: on
 # ETTh1 (under 70k windows) 16 steps scored 0.6717 / 0.6742 at 96, level at 192 and
-# 720, and 1.1770 / 1.1582 at 336.
+# 720, and 1.1770 / 1.1582 at 336. Finer still lost: 12 steps (stride 6) scored 0.3601
+# at 96 and 0.4989 at 192 (seed 0). The long lookback keeps its 48 steps: 32 (stride
+# 16, 63 patches of 1024) on ETTm1's validation rows, seeds 0 / 1, against 48: 0.6218 /
+# 0.6391 against 0.6334 / 0.6389 at 336, 0.9307 / 0.9208 against 0.9110 / 0.9196 at
+# 720, with fits 1.6-2.1x longer.
 # M4 Hourly's lookback of 336 already has 16. Rows in accuracy-explore.jsonl.
 FINE_PATCH = 16
 
