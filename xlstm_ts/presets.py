@@ -74,14 +74,16 @@ MAX_LOOKBACK = 512
 # horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898. The
 # whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows), 512
 # steps against the longer lookback: 0.362 / 0.367 (1024) at horizon 96, 0.497 / 0.503
-# (768) at 192 (0.4938 / 0.4985 with 16-step patches), 0.651 / 0.633 (1024) at 336,
-# 0.950 / 0.911 (1024) at 720. On hourly data two cycles are 336 steps and the rule is
-# unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343,
-# 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need the shorter map: fitted on
-# ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the ridge floor at 720 scored
-# 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps:
-# 0.643 / 0.633, the first fold above), so the longer lookback needs a median series
-# of LONG_LOOKBACK_SPANS of it. Rows in benchmarks/results/accuracy-explore.jsonl.
+# (768) at 192 (0.4938 / 0.4985 with 16-step patches; 336 steps in them: 0.4867 /
+# 0.4881 against 0.4938 / 0.4887, seeds 0 / 1, but 0.3631 against 0.3556 at 96), 0.651
+# / 0.633 (1024) at 336, 0.950 / 0.911 (1024) at 720. On hourly data two cycles are
+# 336 steps and the rule is unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on
+# every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need
+# the shorter map: fitted on ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the
+# ridge floor at 720 scored 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024
+# (at 120 days, 11,520 steps: 0.643 / 0.633, the first fold above), so the longer
+# lookback needs a median series of LONG_LOOKBACK_SPANS of it. Rows in
+# benchmarks/results/accuracy-explore.jsonl.
 LONG_LOOKBACK = 1024
 LONG_LOOKBACK_SPANS = 10
 # Patches of at most FINE_PATCH steps (PatchTST's 16, stride 8) where the fit has at
