@@ -75,8 +75,9 @@ MAX_LOOKBACK = 512
 # whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows), 512
 # steps against the longer lookback: 0.362 / 0.367 (1024) at horizon 96, 0.497 / 0.503
 # (768) at 192 (0.4938 / 0.4985 with 16-step patches; 336 steps in them: 0.4867 /
-# 0.4881 / 0.4878 against 0.4938 / 0.4887 / 0.4943, seeds 0-2, but 0.3631 against
-# 0.3556 at 96: no rule of horizon and cycle gives 336 at 192 and 512 at 96), 0.651
+# 0.4881 / 0.4878 against 0.4938 / 0.4887 / 0.4943, seeds 0-2, but 0.3631 / 0.3585
+# against 0.3556 / 0.3564 at 96, seeds 0 / 1: no rule of horizon and cycle gives 336
+# at 192 and 512 at 96), 0.651
 # / 0.633 (1024) at 336, 0.950 / 0.911 (1024) at 720. On hourly data two cycles are
 # 336 steps and the rule is unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on
 # every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need
