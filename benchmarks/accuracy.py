@@ -327,6 +327,13 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-two-weeks": "what a caller passing only the horizon gets with the "
+                          "defaults of 2026-12-06, newest: as defaults-fine-patch, "
+                          "and the long lookback of data finer than hourly capped at "
+                          "1344 steps instead of 1024 (ETTm1 at 336 and 720: two weeks, "
+                          "1344 steps in patches of 64 every 32); at 96 and 192, on "
+                          "ETTh1 and M4 Hourly the rule and the numbers are "
+                          "defaults-fine-patch's",
     "defaults-fine-patch": "what a caller passing only the horizon gets with the "
                            "defaults of 2026-12-05, newest: as defaults-long-lookback, "
                            "and from 100,000 training windows on, patches of at most "

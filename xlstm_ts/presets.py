@@ -7,7 +7,7 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
   hourly, 672 quarter-hourly), 7 for daily, 5 for business days, 52 weekly, 12
   monthly, 4 quarterly, 1 yearly or for an integer index;
 - ``lookback = min(512, max(4 * horizon, 2 * cycle, 16))``; at horizons of at least
-  half a cycle, two cycles where that is longer, at most 1024, if the median series
+  half a cycle, two cycles where that is longer, at most 1344, if the median series
   holds ten such lookbacks (data finer than hourly: two weeks of quarter-hours are
   1344 steps; see ``LONG_LOOKBACK``); then at most what the longest series holds
   before its horizon and validation steps;
@@ -17,7 +17,7 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
   step); a series too short for both a training and a validation window serves the
   one it has room for, and only series shorter than ``horizon + 1`` are rejected;
 - patches: ``patch_len = clip(lookback // 20, 1, max(24, lookback // 21))`` (16 for
-  a lookback of 336, as PatchTST; 24 at 512; 48 at 1024, so that a longer lookback
+  a lookback of 336, as PatchTST; 24 at 512; 64 at 1344, so that a longer lookback
   keeps about 40 patches), and at most 16 where the fit has at least 100,000
   training windows and a lookback of at most 512 (``FINE_PATCH``; ETTm1 at horizons
   96 and 192); ``patch_stride = max(1, patch_len // 2)``.
@@ -71,22 +71,29 @@ MAX_LOOKBACK = 512
 # Long horizons on data finer than hourly (a week is 672 quarter-hours) look back two
 # cycles, at most LONG_LOOKBACK steps, once the horizon is half a cycle or more. The
 # ridge floor on ETTm1's folds (fitted before, scored on the next 2,880 hours; MSE at
-# horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898. The
-# whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows), 512
-# steps against the longer lookback: 0.362 / 0.367 (1024) at horizon 96, 0.497 / 0.503
-# (768) at 192 (0.4938 / 0.4985 with 16-step patches; 336 steps in them: 0.4867 /
-# 0.4881 / 0.4878 against 0.4938 / 0.4887 / 0.4943, seeds 0-2, but 0.3631 / 0.3585
+# horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898.
+# The whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows),
+# 512 steps against the longer lookback: 0.651 / 0.633 (1024) at horizon 336, 0.950 /
+# 0.911 (1024) at 720, but 0.362 / 0.367 (1024) at 96 and 0.497 / 0.503 (768) at 192,
+# which keep 512. (At 192 in 16-step patches, 336 steps scored 0.4867 / 0.4881 /
+# 0.4878 against 512's 0.4938 / 0.4887 / 0.4943, seeds 0-2, but 0.3631 / 0.3585
 # against 0.3556 / 0.3564 at 96, seeds 0 / 1: no rule of horizon and cycle gives 336
-# at 192 and 512 at 96), 0.651
-# / 0.633 (1024) at 336, 0.950 / 0.911 (1024) at 720. On hourly data two cycles are
-# 336 steps and the rule is unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on
-# every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need
-# the shorter map: fitted on ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the
-# ridge floor at 720 scored 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024
-# (at 120 days, 11,520 steps: 0.643 / 0.633, the first fold above), so the longer
-# lookback needs a median series of LONG_LOOKBACK_SPANS of it. Rows in
+# at 192 and 512 at 96.) On hourly data two cycles are 336 steps and the rule is
+# unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343,
+# 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need the shorter map: fitted
+# on ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the ridge floor at 720 scored
+# 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520
+# steps: 0.643 / 0.633, the first fold above), so the longer lookback needs a median
+# series of LONG_LOOKBACK_SPANS of it. The cap was 1024 until two full weeks (1344
+# steps, 64-step patches) scored better on ETTm1's validation rows, seeds 0-2:
+# 0.6381 / 0.6207 / 0.6235 against 0.6334 / 0.6389 / 0.6301 at 336, 0.8926 / 0.8995
+# / 0.8917 against 0.9110 / 0.9196 / 0.9181 at 720 (fits 118-203 s). The ridge floor
+# agrees where the fit has the data (benchmarks/ridge_folds.py of 2026-12-06, errors
+# in series-standardised units; MSE 1344 / 1024 steps at 336 and 720: 0.6268 /
+# 0.6340 and 0.8809 / 0.8976 fitted on 34,560 steps, level on 23,040, 0.3262 / 0.3268
+# and 0.3897 / 0.3857 on 11,520, under ten lookbacks). Rows in
 # benchmarks/results/accuracy-explore.jsonl.
-LONG_LOOKBACK = 1024
+LONG_LOOKBACK = 1344
 LONG_LOOKBACK_SPANS = 10
 # Patches of at most FINE_PATCH steps (PatchTST's 16, stride 8) where the fit has at
 # least MANY_WINDOWS training windows and the lookback is at most MAX_LOOKBACK: 63
@@ -96,11 +103,11 @@ LONG_LOOKBACK_SPANS = 10
 # fits took 276-370 s against 159-214. Smaller data keeps the coarser patches: on
 # ETTh1 (under 70k windows) 16 steps scored 0.6717 / 0.6742 at 96, level at 192 and
 # 720, and 1.1770 / 1.1582 at 336. Finer still lost: 12 steps (stride 6) scored 0.3601
-# at 96 and 0.4989 at 192 (seed 0). The long lookback keeps its 48 steps: 32 (stride
-# 16, 63 patches of 1024) on ETTm1's validation rows, seeds 0 / 1, against 48: 0.6218 /
-# 0.6391 against 0.6334 / 0.6389 at 336, 0.9307 / 0.9208 against 0.9110 / 0.9196 at
-# 720, with fits 1.1-2.5x longer.
-# M4 Hourly's lookback of 336 already has 16. Rows in accuracy-explore.jsonl.
+# at 96 and 0.4989 at 192 (seed 0). The long lookback keeps about 40 patches: at
+# 1024 steps, 32-step patches (stride 16, 63 patches) against 48 on ETTm1's
+# validation rows, seeds 0 / 1: 0.6218 / 0.6391 against 0.6334 / 0.6389 at 336,
+# 0.9307 / 0.9208 against 0.9110 / 0.9196 at 720, with fits 1.1-2.5x longer. M4
+# Hourly's lookback of 336 already has 16. Rows in accuracy-explore.jsonl.
 FINE_PATCH = 16
 
 
