@@ -327,6 +327,12 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-quarter-cycle": "what a caller passing only the horizon gets with the "
+                              "defaults of 2026-12-06, newest: as defaults-two-weeks, "
+                              "and the long lookback from a quarter of a cycle of "
+                              "horizon on instead of half (ETTm1 at 192: 1344 steps in "
+                              "patches of 64 every 32 instead of 512 in 16); the other "
+                              "horizons and datasets are defaults-two-weeks'",
     "defaults-two-weeks": "what a caller passing only the horizon gets with the "
                           "defaults of 2026-12-06, newest: as defaults-fine-patch, "
                           "and the long lookback of data finer than hourly capped at "

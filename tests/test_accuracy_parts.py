@@ -130,11 +130,11 @@ def test_presets_follow_the_documented_rule():
     assert (hourly.lookback, hourly.patch_len, hourly.patch_stride) == (384, 19, 9)
     assert resolve_window(None, None, None, horizon=24, val_size=24, freq=FREQS["hourly"],
                           lengths=long).lookback == 336
-    # finer than hourly, from half a cycle (336 steps) on: two cycles (1344 steps, the
-    # cap), in about 40 patches; hourly data keeps 512 at long horizons
+    # finer than hourly, from a quarter of a cycle (168 steps) on: two cycles (1344
+    # steps, the cap), in about 40 patches; hourly data keeps 512 at long horizons
     quarter_hourly = [resolve_window(None, None, None, horizon=h, val_size=h,
                                      freq=FREQS["15min"], lengths=long)
-                      for h in (192, 335, 336, 720)]
+                      for h in (96, 167, 168, 720)]
     assert [(s.lookback, s.patch_len, s.patch_stride) for s in quarter_hourly] == [
         (512, 24, 12), (512, 24, 12), (1344, 64, 32), (1344, 64, 32)]
     five_minutes = Frequency("fixed", 300_000_000)  # two weeks are 4032 steps: capped
@@ -161,7 +161,7 @@ def test_much_data_gets_finer_patches_up_to_lookback_512():
     assert [(s.lookback, s.patch_len, s.patch_stride) for s in (
         shape(96, "15min", ettm1), shape(192, "15min", ettm1), shape(720, "15min", ettm1),
         shape(96, "hourly", etth1), shape(192, "hourly", etth1))] == [
-        (512, FINE_PATCH, 8), (512, FINE_PATCH, 8), (1344, 64, 32), (384, 19, 9),
+        (512, FINE_PATCH, 8), (1344, 64, 32), (1344, 64, 32), (384, 19, 9),
         (512, 24, 12)]
     # the threshold counts training windows: horizon, validation and lookback left out
     edge = MANY_WINDOWS + 2 * 192 + 512 - 1

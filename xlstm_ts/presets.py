@@ -7,10 +7,10 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
   hourly, 672 quarter-hourly), 7 for daily, 5 for business days, 52 weekly, 12
   monthly, 4 quarterly, 1 yearly or for an integer index;
 - ``lookback = min(512, max(4 * horizon, 2 * cycle, 16))``; at horizons of at least
-  half a cycle, two cycles where that is longer, at most 1344, if the median series
-  holds ten such lookbacks (data finer than hourly: two weeks of quarter-hours are
-  1344 steps; see ``LONG_LOOKBACK``); then at most what the longest series holds
-  before its horizon and validation steps;
+  a quarter of a cycle, two cycles where that is longer, at most 1344, if the median
+  series holds ten such lookbacks (data finer than hourly: two weeks of
+  quarter-hours are 1344 steps; see ``LONG_LOOKBACK``); then at most what the
+  longest series holds before its horizon and validation steps;
 - series shorter than ``lookback + horizon + val_size`` are not rejected: their
   windows are left-padded and masked, and every window keeps at least the history
   the shortest series has before its horizon and validation steps (at least one
@@ -19,8 +19,8 @@ The rule (``lookback``, ``patch_len``, ``patch_stride`` left as None):
 - patches: ``patch_len = clip(lookback // 20, 1, max(24, lookback // 21))`` (16 for
   a lookback of 336, as PatchTST; 24 at 512; 64 at 1344, so that a longer lookback
   keeps about 40 patches), and at most 16 where the fit has at least 100,000
-  training windows and a lookback of at most 512 (``FINE_PATCH``; ETTm1 at horizons
-  96 and 192); ``patch_stride = max(1, patch_len // 2)``.
+  training windows and a lookback of at most 512 (``FINE_PATCH``; ETTm1 at horizon
+  96); ``patch_stride = max(1, patch_len // 2)``.
 
 The validation split (``val_size`` left as None): ``horizon`` steps on short data
 (the median series shorter than ``lookback + 2 * horizon``: every step is needed
@@ -69,30 +69,30 @@ from .training.datamodule import MANY_WINDOWS
 _HOUR_US = 3_600_000_000
 MAX_LOOKBACK = 512
 # Long horizons on data finer than hourly (a week is 672 quarter-hours) look back two
-# cycles, at most LONG_LOOKBACK steps, once the horizon is half a cycle or more. The
+# cycles, at most LONG_LOOKBACK steps, once the horizon is a quarter cycle or more. The
 # ridge floor on ETTm1's folds (fitted before, scored on the next 2,880 hours; MSE at
 # horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898.
-# The whole forecaster on ETTm1's validation rows (seed 0, fitted on its train rows),
-# 512 steps against the longer lookback: 0.651 / 0.633 (1024) at horizon 336, 0.950 /
-# 0.911 (1024) at 720, but 0.362 / 0.367 (1024) at 96 and 0.497 / 0.503 (768) at 192,
-# which keep 512. (At 192 in 16-step patches, 336 steps scored 0.4867 / 0.4881 /
-# 0.4878 against 512's 0.4938 / 0.4887 / 0.4943, seeds 0-2, but 0.3631 / 0.3585
-# against 0.3556 / 0.3564 at 96, seeds 0 / 1: no rule of horizon and cycle gives 336
-# at 192 and 512 at 96.) On hourly data two cycles are 336 steps and the rule is
-# unchanged: 1024 steps of ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343,
-# 0.762 / 0.815, 1.417 / 1.439 at 720). Shorter series need the shorter map: fitted
-# on ETTm1's first 30 / 60 days (2,880 / 5,760 steps), the ridge floor at 720 scored
-# 0.606 / 0.366 with 512 steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520
-# steps: 0.643 / 0.633, the first fold above), so the longer lookback needs a median
-# series of LONG_LOOKBACK_SPANS of it. The cap was 1024 until two full weeks (1344
-# steps, 64-step patches) scored better on ETTm1's validation rows, seeds 0-2:
-# 0.6381 / 0.6207 / 0.6235 against 0.6334 / 0.6389 / 0.6301 at 336, 0.8926 / 0.8995
-# / 0.8917 against 0.9110 / 0.9196 / 0.9181 at 720 (fits 118-203 s). The ridge floor
-# agrees where the fit has the data (benchmarks/ridge_folds.py of 2026-12-06, errors
-# in series-standardised units; MSE 1344 / 1024 steps at 336 and 720: 0.6268 /
-# 0.6340 and 0.8809 / 0.8976 fitted on 34,560 steps, level on 23,040, 0.3262 / 0.3268
-# and 0.3897 / 0.3857 on 11,520, under ten lookbacks). Rows in
-# benchmarks/results/accuracy-explore.jsonl.
+# The whole forecaster on ETTm1's validation rows (fitted on its train rows), 512
+# steps against the longer lookback: 0.651 / 0.633 (1024) at horizon 336, 0.950 /
+# 0.911 (1024) at 720, 0.362 / 0.367 (1024) at 96 (seed 0). Two full weeks (1344
+# steps, 64-step patches) against the 1024 of the earlier cap, seeds 0-2: 0.6381 /
+# 0.6207 / 0.6235 against 0.6334 / 0.6389 / 0.6301 at 336, 0.8926 / 0.8995 / 0.8917
+# against 0.9110 / 0.9196 / 0.9181 at 720 (fits 118-203 s); against 512 in 16-step
+# patches at 192: 0.4852 / 0.4800 / 0.4808 against 0.4938 / 0.4887 / 0.4943 (768
+# steps in 24-step patches had lost there, 0.503 against 0.497; 336 steps scored
+# 0.4867 / 0.4881 / 0.4878), but 0.3576 against 0.3556 at 96 (seed 0): the
+# longer lookback starts between 96 and 192 steps of horizon, a quarter of the
+# cycle (168). The ridge floor agrees where the fit has the data
+# (benchmarks/ridge_folds.py of 2026-12-06, errors in series-standardised units; MSE
+# 1344 / 1024 steps at 336 and 720: 0.6268 / 0.6340 and 0.8809 / 0.8976 fitted on
+# 34,560 steps, level on 23,040, 0.3262 / 0.3268 and 0.3897 / 0.3857 on 11,520).
+# On hourly data two cycles are 336 steps and the rule is unchanged: 1024 steps of
+# ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 /
+# 1.439 at 720). Shorter series need the shorter map: fitted on ETTm1's first 30 / 60
+# days (2,880 / 5,760 steps), the ridge floor at 720 scored 0.606 / 0.366 with 512
+# steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps: 0.643 / 0.633, the
+# first fold above), so the longer lookback needs a median series of
+# LONG_LOOKBACK_SPANS of it. Rows in benchmarks/results/accuracy-explore.jsonl.
 LONG_LOOKBACK = 1344
 LONG_LOOKBACK_SPANS = 10
 # Patches of at most FINE_PATCH steps (PatchTST's 16, stride 8) where the fit has at
@@ -240,7 +240,7 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
         cycle = cycle_length(freq)
         preferred = min(MAX_LOOKBACK, max(4 * horizon, 2 * cycle, 16))
         longer = min(2 * cycle, LONG_LOOKBACK)  # two cycles, if finer data has room
-        if 2 * horizon >= cycle and np.median(lengths) >= LONG_LOOKBACK_SPANS * longer:
+        if 4 * horizon >= cycle and np.median(lengths) >= LONG_LOOKBACK_SPANS * longer:
             preferred = max(preferred, longer)
         available = int(lengths.max()) - needed
         if available < 1:
