@@ -31,14 +31,17 @@ import polars as pl
 import torch
 from _results import write_result
 
-LOOKBACK, HORIZON, ROUNDS = 512, 24, 7
-CALLS = 3 * ROUNDS  # update calls per timing: cheap, so more of them (steadier medians)
+LOOKBACK, HORIZON = 512, 24
+# series -> (re-encoding rounds, update calls) per timing: cheap calls get more repeats
+# (this machine's timings drift by a third from minute to minute; medians of many calls
+# are steadier)
+REPEATS = {1: (21, 201), 100: (7, 41), 1000: (7, 21)}
 
 
-def _fit(n_series: int):
+def _fit(n_series: int, calls: int):
     from xlstm_ts import XLSTMForecaster, datasets
 
-    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + 4 * CALLS + 4,
+    panel = datasets.synthetic(n_series, LOOKBACK + HORIZON + 200 + 4 * calls + 4,
                                seasonalities=(24, 168), seed=0, frame="polars")
     n_train = LOOKBACK + HORIZON + 200
     train = panel.group_by("unique_id", maintain_order=True).head(n_train)
@@ -58,7 +61,8 @@ def _median_seconds(fn, rounds: int) -> float:
 
 
 def run(n_series: int) -> dict:
-    model, panel, n_train = _fit(n_series)
+    rounds, calls = REPEATS[n_series]
+    model, panel, n_train = _fit(n_series, calls)
     ranked = panel.with_columns(pl.int_range(pl.len()).over("unique_id").alias("pos"))
 
     def new_rows(k):  # the k-th new observation of every series
@@ -73,10 +77,10 @@ def run(n_series: int) -> dict:
     model.update(new_rows(0))
     model.predict()
     first = time.perf_counter() - start
-    histories = {k: history(k) for k in range(1, ROUNDS + 1)}
-    reencode = _median_seconds(lambda k: model.predict(df=histories[k + 1]), ROUNDS)
-    updates = {k: new_rows(k) for k in range(1, CALLS + 1)}
-    update = _median_seconds(lambda k: (model.update(updates[k + 1]), model.predict()), CALLS)
+    histories = {k: history(k) for k in range(1, rounds + 1)}
+    reencode = _median_seconds(lambda k: model.predict(df=histories[k + 1]), rounds)
+    updates = {k: new_rows(k) for k in range(1, calls + 1)}
+    update = _median_seconds(lambda k: (model.update(updates[k + 1]), model.predict()), calls)
 
     # network only: one advance + head vs a full encode + head, same batch
     from xlstm_ts.data import last_windows
@@ -89,25 +93,26 @@ def run(n_series: int) -> dict:
             "static": windows["static"]}
     ahead = windows["future"][:, LOOKBACK:]
     with torch.inference_mode():  # as the library's update and predict
-        net_full = _median_seconds(lambda k: net(windows), ROUNDS)
+        net_full = _median_seconds(lambda k: net(windows), rounds)
         net_step = _median_seconds(lambda k: net.head_from(net.advance(state, step), ahead),
-                                   ROUNDS)
+                                   rounds)
     # where the update + predict time goes: the stages of XLSTMForecaster.update and
     # predict, timed inside a run of real calls (a new row each time, in turn): timed
     # apart, each in a loop of its own, they ran 1.5-5x faster than here (warm caches)
-    where = _stages(model, [new_rows(k) for k in range(CALLS + 1, 2 * CALLS + 1)])
+    where = _stages(model, [new_rows(k) for k in range(calls + 1, 2 * calls + 1)])
 
     # the same stream, the step compiled: the first call compiles
     start = time.perf_counter()
-    model.update(new_rows(2 * CALLS + 1), compile=True)
+    model.update(new_rows(2 * calls + 1), compile=True)
     model.predict()
     first_compiled = time.perf_counter() - start
-    later = {k: new_rows(2 * CALLS + 2 + k) for k in range(CALLS)}
+    later = {k: new_rows(2 * calls + 2 + k) for k in range(calls)}
     compiled = _median_seconds(lambda k: (model.update(later[k], compile=True), model.predict()),
-                               CALLS)
-    where_compiled = _stages(model, [new_rows(k) for k in range(3 * CALLS + 2, 4 * CALLS + 2)],
+                               calls)
+    where_compiled = _stages(model, [new_rows(k) for k in range(3 * calls + 2, 4 * calls + 2)],
                              compile=True)
-    return {"series": n_series, "first": first, "update": update, "reencode": reencode,
+    return {"series": n_series, "rounds": rounds, "calls": calls, "first": first,
+            "update": update, "reencode": reencode,
             "net_step": net_step, "net_full": net_full, "where": where,
             "first_compiled": first_compiled, "compiled": compiled,
             "where_compiled": where_compiled}
@@ -121,8 +126,8 @@ def _stages(model, rows: list, compile: bool = False) -> dict[str, float]:
     from xlstm_ts.data import append_observations, continue_series
 
     names = ["frame validation (`_prepare`)", "continue (`continue_series`)",
-             "network inputs + advance", "append (`append_observations`)",
-             "predict (head + output frame)"]
+             "network inputs + advance (compiled: + head)", "append (`append_observations`)",
+             "predict (head, compiled: made by the step; + output frame)"]
     times = {name: [] for name in names}
     for row in rows:
         marks = [time.perf_counter()]
@@ -133,12 +138,13 @@ def _stages(model, rows: list, compile: bool = False) -> dict[str, float]:
         marks.append(time.perf_counter())
         with torch.inference_mode():
             net = model.network_
-            advance = streaming.compiled_advance(net) if compile else net.advance
-            state = streaming._advanced(net, data, new, codes, model.config_.lookback,
-                                        model.stream_state_, advance, False)
+            state, forecast = streaming._advanced(
+                net, data, new, codes, model.config_.lookback, model.stream_state_,
+                streaming._compiled(net) if compile else None, False, model.horizon,
+                None if model.head == "point" else model.config_.quantiles)
         marks.append(time.perf_counter())
         model.data_ = append_observations(data, new, codes, keep=model.config_.lookback)
-        model.stream_state_ = state
+        model.stream_state_, model._streamed = state, forecast
         marks.append(time.perf_counter())
         model.predict()
         marks.append(time.perf_counter())
@@ -155,20 +161,24 @@ def main() -> None:
         "Command: `python benchmarks/streaming.py`",
         f"Date: {date.today()}; {os.cpu_count()} cores, CPU, float32. `network=\"xlstmtime\"`, "
         "d_model 64, blocks [mLSTM, sLSTM], horizon 24. Per new observation of every series: "
-        "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, median of "
-        f"{CALLS} calls ({ROUNDS} for re-encoding), frame handling included. Network only: "
-        "one `advance` + head vs a full encode + head. Compiled: "
+        "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, medians of "
+        "the calls and re-encoding rounds in the table's columns, frame handling included. "
+        "Network only: "
+        "one `advance` + head vs a full encode + head (medians of the re-encoding rounds). "
+        "Compiled: "
         "`update(new rows, compile=True)` + `predict()`, the same stream continued; each "
         "panel's first compiled call (compiling, or reusing what an earlier panel compiled) "
         "is reported apart.", "",
-        "| series | update + predict (ms) | re-encode predict (s) | speed-up | network step (s) "
+        "| series | calls | re-encoding rounds "
+        "| update + predict (ms) | re-encode predict (s) | speed-up | network step (s) "
         "| network full (s) | network speed-up | first update incl. anchor (s) "
         "| compiled update + predict (ms) | compiled speed-up | first compiled call (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['series']} | {1e3 * r['update']:.2f} | {r['reencode']:.4f} | "
+            f"| {r['series']} | {r['calls']} | {r['rounds']} | {1e3 * r['update']:.2f} | "
+            f"{r['reencode']:.4f} | "
             f"{r['reencode'] / r['update']:.1f}x | {r['net_step']:.4f} | {r['net_full']:.4f} | "
             f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} | "
             f"{1e3 * r['compiled']:.2f} | "
@@ -176,8 +186,8 @@ def main() -> None:
     names = list(rows[0]["where"])
     for key, title in (("where", "update + predict"),
                        ("where_compiled", "update(compile=True) + predict")):
-        lines += ["", f"## Where the time of {title} goes (ms per call, median of "
-                  f"{CALLS} calls, each stage timed inside the run of calls)", "",
+        lines += ["", f"## Where the time of {title} goes (ms per call, median over as "
+                  "many calls as above, each stage timed inside the run of calls)", "",
                   "| series | " + " | ".join(names) + " | sum |",
                   "|---:|" + "---:|" * (len(names) + 1)]
         for r in rows:

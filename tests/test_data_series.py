@@ -386,3 +386,30 @@ def test_calendar_features_follow_the_callers_wall_clock_across_daylight_saving(
     ahead = future_covariates(data, data, None, 30)[0, :, 0].numpy()
     expected = pd.date_range(ds[-1], periods=31, freq="h")[1:].hour.to_numpy()
     np.testing.assert_allclose((ahead + 0.5) * 23, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("added, keep", [(1, 6), (2, 4), (9, 5), (3, 20)])
+def test_a_streamed_step_appends_as_the_general_row_plan_does(added, keep):
+    """Every series getting the same number of new rows takes the grid path of
+    append_observations; it must equal the general row plan in every field."""
+    from xlstm_ts.data.series import _append_rows, _uniform_step
+
+    def frame(start, stop):
+        return pd.DataFrame([{"unique_id": f"s{j}", "ds": t, "y": 10.0 * j + t,
+                              "p": -t - j, "f": 0.5 * t} for j in range(3)
+                             for t in range(start, stop)])
+
+    fitted = prepare_series(frame(0, 6), past_covariates=["p"], future_covariates=["f"])
+    new = prepare_series(frame(6, 6 + added), past_covariates=["p"], future_covariates=["f"])
+    new, codes, _ = continue_series(fitted, new)
+    assert _uniform_step(fitted, new, codes)
+    fast = append_observations(fitted, new, codes, keep=keep)
+    general = _append_rows(fitted, new, codes, keep=keep)
+    np.testing.assert_array_equal(fast.indptr, general.indptr)
+    np.testing.assert_array_equal(fast.times, general.times)
+    for name in ("target", "observed", "past", "future"):
+        assert torch.equal(getattr(fast, name), getattr(general, name)), name
+    kept = min(6 + added, keep)
+    assert fast.target[:kept].tolist() == [float(t) for t in range(6 + added - kept, 6 + added)]
+    assert not _uniform_step(fitted, new.subset(np.array([True, False, True])),
+                             codes[[0, 2]])  # a subset of the series: the row plan

@@ -230,3 +230,40 @@ def test_compile_failure_warns_and_steps_eagerly(stream_model, panel, monkeypatc
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         ran = _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 3)])
     assert not ran
+
+
+def _no_rollout(*args, **kwargs):
+    raise AssertionError("predict ran the head again instead of the step's forecast")
+
+
+def test_compiled_step_forecasts_and_predict_reuses_it_only_while_current(stream_model, panel,
+                                                                          monkeypatch):
+    """update(compile=True) of every series makes the forecast in the compiled step;
+    predict() returns it (the same numbers as the eager path, bands included) while
+    that state is carried, and runs the head again for what it does not answer."""
+    from xlstm_ts import inference
+
+    _, rest = _split(panel, 240)
+    eager, compiled = copy.deepcopy(stream_model), copy.deepcopy(stream_model)
+    frame = _steps(rest, 0, 2)  # two new steps of every series
+    expected = eager.update(frame).predict(level=(80,))
+    compiled.update(frame, compile=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(inference, "rollout", _no_rollout)
+        got = compiled.predict(level=(80,))
+    close = {"rtol": 1e-4, "atol": 1e-4}
+    assert list(got.columns) == list(expected.columns) and "y_pred_lo80" in got
+    pd.testing.assert_frame_equal(got, expected, **close)
+    # other horizons run the head again (a shorter one pads the calendar covariates)
+    for horizon in (HORIZON - 3, HORIZON + 5):
+        pd.testing.assert_frame_equal(compiled.predict(horizon=horizon),
+                                      eager.predict(horizon=horizon), **close)
+    # an eager update or a reset makes the step's forecast stale: never returned again
+    for model in (eager, compiled):
+        model.update(_steps(rest, 2, 3))
+    pd.testing.assert_frame_equal(compiled.predict(), eager.predict(), **close)
+    compiled.update(_steps(rest, 3, 4), compile=True)
+    eager.update(_steps(rest, 3, 4))
+    for model in (eager, compiled):  # both re-encode their windows
+        model.reset_state()
+    pd.testing.assert_frame_equal(compiled.predict(), eager.predict(), **close)

@@ -359,7 +359,8 @@ class XLSTMForecaster(BaseEstimator):
             devices=self.devices, precision=self.precision, strategy=self.strategy,
             num_nodes=self.num_nodes, progress_bar=self._progress(), logger=self.logger)
         self.network_ = trained.network
-        self.__dict__.pop("stream_state_", None)  # a refit forgets the carried state
+        for carried in ("stream_state_", "_streamed"):  # a refit forgets the carried state
+            self.__dict__.pop(carried, None)
         self.config_, self.data_, self.freq_ = config, data, data.freq
         self.epochs_trained_ = trained.epochs[0]
         self.learning_rate_ = learning_rate
@@ -395,12 +396,17 @@ class XLSTMForecaster(BaseEstimator):
             raise ValueError(f"horizon {horizon} exceeds the trained horizon {self.horizon} and "
                              f"past-only covariates cannot be rolled forward. Refit with "
                              f"horizon={horizon} or without past_covariates.")
-        ahead = future_covariates(self.data_, data, future_df, horizon)
         state = getattr(self, "stream_state_", None) if df is None else None
         quantiles = None if self.head == "point" else self.config_.quantiles
-        point, quant = inference.rollout(self.network_, data, self.config_.lookback, horizon,
-                                         self.horizon, ahead, quantiles, state,
-                                         self._progress())
+        streamed = getattr(self, "_streamed", None)  # made by update(compile=True)
+        made = streamed and streamed.for_predict(state, horizon, quantiles)
+        if made:
+            point, quant = made
+        else:
+            ahead = future_covariates(self.data_, data, future_df, horizon)
+            point, quant = inference.rollout(self.network_, data, self.config_.lookback,
+                                             horizon, self.horizon, ahead, quantiles, state,
+                                             self._progress())
         columns = {self.id_col: np.repeat(data.ids, horizon),
                    self.time_col: data.future_times(horizon),
                    PRED_COL: _float64(point)}
@@ -461,10 +467,11 @@ class XLSTMForecaster(BaseEstimator):
         BOOL("skip_seen", skip_seen)
         BOOL("compile", compile)
         new = self._prepare(df, None, self.data_.static_categories, self.data_.freq)
-        self.data_, state = streaming.absorb(
+        quantiles = None if self.head == "point" else self.config_.quantiles
+        self.data_, state, self._streamed = streaming.absorb(
             self.network_, self.data_, new, self.config_.lookback,
-            getattr(self, "stream_state_", None),
-            skip_seen=skip_seen, compile=compile, progress=self._progress())
+            getattr(self, "stream_state_", None), skip_seen=skip_seen, compile=compile,
+            progress=self._progress(), horizon=self.horizon, quantiles=quantiles)
         if state is not None:
             self.stream_state_ = state
         return self
@@ -474,7 +481,8 @@ class XLSTMForecaster(BaseEstimator):
         re-encodes each series' last ``lookback`` steps (a fresh anchor). A scheduled job
         can call it periodically to bound the drift described in :meth:`update`."""
         self._check_fitted()
-        self.__dict__.pop("stream_state_", None)
+        for carried in ("stream_state_", "_streamed"):
+            self.__dict__.pop(carried, None)
         return self
 
     # ------------------------------------------------------------------ evaluation

@@ -44,13 +44,38 @@ def forecast_block(net, data: SeriesData, lookback: int, ahead: torch.Tensor,
         part = slice(start, start + PREDICT_CHUNK)
         inputs = source if whole else {k: v[part] for k, v in source.items()}
         if state is None:
-            params, stats = net(inputs)
+            point, quant = _denormalized(net, *net(inputs), quantiles)
         else:
-            params, stats = net.head_from(inputs, ahead if whole else ahead[part])
-        points.append(net.denormalize(net.head.point(params), stats))
-        if quantiles is not None:
-            quants.append(net.denormalize(net.head.quantiles(params, quantiles), stats))
-    return torch.cat(points), (torch.cat(quants) if quants else None)
+            point, quant = state_forecast(net, inputs, ahead if whole else ahead[part],
+                                          quantiles)
+        points.append(point)
+        quants.append(quant)
+    return torch.cat(points), (torch.cat(quants) if quantiles is not None else None)
+
+
+def state_forecast(net, state: dict, ahead: torch.Tensor,
+                   quantiles: tuple[float, ...] | None):
+    """Point (n, H) and quantiles (n, H, Q) or None, in data units, from the stream
+    ``state`` of n series; ``ahead`` (n, H, F): future-known covariates."""
+    return _denormalized(net, *net.head_from(state, ahead), quantiles)
+
+
+def _denormalized(net, params, stats, quantiles: tuple[float, ...] | None):
+    """The head's point (n, H) and quantiles (n, H, Q) or None from its ``params``,
+    back in data units through the RevIN ``stats``."""
+    point = net.denormalize(net.head.point(params), stats)
+    if quantiles is None:
+        return point, None
+    return point, net.denormalize(net.head.quantiles(params, quantiles), stats)
+
+
+def advance_and_forecast(net, state: dict, steps: dict, ahead: torch.Tensor,
+                         quantiles: tuple[float, ...] | None):
+    """``net.advance(state, steps)`` and the forecast from the advanced state
+    (:func:`state_forecast`): one function, so that ``torch.compile`` fuses the two
+    (``update(compile=True)``, :mod:`xlstm_ts.streaming`)."""
+    advanced = net.advance(state, steps)
+    return advanced, *state_forecast(net, advanced, ahead, quantiles)
 
 
 @torch.inference_mode()
@@ -68,7 +93,7 @@ def advance_state(net, state: dict, steps: dict, series: np.ndarray,
                   advance: Callable | None = None) -> dict:
     """The states of rows ``series`` (n,) of ``state`` advanced over ``steps`` (n, T, ...);
     ``state`` itself is left as it was. ``advance`` stands in for ``net.advance`` (its
-    compiled form, :func:`xlstm_ts.streaming.compiled_advance`)."""
+    compiled form, :mod:`xlstm_ts.streaming`)."""
     advance = advance or net.advance
     if len(series) <= PREDICT_CHUNK and np.array_equal(series, np.arange(len(series))) \
             and len(series) == next(iter(state.values())).shape[0]:

@@ -15,9 +15,12 @@ position embeddings and are flattened into the head).
 ``compile=True`` runs the one-step advance through ``torch.compile``: one network
 step is a few hundred small operations, whose dispatch dominates a single series'
 update, and the compiled step fuses them (one series, inputs + advance: 0.92 -> 0.40
-ms in a run of calls, ``benchmarks/streaming.py``). The first compiled call takes
-seconds (a C++ compiler builds the kernels on CPU); where compiling fails, the eager
-step is used and a warning says why.
+ms in a run of calls, ``benchmarks/streaming.py``). Where every series steps at once
+and the horizon needs no covariates from the caller, the compiled step also makes the
+forecast from the new state (:class:`StreamForecast`), which ``predict()`` returns
+instead of running the head again. The first compiled call takes seconds (a C++
+compiler builds the kernels on CPU); where compiling fails, the eager step is used and
+a warning says why.
 """
 
 from __future__ import annotations
@@ -25,22 +28,48 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .data import SeriesData, append_observations, continue_series
-from .inference import advance_state, encoded_state
+from .data import SeriesData, append_observations, continue_series, future_covariates
+from .inference import PREDICT_CHUNK, advance_and_forecast, advance_state, encoded_state
 
 log = logging.getLogger("xlstm_ts")
 
 
+@dataclass(frozen=True)
+class StreamForecast:
+    """The forecast made by the compiled step from the stream ``state`` it produced:
+    current while that very state is the carried one."""
+
+    state: dict
+    quantiles: tuple[float, ...] | None
+    point: torch.Tensor  # (n, H) data units
+    quant: torch.Tensor | None  # (n, H, Q)
+
+    def for_predict(self, state: dict | None, horizon: int,
+                    quantiles: tuple[float, ...] | None):
+        """Point (n, H) and quantiles, or None where this forecast does not answer a
+        predict from ``state``: another state, other quantiles or another horizon (a
+        shorter one pads the horizon's covariates, which the head sees whole)."""
+        if state is not self.state or horizon != self.point.shape[1] \
+                or quantiles != self.quantiles:
+            return None
+        return self.point, self.quant
+
+
 def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict | None, *,
-           skip_seen: bool = False, compile: bool = False, progress: bool = False
-           ) -> tuple[SeriesData, dict | None]:
+           skip_seen: bool = False, compile: bool = False, progress: bool = False,
+           horizon: int | None = None, quantiles: tuple[float, ...] | None = None
+           ) -> tuple[SeriesData, dict | None, StreamForecast | None]:
     """``fitted`` with the rows of ``new`` appended (each series' last ``lookback`` kept)
     and the stream ``state`` advanced over them (None for networks without one), by
-    the compiled step when ``compile`` (:func:`compiled_advance`).
+    the compiled step when ``compile`` (:class:`_Compiled`); with ``horizon``,
+    the compiled step also forecasts from the new state where one network call can
+    (every series, at most ``PREDICT_CHUNK``, steps the same number of rows, and the
+    horizon needs no covariates from the caller), else the forecast returned is None.
 
     Everything is computed before anything is replaced: a failure leaves the caller's
     model as it was. A state of None is first encoded from the current windows."""
@@ -48,25 +77,39 @@ def absorb(net, fitted: SeriesData, new: SeriesData, lookback: int, state: dict 
     if skipped:
         log.info("update: %d rows were already absorbed and are left out", skipped)
     if not new.n_series:
-        return fitted, state
+        return fitted, state, None
+    forecast = None
     if net.streaming:  # inference mode: no autograd bookkeeping (about a third of a step)
         with torch.inference_mode():
-            advance = compiled_advance(net) if compile else net.advance
-            state = _advanced(net, fitted, new, codes, lookback, state, advance, progress)
-    return append_observations(fitted, new, codes, keep=lookback), state
+            compiled = _compiled(net) if compile else None
+            state, forecast = _advanced(net, fitted, new, codes, lookback, state,
+                                        compiled, progress, horizon, quantiles)
+    return append_observations(fitted, new, codes, keep=lookback), state, forecast
 
 
 def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookback: int,
-              state: dict | None, advance: Callable, progress: bool) -> dict:
+              state: dict | None, compiled: _Compiled | None, progress: bool,
+              horizon: int | None = None, quantiles: tuple[float, ...] | None = None
+              ) -> tuple[dict, StreamForecast | None]:
     """The stream ``state`` advanced over the rows of ``new`` (series j continuing
-    fitted series ``codes[j]``) by ``advance`` (``net.advance`` or its compiled form);
-    a state of None is first encoded from ``fitted``."""
+    fitted series ``codes[j]``) by ``net.advance`` or its ``compiled`` form; a state of
+    None is first encoded from ``fitted``. With ``compiled`` and ``horizon``, also the
+    forecast from the new state where one compiled call can make it, else None."""
     fresh = state is None  # a state of our own, safe to write into
     state = encoded_state(net, fitted, lookback, progress) if fresh else state
     n_state = next(iter(state.values())).shape[0]
-    for T in np.unique(new.lengths):  # series with equal counts of new steps
+    groups = np.unique(new.lengths)  # series with equal counts of new steps
+    if compiled is not None and horizon is not None and len(groups) == 1 \
+            and n_state <= PREDICT_CHUNK and _every(codes, n_state) \
+            and _no_given_covariates(fitted):  # one network call: state and forecast
+        steps = _steps(new, np.arange(len(codes)), int(groups[0]), fitted.static, None)
+        ahead = future_covariates(fitted, new, None, horizon)  # after the new ends
+        advanced, point, quant = compiled.forecast(net, state, steps, ahead, quantiles)
+        return advanced, StreamForecast(advanced, quantiles, point, quant)
+    advance = net.advance if compiled is None else compiled.advance_of(net)
+    for T in groups:
         group = np.flatnonzero(new.lengths == T)
-        every = len(group) == n_state and np.array_equal(codes[group], np.arange(n_state))
+        every = _every(codes[group], n_state)
         advanced = advance_state(net, state, _steps(new, group, int(T), fitted.static,
                                                     None if every else codes[group]),
                                  codes[group], advance)
@@ -78,7 +121,17 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
         series = torch.from_numpy(codes[group])
         for k, v in advanced.items():
             state[k][series] = v
-    return state
+    return state, None
+
+
+def _every(codes: np.ndarray, n_state: int) -> bool:
+    """``codes`` name every one of the ``n_state`` carried series, in order."""
+    return len(codes) == n_state and bool((codes == np.arange(n_state)).all())
+
+
+def _no_given_covariates(fitted: SeriesData) -> bool:
+    """The horizon's covariates are generated (calendar) or absent: none from the caller."""
+    return all(c.startswith("cal_") for c in fitted.columns.future)
 
 
 def _steps(new: SeriesData, group: np.ndarray, T: int, static: torch.Tensor,
@@ -99,40 +152,52 @@ def _steps(new: SeriesData, group: np.ndarray, T: int, static: torch.Tensor,
             "static": static if codes is None else static[torch.from_numpy(codes)]}
 
 
-# network class -> its compiled advance. The class's function is compiled, not an
+# network class -> its compiled steps. The class's function is compiled, not an
 # instance's bound method, so the cache holds no network alive; dynamo's guards tell
 # instances of other shapes apart
 _COMPILED: dict[type, _Compiled] = {}
 
 
-def compiled_advance(net) -> Callable:
-    """``net.advance`` through ``torch.compile``, compiled on first use (per network
-    class); the eager ``net.advance`` (with a warning, once) where compiling fails."""
+def _compiled(net) -> _Compiled:
+    """The compiled steps of ``net``'s class, compiled on first use; the eager ones
+    (with a warning, once) where compiling fails."""
     kind = type(net)
     if kind not in _COMPILED:
         _COMPILED[kind] = _Compiled(kind.advance)
-    compiled = _COMPILED[kind]
-    return lambda state, steps: compiled(net, state, steps)
+    return _COMPILED[kind]
 
 
 class _Compiled:
-    """Calls the compiled ``advance(net, state, steps)``. Where it raises and the eager
-    step does not, the compiler was at fault: warn once and keep to the eager step.
+    """Calls the compiled steps: ``advance(net, state, steps)`` and
+    :func:`~xlstm_ts.inference.advance_and_forecast`. Where one raises and its eager
+    form does not, the compiler was at fault: warn once and keep to the eager steps.
     Where both raise, the inputs were: the eager step's error propagates."""
 
     def __init__(self, advance: Callable):
-        self._eager = advance
-        self._compiled = torch.compile(advance)
+        self._eager = {"advance": advance, "forecast": advance_and_forecast}
+        # dynamo's guards already check every input's shape and strides, so inductor's
+        # per-input size asserts are redundant (one series: about a sixth of the step)
+        self._compiled = {name: torch.compile(fn, options={"size_asserts": False})
+                          for name, fn in self._eager.items()}
 
-    def __call__(self, net, state: dict, steps: dict) -> dict:
+    def advance_of(self, net) -> Callable:
+        """``net.advance`` as ``(state, steps) -> state``, compiled."""
+        return lambda state, steps: self._call("advance", net, state, steps)
+
+    def forecast(self, net, state: dict, steps: dict, ahead: torch.Tensor,
+                 quantiles: tuple[float, ...] | None):
+        """:func:`~xlstm_ts.inference.advance_and_forecast`, compiled."""
+        return self._call("forecast", net, state, steps, ahead, quantiles)
+
+    def _call(self, name: str, *args):
         if self._compiled is None:
-            return self._eager(net, state, steps)
+            return self._eager[name](*args)
         try:
-            return self._compiled(net, state, steps)
+            return self._compiled[name](*args)
         except Exception as err:
-            advanced = self._eager(net, state, steps)
+            result = self._eager[name](*args)
             self._compiled = None
             warnings.warn(f"update(compile=True): torch.compile failed ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:200]}); using the eager step.",
-                          RuntimeWarning, stacklevel=2)
-            return advanced
+                          RuntimeWarning, stacklevel=3)
+            return result
