@@ -692,8 +692,11 @@ def continue_series(fitted: SeriesData, new: SeriesData, *,
     skipped rows.
     """
     check_compatible(fitted, new)
-    position = {key: j for j, key in enumerate(fitted.ids.tolist())}
-    codes = np.array([position[key] for key in new.ids.tolist()], dtype=np.int64)
+    if np.array_equal(new.ids, fitted.ids):  # a step of every series: no id lookups
+        codes = np.arange(fitted.n_series, dtype=np.int64)
+    else:
+        position = {key: j for j, key in enumerate(fitted.ids.tolist())}
+        codes = np.array([position[key] for key in new.ids.tolist()], dtype=np.int64)
     last = fitted.times[fitted.indptr[codes + 1] - 1]  # (n_new,)
     seen = new.times <= np.repeat(last, new.lengths)
     skipped = int(seen.sum())
