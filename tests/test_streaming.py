@@ -267,3 +267,26 @@ def test_compiled_step_forecasts_and_predict_reuses_it_only_while_current(stream
     for model in (eager, compiled):  # both re-encode their windows
         model.reset_state()
     pd.testing.assert_frame_equal(compiled.predict(), eager.predict(), **close)
+
+
+def test_stream_state_has_one_layout_whatever_the_number_of_steps():
+    """encode and advance over 1 or 5 steps return states of the same strides, so a
+    compiled step meets the layout it was compiled for (dynamo guards on strides: a
+    tail cut from a longer buffer made every fresh compiled stream compile twice)."""
+    torch.manual_seed(0)
+    config = NetworkConfig(lookback=32, horizon=5, network="xlstmtime", d_model=16,
+                           num_heads=2, decomposition_kernel=5)
+    net = build_network(config).eval()
+
+    def batch(T):
+        return {"history": torch.randn(3, T), "history_mask": torch.ones(3, T, dtype=torch.bool),
+                "past": torch.zeros(3, T, 0), "future": torch.zeros(3, T, 0),
+                "static": torch.zeros(3, 0)}
+
+    with torch.no_grad():
+        encoded = net.encode(batch(32))
+        states = [encoded, net.advance(encoded, batch(1)), net.advance(encoded, batch(5))]
+    for name, value in encoded.items():
+        assert value.is_contiguous(), name
+        assert {(s[name].shape, s[name].stride()) for s in states} == \
+            {(value.shape, value.stride())}, name

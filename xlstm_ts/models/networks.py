@@ -316,7 +316,22 @@ class XLSTMTime(_Forecaster):
             L = self.config.lookback
             before = y.new_zeros(y.shape[0], L) if window is None else window
             out["window"] = torch.cat([before, y], dim=1)[:, -L:]
-        return out
+        return {name: _row_major(value) for name, value in out.items()}
+
+
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with row-major strides, copied where it is a view with others (the tail of
+    a (B, k - 1 + T) buffer, a conv state cut from a longer one): the stream state then
+    has one layout whatever the number of steps, and a compiled step meets the strides
+    it was compiled for on its next call (dynamo guards on strides, even of size-1
+    dims, which ``.contiguous()`` leaves) instead of compiling again."""
+    strides, size = [], 1
+    for n in reversed(t.shape):
+        strides.append(size)
+        size *= n
+    if t.stride() == tuple(reversed(strides)):
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 def pack_stack_state(states: list) -> dict[str, torch.Tensor]:
