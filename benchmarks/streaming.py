@@ -11,7 +11,8 @@ at a time:
   series (the new one included), what a job without state does.
 
 Both include frame validation and output frames. Reported: median seconds per
-new point over repeated rounds, their ratio, and the network-only ratio (one
+new point over rounds of one re-encoding followed by a few updates (both paths
+sampled over the same minutes), their ratio, and the network-only ratio (one
 ``advance`` + head vs one full encode + head). The first update also encodes the
 anchor window; it is reported separately. Then the same stream goes on with
 ``update(new_rows, compile=True)`` (the step through ``torch.compile``; its first,
@@ -32,10 +33,11 @@ import torch
 from _results import write_result
 
 LOOKBACK, HORIZON = 512, 24
-# series -> (re-encoding rounds, update calls) per timing: cheap calls get more repeats
-# (this machine's timings drift by a third from minute to minute; medians of many calls
-# are steadier)
-REPEATS = {1: (21, 201), 100: (7, 41), 1000: (7, 21)}
+# series -> (rounds, update calls per round). Each round times one re-encoding, then
+# that many update calls, so both paths are sampled over the same minutes: this
+# machine's timings drift by a third from minute to minute, and a ratio of medians
+# taken minutes apart drifts with them
+REPEATS = {1: (21, 10), 100: (7, 6), 1000: (7, 3)}
 
 
 def _fit(n_series: int, calls: int):
@@ -60,8 +62,24 @@ def _median_seconds(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
+def _interleaved(reencode, update, rounds: int, per_round: int) -> tuple[float, float]:
+    """Median seconds of ``reencode(r)`` and of ``update(k)``, timed in ``rounds``
+    rounds of one re-encoding followed by ``per_round`` updates."""
+    reencodes, updates = [], []
+    for r in range(rounds):
+        start = time.perf_counter()
+        reencode(r)
+        reencodes.append(time.perf_counter() - start)
+        for j in range(per_round):
+            start = time.perf_counter()
+            update(r * per_round + j)
+            updates.append(time.perf_counter() - start)
+    return statistics.median(reencodes), statistics.median(updates)
+
+
 def run(n_series: int) -> dict:
-    rounds, calls = REPEATS[n_series]
+    rounds, per_round = REPEATS[n_series]
+    calls = rounds * per_round
     model, panel, n_train = _fit(n_series, calls)
     ranked = panel.with_columns(pl.int_range(pl.len()).over("unique_id").alias("pos"))
 
@@ -78,9 +96,14 @@ def run(n_series: int) -> dict:
     model.predict()
     first = time.perf_counter() - start
     histories = {k: history(k) for k in range(1, rounds + 1)}
-    reencode = _median_seconds(lambda k: model.predict(df=histories[k + 1]), rounds)
+
+    def reencode_predict(r):
+        return model.predict(df=histories[r + 1])
+
     updates = {k: new_rows(k) for k in range(1, calls + 1)}
-    update = _median_seconds(lambda k: (model.update(updates[k + 1]), model.predict()), calls)
+    reencode, update = _interleaved(
+        reencode_predict, lambda k: (model.update(updates[k + 1]), model.predict()),
+        rounds, per_round)
 
     # network only: one advance + head vs a full encode + head, same batch
     from xlstm_ts.data import last_windows
@@ -107,14 +130,16 @@ def run(n_series: int) -> dict:
     model.predict()
     first_compiled = time.perf_counter() - start
     later = {k: new_rows(2 * calls + 2 + k) for k in range(calls)}
-    compiled = _median_seconds(lambda k: (model.update(later[k], compile=True), model.predict()),
-                               calls)
+    reencode_compiled, compiled = _interleaved(
+        reencode_predict, lambda k: (model.update(later[k], compile=True), model.predict()),
+        rounds, per_round)
     where_compiled = _stages(model, [new_rows(k) for k in range(3 * calls + 2, 4 * calls + 2)],
                              compile=True)
     return {"series": n_series, "rounds": rounds, "calls": calls, "first": first,
             "update": update, "reencode": reencode,
             "net_step": net_step, "net_full": net_full, "where": where,
             "first_compiled": first_compiled, "compiled": compiled,
+            "reencode_compiled": reencode_compiled,
             "where_compiled": where_compiled}
 
 
@@ -161,28 +186,29 @@ def main() -> None:
         "Command: `python benchmarks/streaming.py`",
         f"Date: {date.today()}; {os.cpu_count()} cores, CPU, float32. `network=\"xlstmtime\"`, "
         "d_model 64, blocks [mLSTM, sLSTM], horizon 24. Per new observation of every series: "
-        "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, medians of "
-        "the calls and re-encoding rounds in the table's columns, frame handling included. "
+        "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, frame handling "
+        "included: medians over rounds of one re-encoding followed by a few update calls "
+        "(both sampled over the same minutes; the compiled path gets rounds of its own). "
         "Network only: "
         "one `advance` + head vs a full encode + head (medians of the re-encoding rounds). "
         "Compiled: "
         "`update(new rows, compile=True)` + `predict()`, the same stream continued; each "
         "panel's first compiled call (compiling, or reusing what an earlier panel compiled) "
         "is reported apart.", "",
-        "| series | calls | re-encoding rounds "
-        "| update + predict (ms) | re-encode predict (s) | speed-up | network step (s) "
-        "| network full (s) | network speed-up | first update incl. anchor (s) "
-        "| compiled update + predict (ms) | compiled speed-up | first compiled call (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| series | rounds | calls | update + predict (ms) | re-encode predict (s) | speed-up "
+        "| network step (s) | network full (s) | network speed-up "
+        "| first update incl. anchor (s) | compiled update + predict (ms) "
+        "| re-encode, compiled rounds (s) | compiled speed-up | first compiled call (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['series']} | {r['calls']} | {r['rounds']} | {1e3 * r['update']:.2f} | "
+            f"| {r['series']} | {r['rounds']} | {r['calls']} | {1e3 * r['update']:.2f} | "
             f"{r['reencode']:.4f} | "
             f"{r['reencode'] / r['update']:.1f}x | {r['net_step']:.4f} | {r['net_full']:.4f} | "
             f"{r['net_full'] / r['net_step']:.1f}x | {r['first']:.3f} | "
-            f"{1e3 * r['compiled']:.2f} | "
-            f"{r['reencode'] / r['compiled']:.1f}x | {r['first_compiled']:.1f} |")
+            f"{1e3 * r['compiled']:.2f} | {r['reencode_compiled']:.4f} | "
+            f"{r['reencode_compiled'] / r['compiled']:.1f}x | {r['first_compiled']:.1f} |")
     names = list(rows[0]["where"])
     for key, title in (("where", "update + predict"),
                        ("where_compiled", "update(compile=True) + predict")):

@@ -460,8 +460,8 @@ class XLSTMForecaster(BaseEstimator):
         ``compile=True`` advances the carried state through ``torch.compile`` (networks
         without one ignore it), and where every series steps at once also makes the
         forecast that :meth:`predict` then returns: the first call compiles (seconds),
-        later ones are faster (one series, one step: 24-39x faster than re-encoding the
-        window against 18x eager; see ``benchmarks/streaming.py``); the eager step is
+        later ones are faster (one series, one step: about 40x faster than re-encoding
+        the window against 18x eager; see ``benchmarks/streaming.py``); the eager step is
         used, with a warning, where compiling fails. Results agree to float32 round-off.
         """
         self._check_fitted()
