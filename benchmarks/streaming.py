@@ -184,7 +184,8 @@ def main() -> None:
     lines = [
         "# Streaming updates vs re-encoding (lookback 512)", "",
         "Command: `python benchmarks/streaming.py`",
-        f"Date: {date.today()}; {os.cpu_count()} cores, CPU, float32. `network=\"xlstmtime\"`, "
+        f"Date: {date.today()}; {os.cpu_count()} cores, CPU, torch {torch.__version__}, "
+        "float32. `network=\"xlstmtime\"`, "
         "d_model 64, blocks [mLSTM, sLSTM], horizon 24. Per new observation of every series: "
         "`update(new rows)` + `predict()` vs `predict(df=last 512 steps)`, frame handling "
         "included: medians over rounds of one re-encoding followed by a few update calls "
