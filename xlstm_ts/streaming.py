@@ -39,7 +39,7 @@ from .inference import PREDICT_CHUNK, advance_and_forecast, advance_state, encod
 log = logging.getLogger("xlstm_ts")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class StreamForecast:
     """The forecast made by the compiled step from the stream ``state`` it produced:
     current while that very state is the carried one."""
