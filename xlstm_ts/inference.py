@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm  # the terminal bar: bars show only when stderr is a tty
 
-from .data import SeriesData, last_windows
+from .data import SeriesData, every_series_in_order, last_windows
 
 PREDICT_CHUNK = 1024  # series per network call: activation memory stays bounded
 
@@ -95,8 +95,8 @@ def advance_state(net, state: dict, steps: dict, series: np.ndarray,
     ``state`` itself is left as it was. ``advance`` stands in for ``net.advance`` (its
     compiled form, :mod:`xlstm_ts.streaming`)."""
     advance = advance or net.advance
-    if len(series) <= PREDICT_CHUNK and np.array_equal(series, np.arange(len(series))) \
-            and len(series) == next(iter(state.values())).shape[0]:
+    if len(series) <= PREDICT_CHUNK \
+            and every_series_in_order(series, next(iter(state.values())).shape[0]):
         return advance(state, steps)  # every row in order: no gathering
     parts = []
     for start in range(0, len(series), PREDICT_CHUNK):

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import SeriesData, append_observations, continue_series, future_covariates
+from .data import (
+    SeriesData,
+    append_observations,
+    continue_series,
+    every_series_in_order,
+    future_covariates,
+)
 from .inference import PREDICT_CHUNK, advance_and_forecast, advance_state, encoded_state
 
 log = logging.getLogger("xlstm_ts")
@@ -100,8 +106,8 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
     n_state = next(iter(state.values())).shape[0]
     groups = np.unique(new.lengths)  # series with equal counts of new steps
     if compiled is not None and horizon is not None and len(groups) == 1 \
-            and n_state <= PREDICT_CHUNK and _every(codes, n_state) \
-            and _no_given_covariates(fitted):  # one network call: state and forecast
+            and n_state <= PREDICT_CHUNK and every_series_in_order(codes, n_state) \
+            and not fitted.columns.given_future:  # one network call: state and forecast
         steps = _steps(new, np.arange(len(codes)), int(groups[0]), fitted.static, None)
         ahead = future_covariates(fitted, new, None, horizon)  # after the new ends
         advanced, point, quant = compiled.forecast(net, state, steps, ahead, quantiles)
@@ -109,7 +115,7 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
     advance = net.advance if compiled is None else compiled.advance_of(net)
     for T in groups:
         group = np.flatnonzero(new.lengths == T)
-        every = _every(codes[group], n_state)
+        every = every_series_in_order(codes[group], n_state)
         advanced = advance_state(net, state, _steps(new, group, int(T), fitted.static,
                                                     None if every else codes[group]),
                                  codes[group], advance)
@@ -122,16 +128,6 @@ def _advanced(net, fitted: SeriesData, new: SeriesData, codes: np.ndarray, lookb
         for k, v in advanced.items():
             state[k][series] = v
     return state, None
-
-
-def _every(codes: np.ndarray, n_state: int) -> bool:
-    """``codes`` name every one of the ``n_state`` carried series, in order."""
-    return len(codes) == n_state and bool((codes == np.arange(n_state)).all())
-
-
-def _no_given_covariates(fitted: SeriesData) -> bool:
-    """The horizon's covariates are generated (calendar) or absent: none from the caller."""
-    return all(c.startswith("cal_") for c in fitted.columns.future)
 
 
 def _steps(new: SeriesData, group: np.ndarray, T: int, static: torch.Tensor,

@@ -11,6 +11,7 @@ from .series import (
     check_compatible,
     check_min_length,
     continue_series,
+    every_series_in_order,
     future_covariates,
     prepare_series,
 )
@@ -25,7 +26,8 @@ from .windows import (
 __all__ = [
     "CALENDAR_FEATURES", "ETT_BORDERS", "Columns", "Frequency", "SeriesData", "SeriesScaler",
     "WindowDataset", "append_observations", "check_compatible", "check_min_length",
-    "continue_series", "covariate_moments", "ett_regions", "from_polars",
+    "continue_series", "covariate_moments", "ett_regions", "every_series_in_order",
+    "from_polars",
     "future_covariates", "infer_frequency", "last_windows", "long_to_wide", "prepare_series",
     "rows_to_long",
     "time_split_regions", "to_polars", "wide_to_long",

@@ -17,11 +17,22 @@ _CALENDAR = {
     "month": (lambda t: t.dt.month() - 1, 11),
 }
 CALENDAR_FEATURES = tuple(_CALENDAR)
+_CALENDAR_PREFIX = "cal_"  # generated columns, told apart from the caller's by name
+
+
+def calendar_column(feature: str) -> str:
+    """The column name of a calendar feature, e.g. ``cal_hour``."""
+    return _CALENDAR_PREFIX + feature
+
+
+def is_calendar_column(name: object) -> bool:
+    """Whether a future covariate column is a generated calendar feature."""
+    return str(name).startswith(_CALENDAR_PREFIX)
 
 
 def calendar_expressions(time_col: str, names: Sequence[str],
                          time_zone: str | None = None) -> list[pl.Expr]:
-    """Expressions adding ``cal_<name>`` columns in [-0.5, 0.5] from a datetime column;
+    """Expressions adding :func:`calendar_column` columns in [-0.5, 0.5] from a datetime column;
     with ``time_zone``, the column holds naive UTC and the features are read on the
     wall clock of that zone (the hour of day of the caller's data, across daylight
     saving changes too)."""
@@ -34,7 +45,7 @@ def calendar_expressions(time_col: str, names: Sequence[str],
     exprs = []
     for name in names:
         value, top = _CALENDAR[name]
-        exprs.append((value(times).cast(pl.Float32) / top - 0.5).alias(f"cal_{name}"))
+        exprs.append((value(times).cast(pl.Float32) / top - 0.5).alias(calendar_column(name)))
     return exprs
 
 

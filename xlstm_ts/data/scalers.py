@@ -11,6 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .covariates import is_calendar_column
+
 ScalerMethod = Literal["standard", "robust", "minmax", "none"]
 METHODS = ("standard", "robust", "minmax", "none")
 
@@ -124,7 +126,7 @@ def _column_moments(values: torch.Tensor, names) -> tuple[torch.Tensor, torch.Te
     scale = (x - loc).square().mean(0).sqrt()
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, 1.0)
     calendar = torch.zeros(x.shape[1], dtype=torch.bool)  # named columns come first
-    calendar[:len(names)] = torch.tensor([str(n).startswith("cal_") for n in names],
+    calendar[:len(names)] = torch.tensor([is_calendar_column(n) for n in names],
                                          dtype=torch.bool)
     loc, scale = torch.where(calendar, 0.0, loc), torch.where(calendar, 1.0, scale)
     return loc.float(), scale.float()

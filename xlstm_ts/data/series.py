@@ -19,7 +19,13 @@ import pandas as pd
 import polars as pl
 import torch
 
-from .covariates import calendar_expressions, encode_static, one_hot_categories
+from .covariates import (
+    calendar_column,
+    calendar_expressions,
+    encode_static,
+    is_calendar_column,
+    one_hot_categories,
+)
 from .frames import FrameKind, FrameLike, to_polars
 from .freq import Frequency, infer_frequency
 
@@ -39,6 +45,11 @@ class Columns:
     future: tuple[str, ...] = ()  # known over the horizon (incl. generated calendar columns)
     past: tuple[str, ...] = ()  # observed up to the cutoff only
     static: tuple[str, ...] = ()  # encoded static columns (one-hot expanded)
+
+    @property
+    def given_future(self) -> tuple[str, ...]:
+        """The future covariates the caller supplies over the horizon (not calendar)."""
+        return tuple(c for c in self.future if not is_calendar_column(c))
 
 
 @dataclass
@@ -531,7 +542,7 @@ def prepare_series(
             raise ValueError("calendar features need a datetime time column; "
                              f"{time_col!r} holds integers.")
         frame = frame.with_columns(calendar_expressions(time_col, calendar, zone))
-        future = (*future, *(f"cal_{c}" for c in calendar))
+        future = (*future, *(calendar_column(c) for c in calendar))
         cols = replace(cols, future=future)
 
     target, observed = _target_policy(frame, cols, keys, target_missing, fill_missing)
@@ -616,7 +627,7 @@ def future_covariates(fitted: SeriesData, data: SeriesData, future_df: FrameLike
     hold every one of the ``horizon`` steps after each series' last time.
     """
     cols = fitted.columns
-    given = [c for c in cols.future if not c.startswith("cal_")]
+    given = list(cols.given_future)
     n = data.n_series
     if not cols.future:
         return torch.zeros(n, horizon, 0)
@@ -736,11 +747,16 @@ def append_observations(fitted: SeriesData, new: SeriesData, codes: np.ndarray,
     return _append_rows(fitted, new, codes, keep)
 
 
+def every_series_in_order(codes: np.ndarray, n: int) -> bool:
+    """``codes`` (series indices) name each of ``n`` series once, in order: 0..n-1."""
+    return len(codes) == n and bool((codes == np.arange(n)).all())
+
+
 def _uniform_step(fitted: SeriesData, new: SeriesData, codes: np.ndarray) -> bool:
     """Every fitted series, in order, of one length, gets the same number of new rows:
     a streamed step, whose panels are (n, length) grids."""
     n = fitted.n_series
-    return (n > 0 and len(codes) == n and bool((codes == np.arange(n)).all())
+    return (n > 0 and every_series_in_order(codes, n)
             and bool((fitted.indptr == fitted.indptr[1] * np.arange(n + 1)).all())
             and bool((new.indptr == new.indptr[1] * np.arange(n + 1)).all()))
 
