@@ -206,7 +206,10 @@ class _Forecaster(nn.Module):
         return self.head(features, base)
 
     def normalize_target(self, target: torch.Tensor, stats) -> torch.Tensor:
-        """Targets (B, H) into the units the head predicts in."""
+        """Targets (B, H) into the units the head predicts in, in the dtype of
+        ``target`` (pass float64 targets and statistics for yardsticks: the target of
+        an all-zero window, whose std is the smallest positive float, overflows
+        float32)."""
         y = (target.unsqueeze(-1) - stats[0]) / stats[1]
         if self.revin.weight is not None:
             y = y * self.revin.weight + self.revin.bias

@@ -47,10 +47,14 @@ class RevIN(nn.Module):
         the std itself fits: then the moments are recomputed in float64."""
         m = torch.ones_like(x[..., :1]) if mask is None else mask.unsqueeze(-1).to(x.dtype)
         mean, var = _moments(x, m)
+        std = torch.sqrt(var)
         if x.dtype != torch.float64 and not torch.isfinite(var).all():
-            mean, var = (t.to(x.dtype) for t in _moments(x.double(), m.double()))
+            # the root is taken in float64: the variance of 1e30-sized values is not
+            # representable in float32 although their std is
+            mean, var = _moments(x.double(), m.double())
+            mean, std = mean.to(x.dtype), torch.sqrt(var).to(x.dtype)
         floor = self.eps * (x * m).abs().amax(dim=1, keepdim=True)
-        return mean, torch.sqrt(var).maximum(floor).clamp_min(torch.finfo(x.dtype).tiny)
+        return mean, std.maximum(floor).clamp_min(torch.finfo(x.dtype).tiny)
 
     def apply(self, x: torch.Tensor, stats, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, C) normalised with given statistics (e.g. frozen ones while streaming)."""

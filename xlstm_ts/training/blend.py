@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .linear_start import window_weights
+from .linear_start import target64, window_weights
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the trained network kept
 _BATCH = 1024  # windows per forward pass (4096 ran at 0.4x the speed on ETTm1)
@@ -61,7 +61,7 @@ def blend_val_mse(trained: nn.Module, start: nn.Module, val, variance: torch.Ten
     for first in range(0, len(rows), _BATCH):
         batch = val[rows[first:first + _BATCH]]
         (params, stats), (start_params, _) = trained(batch), start(batch)
-        target = trained.normalize_target(batch["target"], stats).double()
+        target = target64(trained, batch["target"], stats)
         point = blend * trained.head.point(params).double() \
             + (1 - blend) * start.head.point(start_params).double()  # (W, B, H)
         window = window_weights(stats[1][:, 0, 0].double() ** 2, batch["series"], variance)

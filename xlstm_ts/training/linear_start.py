@@ -20,10 +20,14 @@ windows are the closest to the forecast that follows.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ..data import SeriesData, WindowDataset
+
+log = logging.getLogger("xlstm_ts.training")
 
 MAX_WINDOWS = 200_000  # a seeded sample of the training windows beyond this
 PENALTIES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # times the number of windows
@@ -40,6 +44,7 @@ BATCH = 8192
 # it is taken alone.
 TOP_K = 3
 TIE = 0.01
+FALLBACK = "zero, penalty 0.001"  # the plain ridge: the start without validation
 
 
 def _normalised(net, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,7 +54,17 @@ def _normalised(net, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     stats = net.revin.statistics(x, batch["history_mask"])
     window = net.revin.apply(x, stats, batch["history_mask"])[..., 0]
     variance = stats[1][:, 0, 0].double() ** 2
-    return window, net.normalize_target(batch["target"], stats), batch["target_mask"], variance
+    return window, target64(net, batch["target"], stats), batch["target_mask"], variance
+
+
+def target64(net, target: torch.Tensor, stats) -> torch.Tensor:
+    """Targets (B, H) in the network's normalised units, in float64.
+
+    An all-zero window (a raw-unit series at exactly 0, e.g. a switched-off channel)
+    has the smallest positive std, and its normalised target overflows float32; its
+    window weight (that std squared, :func:`window_weights`) is as small, and in
+    float64 their product is the error in the series' own units, as for any window."""
+    return net.normalize_target(target.double(), tuple(s.double() for s in stats))
 
 
 def series_variance(data: SeriesData, train_end: np.ndarray) -> torch.Tensor:
@@ -223,13 +238,26 @@ def ridge_start(net, train: WindowDataset, val: WindowDataset | None,
         solutions = candidates(gram, cross, weight_sum,
                                naive_maps(train.lookback, train.horizon, seasons))
         errors = validation_errors(net, val, per_series, solutions, seed)
-        ranked = sorted(errors, key=errors.get)
-        chosen = [name for name in ranked[:TOP_K]
-                  if errors[name] <= (1 + TIE) * errors[ranked[0]]]
+        chosen = best_candidates(errors)
     else:
-        solutions, chosen = candidates(gram, cross, weight_sum, {}), ["zero, penalty 0.001"]
+        solutions, chosen = candidates(gram, cross, weight_sum, {}), [FALLBACK]
+    chosen = [name for name in chosen if torch.isfinite(solutions[name]).all()]
+    if not chosen:  # nothing finite on validation (or no validation and no finite ridge)
+        chosen = [FALLBACK] if torch.isfinite(solutions[FALLBACK]).all() else ["naive"]
+        solutions.setdefault("naive", naive_maps(train.lookback, train.horizon)["naive"])
+        log.warning("linear start: no candidate map had a finite validation error; "
+                    "falling back to %r", chosen[0])
     _set_linear(net, torch.stack([solutions[name] for name in chosen]).mean(0))
     return " + ".join(chosen)
+
+
+def best_candidates(errors: dict[str, float]) -> list[str]:
+    """The names of the :data:`TOP_K` lowest finite ``errors`` within :data:`TIE`
+    (relative) of the best, best first; empty when no error is finite. A non-finite
+    error (NaN sorts anywhere) is never chosen."""
+    finite = {name: e for name, e in errors.items() if np.isfinite(e)}
+    ranked = sorted(finite, key=finite.get)
+    return [name for name in ranked[:TOP_K] if finite[name] <= (1 + TIE) * finite[ranked[0]]]
 
 
 @torch.no_grad()

@@ -45,7 +45,11 @@ class ForecastModule(L.LightningModule):
     def _loss(self, batch) -> torch.Tensor:
         params, stats = self.net(batch)
         target = self.net.normalize_target(batch["target"], stats)
-        return self.net.head.loss(params, target, batch["target_mask"])
+        # The target of an all-zero window (std at the smallest positive float) overflows
+        # the normalised units: those steps carry no scale to learn from and are left out.
+        finite = torch.isfinite(target)
+        return self.net.head.loss(params, torch.where(finite, target, 0.0),
+                                  batch["target_mask"] & finite)
 
     def on_train_start(self) -> None:
         self.skipped_steps = 0
