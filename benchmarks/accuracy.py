@@ -10,11 +10,17 @@ before the final scoring). One JSON line per (dataset, horizon, seed) goes to
 ``benchmarks/results/accuracy-runs.jsonl``; ``report`` turns those lines into
 ``benchmarks/results/accuracy-ett.md`` (mean and spread over seeds).
 
+Every command scores validation rows by default (ETT: fitted on the train rows,
+scored on the validation rows; M4 / M3: each training series' last horizon held out
+and scored). ``--final`` scores the test split instead, once per decision, and logs
+the read in ``benchmarks/results/test-ledger.jsonl`` (``_ledger.py``).
+
 M4 Hourly (``m4``): the forecaster (one global model), seasonal naive and, when
 ``statsforecast`` is installed (the ``bench`` extra), AutoETS with season 24, all
 in the same run: sMAPE and MASE (seasonality 24), averaged over the 414 series.
 
     python benchmarks/accuracy.py ett --dataset ETTh1 --horizons 96 192 336 720 --seeds 0
+    python benchmarks/accuracy.py ett --dataset ETTh1 --final ...   # the test split
     python benchmarks/accuracy.py m4 --seeds 0
     python benchmarks/accuracy.py report
 """
@@ -32,10 +38,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _ledger import add_final_flag, record_test_read
 from _results import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = RESULTS / "accuracy-runs.jsonl"
+RUNS = RESULTS / "accuracy-runs.jsonl"  # --final reads of the test splits: the report's rows
+EXPLORE = RESULTS / "accuracy-explore.jsonl"  # validation runs
 TARGETS = {"ETTh1": {96: 0.370, 192: 0.402, 336: 0.425, 720: 0.440},  # issue 17's bars
            "ETTm1": {96: 0.290, 192: 0.330, 336: 0.360, 720: 0.415}}
 
@@ -140,12 +148,16 @@ def run_ett(args) -> None:
 
     overrides = _overrides(args.set)
     grid = [json.loads(g) for g in args.grid]
-    runs_file = Path(args.out) if args.out else RUNS
+    runs_file = Path(args.out) if args.out else _runs_file(args)
 
     frame, per_hour = _ett_frame(args.dataset)
-    fit_end = (8640 if args.validation else 11520) * per_hour
+    validation = not args.final
+    if args.final:
+        record_test_read("accuracy.py ett", [args.dataset], args.setup,
+                         horizons=args.horizons, seeds=args.seeds)
+    fit_end = (8640 if validation else 11520) * per_hour
     fit_rows = frame[frame.groupby("unique_id").cumcount() < fit_end]
-    for horizon in [] if args.validation else args.horizons:  # the linear floor
+    for horizon in [] if validation else args.horizons:  # the linear floor
         ridge = run_ridge(frame, per_hour, 336, horizon)
         row = {"dataset": args.dataset, "setup": "ridge", "horizon": horizon,
                "lookback": 336, "date": str(date.today()), "cores": os.cpu_count(), **ridge}
@@ -173,8 +185,8 @@ def run_ett(args) -> None:
                           f"in {seconds:.0f} s", flush=True)
             best = min(candidates, key=lambda k: candidates[k][0])
             _, model, seconds, lookback, point = candidates[best]
-            scores = _scores(model, frame, per_hour, "val" if args.validation else "test")
-            if args.validation:  # fitted on the train rows alone: "val_mse" is out of sample
+            scores = _scores(model, frame, per_hour, "val" if validation else "test")
+            if validation:  # fitted on the train rows alone: "val_mse" is out of sample
                 scores = {"scored": "val", **scores}
             row = {"dataset": args.dataset, "setup": args.setup, "horizon": horizon,
                    "seed": seed, "lookback": lookback, "chosen": point,
@@ -202,13 +214,35 @@ def _defaults_label(model) -> str:
             f"{model.n_models_} member{'s' if model.n_models_ > 1 else ''})")
 
 
+def _runs_file(args) -> Path:
+    return RUNS if args.final else EXPLORE
+
+
+def _split_name(args) -> str:
+    return "test" if args.final else "val"
+
+
+def _split(name: str, train: pd.DataFrame, test: pd.DataFrame, horizon: int,
+           args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit rows, scored rows) of a competition panel: with ``--final`` the training
+    series and the competition's test values (the read is logged first); without,
+    each training series less its last ``horizon`` values, and those values."""
+    if args.final:
+        record_test_read(f"accuracy.py {args.what}", [name], " ".join(args.set) or "defaults",
+                         seeds=args.seeds)
+        return train, test
+    position = train.groupby("unique_id").cumcount(ascending=False)
+    return (train[position >= horizon].reset_index(drop=True),
+            train[position < horizon].reset_index(drop=True))
+
+
 def run_m4(args) -> None:
     from xlstm_ts import XLSTMForecaster, datasets
     from xlstm_ts.evaluation.baselines import SeasonalNaive
     from xlstm_ts.evaluation.metrics import evaluate
 
-    train = datasets.load_m4_hourly("train")
-    test = datasets.load_m4_hourly("test")
+    train, test = _split("M4-Hourly", datasets.load_m4_hourly("train"),
+                         datasets.load_m4_hourly("test"), 48, args)
 
     def score(forecast):
         merged = forecast.merge(test, on=["unique_id", "ds"])
@@ -240,10 +274,11 @@ def run_m4(args) -> None:
             {**score(model.predict()), "correction_share": model.correction_share_},
             time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
-        row = {"dataset": "M4-Hourly", "model": name, **scores, "seconds": seconds,
+        row = {"dataset": "M4-Hourly", "model": name, "split": _split_name(args),
+               **scores, "seconds": seconds,
                "cores": os.cpu_count(), "torch": torch.__version__, "date": str(date.today())}
         print(json.dumps(row), flush=True)
-        with open(RUNS, "a") as f:
+        with open(_runs_file(args), "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -303,7 +338,7 @@ def run_m3(args) -> None:
     from xlstm_ts.evaluation.baselines import Naive
     from xlstm_ts.evaluation.metrics import evaluate
 
-    train, test = load_m3_yearly()
+    train, test = _split("M3-Yearly", *load_m3_yearly(), 6, args)
 
     def score(forecast):
         merged = forecast.merge(test, on=["unique_id", "ds"])
@@ -318,11 +353,12 @@ def run_m3(args) -> None:
         results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict()),
                                                      time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
-        row = {"dataset": "M3-Yearly", "model": name, **scores, "seconds": seconds,
+        row = {"dataset": "M3-Yearly", "model": name, "split": _split_name(args),
+               **scores, "seconds": seconds,
                "overrides": args.set, "cores": os.cpu_count(), "torch": torch.__version__,
                "date": str(date.today())}
         print(json.dumps(row), flush=True)
-        with open(RUNS, "a") as f:
+        with open(_runs_file(args), "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -514,20 +550,21 @@ def main() -> None:
                      help="pass only horizon (and the seed): the lookback rule and a "
                           "validation split by the rule, as a caller who sets nothing "
                           "else; --lookbacks is then ignored")
-    ett.add_argument("--validation", action="store_true",
-                     help="fit on the train rows only and score the validation rows "
-                          "(for choices that must not see the test rows)")
+    add_final_flag(ett)
     ett.add_argument("--setup", default="default",
                      help="label grouping runs of one setup in the report")
     ett.add_argument("--out", help="JSON-lines file for the runs (default: "
-                     "results/accuracy-runs.jsonl, the one `report` reads)")
+                     "results/accuracy-runs.jsonl, the one `report` reads, with --final; "
+                     "results/accuracy-explore.jsonl without)")
     m4 = sub.add_parser("m4")
     m4.add_argument("--seeds", type=int, nargs="+", default=[0])
     m4.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="forecaster parameters over the defaults (JSON values)")
+    add_final_flag(m4)
     m3 = sub.add_parser("m3")
     m3.add_argument("--seeds", type=int, nargs="+", default=[0])
     m3.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    add_final_flag(m3)
     sub.add_parser("report")
     args = parser.parse_args()
     {"ett": run_ett, "m4": run_m4, "m3": run_m3, "report": report}[args.what](args)

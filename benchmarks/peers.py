@@ -14,6 +14,7 @@ in a fresh process. Ratios are against neuralforecast's xLSTM in the same run.
 Needs the ``bench`` extra (``neuralforecast``, ``xlstm``); without it only ours run.
 
     python benchmarks/peers.py       # -> benchmarks/results/peers-cpu.md (about 8 minutes)
+    python benchmarks/peers.py --final   # the test rows (logged in the test ledger)
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import torch
+from _ledger import record_test_read
 from _results import write_result
 
 H, L, STEPS, BATCH, STRIDE, VAL_EVERY = 96, 336, 50, 128, 24, 10
 TRAIN_END, TEST_START, TEST_END = 8640, 11520, 14400
 VAL_ROWS = H + 7 * 24  # validation horizons in rows [TRAIN_END, TRAIN_END + VAL_ROWS)
+# The rows scored: the protocol's test rows with --final (logged in the test ledger),
+# else the validation rows that early stopping does not watch.
+SCORED = {"test": (TEST_START, TEST_END), "val": (TRAIN_END + VAL_ROWS, TEST_START)}
 OURS = {"xlstm-ts mLSTM": (), "xlstm-ts sLSTM": (0, 1), "xlstm-ts [mLSTM, sLSTM]": (1,)}
 THEIRS = ["neuralforecast xLSTM (mLSTM)", "neuralforecast PatchTST", "neuralforecast DLinear"]
 
@@ -85,7 +90,7 @@ def _errors(pred: np.ndarray, true: np.ndarray) -> dict:
     return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err)))}
 
 
-def _ours(name: str, frame: pd.DataFrame) -> dict:
+def _ours(name: str, frame: pd.DataFrame, split: str) -> dict:
     from lightning.pytorch.callbacks import Callback
 
     from xlstm_ts import XLSTMForecaster
@@ -100,8 +105,9 @@ def _ours(name: str, frame: pd.DataFrame) -> dict:
     start = time.perf_counter()
     model.fit(train)
     timing = clock.summary(time.perf_counter() - start)
-    data = model._prepare(frame[frame.groupby("unique_id").cumcount() < TEST_END])
-    test = WindowDataset(data, L, H, stride=STRIDE, region=(TEST_START, TEST_END))
+    first, end = SCORED[split]
+    data = model._prepare(frame[frame.groupby("unique_id").cumcount() < end])
+    test = WindowDataset(data, L, H, stride=STRIDE, region=(first, end))
     with torch.no_grad():
         batch = test[np.arange(len(test))]
         params, stats = model.network_(batch)
@@ -111,7 +117,7 @@ def _ours(name: str, frame: pd.DataFrame) -> dict:
             **_errors(pred.numpy(), batch["target"].numpy()), "windows": len(test)}
 
 
-def _theirs(name: str, frame: pd.DataFrame) -> dict:
+def _theirs(name: str, frame: pd.DataFrame, split: str) -> dict:
     import pytorch_lightning as pl
     from neuralforecast import NeuralForecast
     from neuralforecast.models import DLinear, PatchTST, xLSTM
@@ -127,7 +133,8 @@ def _theirs(name: str, frame: pd.DataFrame) -> dict:
         model = PatchTST(**common)
     else:
         model = DLinear(**common)
-    data = frame[frame.groupby("unique_id").cumcount() < TEST_END]
+    first, end = SCORED[split]
+    data = frame[frame.groupby("unique_id").cumcount() < end]
     train = frame[frame.groupby("unique_id").cumcount() < TRAIN_END + VAL_ROWS]
     nf = NeuralForecast(models=[model], freq="h")
     start = time.perf_counter()
@@ -135,10 +142,10 @@ def _theirs(name: str, frame: pd.DataFrame) -> dict:
     fitted = nf.models[0]
     timing = clock.summary(time.perf_counter() - start,
                            [float(loss) for _, loss in fitted.valid_trajectories])
-    n_windows = (TEST_END - TEST_START - H) // STRIDE + 1
+    n_windows = (end - first - H) // STRIDE + 1
     preds, trues = [], []
     for k in range(n_windows):
-        cutoff = TEST_START + k * STRIDE  # first horizon row
+        cutoff = first + k * STRIDE  # first horizon row
         history = data[data.groupby("unique_id").cumcount() < cutoff]
         forecast = nf.predict(df=history)
         actual = data[(data.groupby("unique_id").cumcount() >= cutoff)
@@ -153,10 +160,10 @@ def _theirs(name: str, frame: pd.DataFrame) -> dict:
             "windows": n_windows * data.unique_id.nunique()}
 
 
-def child(name: str) -> dict:
+def child(name: str, split: str) -> dict:
     torch.manual_seed(0)
     frame = _frame()
-    result = _ours(name, frame) if name in OURS else _theirs(name, frame)
+    result = _ours(name, frame, split) if name in OURS else _theirs(name, frame, split)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["windows_per_s"] = STEPS * BATCH / result["train_seconds"]
     return result
@@ -164,8 +171,12 @@ def child(name: str) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(child(sys.argv[2])))
+        print(json.dumps(child(sys.argv[2], sys.argv[3])))
         return
+    split = "test" if "--final" in sys.argv[1:] else "val"
+    if split == "test":
+        record_test_read("peers.py", ["ETTh1"], "peers at equal steps")
+    first, end = SCORED[split]
     try:
         import neuralforecast  # noqa: F401
         names = [THEIRS[0], *OURS, *THEIRS[1:]]
@@ -174,8 +185,8 @@ def main() -> None:
         names = list(OURS)
     results = {}
     for name in names:
-        out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True,
-                             text=True)
+        out = subprocess.run([sys.executable, __file__, "--child", name, split],
+                             capture_output=True, text=True)
         if out.returncode:
             print(f"{name}: failed\n{out.stderr[-2000:]}", flush=True)
             results[name] = None
@@ -185,19 +196,19 @@ def main() -> None:
     base = results.get(THEIRS[0])
     lines = [
         "# Training speed and accuracy against peers (CPU)", "",
-        "Command: `python benchmarks/peers.py`",
+        f"Command: `python benchmarks/peers.py{' --final' if split == 'test' else ''}`",
         f"Date: {date.today()}; {os.cpu_count()} cores, torch {torch.__version__}. ETTh1 "
         f"scaled with train-only statistics, horizon {H}, lookback {L}; every model trained "
         f"on rows [0, {TRAIN_END}) for {STEPS} steps of {BATCH} windows (hidden 128, 2 "
-        f"blocks for the xLSTMs; neuralforecast defaults otherwise); test: cutoffs every "
-        f"{STRIDE} steps with horizons in rows [{TEST_START}, {TEST_END}), all 7 channels. "
+        f"blocks for the xLSTMs; neuralforecast defaults otherwise); {split}: cutoffs every "
+        f"{STRIDE} steps with horizons in rows [{first}, {end}), all 7 channels. "
         f"Validation every {VAL_EVERY} steps on horizons in rows [{TRAIN_END}, "
         f"{TRAIN_END + VAL_ROWS}); 'train s' excludes validation time; 'to best val' is the "
         "training time until the lowest validation loss (each model's own loss; xlstm-ts "
         "keeps the weights of that step, neuralforecast the last ones). Each model in a "
         "fresh process; peak memory is that process's resident high-water mark.", "",
         "| model | params | train s | windows/s | vs nf xLSTM | to best val s (step) "
-        "| test MSE | test MAE | peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        f"| {split} MSE | {split} MAE | peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         r = results[name]
         if r is None:
