@@ -1,0 +1,96 @@
+"""The small parts of the TiRex-2 network: norms, feed-forwards, the residual MLP of
+its patch embedding and head, and per-head projections.
+
+Parameter names follow the checkpoint format (``proj_up_gate``, ``hidden_layer``, ...)
+so released weights load without a renaming table."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight over the last dim, reduced in float32 (any leading dims)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.to(x.dtype) * self.weight
+
+
+class HeadNorm(nn.Module):
+    """Layer norm (mean and variance, no bias) within each head: (..., NH, DH) ->
+    (..., NH * DH), reduced in float32."""
+
+    def __init__(self, num_heads: int, head_dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        centred = x32 - x32.mean(-1, keepdim=True)
+        y = centred * torch.rsqrt(x32.var(-1, keepdim=True, unbiased=False) + self.eps)
+        return y.to(x.dtype).flatten(-2) * self.weight
+
+
+class SwiGLU(nn.Module):
+    """silu(x W_gate) * (x W_up) W_down, no biases: the time mixers' feed-forward."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj_up_gate = nn.Linear(dim, hidden, bias=False)
+        self.proj_up = nn.Linear(dim, hidden, bias=False)
+        self.proj_down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_down(nn.functional.silu(self.proj_up_gate(x)) * self.proj_up(x))
+
+
+class MLP(nn.Module):
+    """act(x W_i) W_o, no biases: the variate mixers' feed-forward."""
+
+    def __init__(self, dim: int, hidden: int, activation: nn.Module):
+        super().__init__()
+        self.wi = nn.Linear(dim, hidden, bias=False)
+        self.wo = nn.Linear(hidden, dim, bias=False)
+        self.act = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wo(self.act(self.wi(x)))
+
+
+class ResidualMLP(nn.Module):
+    """act(x W1 + b1) W2 + b2 + (x W3 + b3): the patch embedding and the output head."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, activation: nn.Module):
+        super().__init__()
+        self.hidden_layer = nn.Linear(in_dim, hidden)
+        self.output_layer = nn.Linear(hidden, out_dim)
+        self.residual_layer = nn.Linear(in_dim, out_dim)
+        self.act = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.act(self.hidden_layer(x))) + self.residual_layer(x)
+
+
+class HeadwiseLinear(nn.Module):
+    """A block-diagonal linear map: head h of (..., NH * DH) through its own (DH, DH)
+    weight, stored (NH, DH_out, DH_in)."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.weight = nn.Parameter(torch.empty(num_heads, head_dim, head_dim))
+        nn.init.normal_(self.weight, std=(2 / 5 / head_dim) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heads = x.unflatten(-1, (self.num_heads, -1))
+        return torch.einsum("...hd,hod->...ho", heads, self.weight).flatten(-2)
