@@ -16,7 +16,7 @@ import torch
 
 from .. import _backend
 from .. import _validation as _v
-from .recurrent import SLSTMFunction, slstm_step
+from .recurrent import SLSTMFunction, slstm_inference, slstm_step
 
 __all__ = ["SLSTMState", "slstm"]
 
@@ -85,6 +85,9 @@ def slstm(
         final = slstm_step(gates_x[:, 0].to(dtype), R.to(dtype), h0, c0, n0, m0,
                            forget == "exp")
         h = final[0].unsqueeze(1)
+    elif not torch.is_grad_enabled():  # forecasting: a lean loop, nothing kept
+        h, final = slstm_inference(gates_x.to(dtype), R.to(dtype), h0, c0, n0, m0,
+                                   forget == "exp")
     else:
         h, *final = SLSTMFunction.apply(gates_x.to(dtype), R.to(dtype), h0, c0, n0, m0,
                                         forget == "exp")

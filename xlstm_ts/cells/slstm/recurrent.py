@@ -70,6 +70,34 @@ def _step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tupl
     torch.mul(o, c / n, out=h)
 
 
+@torch.no_grad()
+def slstm_inference(gates_x: torch.Tensor, R: torch.Tensor, h0, c0, n0, m0, exp_forget: bool):
+    """The sequence without autograd (forecasting): the arithmetic of :func:`_step` in a
+    lean loop. gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), state (B, NH, DH) each ->
+    h (B, S, NH, DH) and the final (h, c, n, m).
+
+    Layout (S, NH, B, 4 * DH): a step's pre-activations are one ``baddbmm`` of the
+    carried h (NH, B, DH) with the gates' weights side by side (NH, DH, 4 * DH), and
+    its gates are views of that result; nothing is kept for a backward pass."""
+    B, S, _, NH, DH = gates_x.shape
+    gx = gates_x.permute(1, 3, 0, 2, 4).reshape(S, NH, B, 4 * DH)
+    R_cat = R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)
+    h, c, n, m = (t.transpose(0, 1).contiguous() for t in (h0, c0, n0, m0))  # (NH, B, DH)
+    out = gx.new_empty(S, NH, B, DH)
+    pre = gx.new_empty(NH, B, 4 * DH)
+    for t in range(S):
+        torch.baddbmm(gx[t], h, R_cat, out=pre)
+        i_pre, f_pre, z_pre, o_pre = pre.view(NH, B, 4, DH).unbind(2)
+        forget = (f_pre if exp_forget else F_.logsigmoid(f_pre)) + m
+        m = torch.maximum(forget, i_pre)
+        gain, decay = torch.exp(i_pre - m), torch.exp(forget - m)
+        c = torch.addcmul(decay * c, gain, torch.tanh(z_pre))
+        n = torch.addcmul(gain, decay, n)
+        h = torch.mul(torch.sigmoid(o_pre), c / n, out=out[t])
+    final = tuple(t.transpose(0, 1) for t in (h, c, n, m))
+    return out.permute(2, 0, 1, 3), final
+
+
 class SLSTMFunction(torch.autograd.Function):
     """Inputs: gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), h0, c0, n0, m0 (B, NH, DH).
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ...cells import mlstm, slstm
 from .config import ACTIVATIONS, BlockConfig, TiRex2Config
-from .layers import MLP, HeadNorm, HeadwiseLinear, RMSNorm, SwiGLU
+from .layers import MLP, HeadNorm, HeadwiseLinear, RMSNorm, SwiGLU, headwise
 
 GATE_CAP = 15.0  # soft cap of the mLSTM's gate pre-activations
 
@@ -91,9 +91,12 @@ class SLSTMLayer(nn.Module):
             self._bias_[:, 1] = 5.0 - 12.0 * position ** (0.3 + 1.3 * depth)
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """Input part of the gate pre-activations, (R, L, 4, NH, DH), bias included."""
-        gx = torch.stack([self.fgate(x), self.igate(x), self.zgate(x), self.ogate(x)], dim=2)
-        return gx.unflatten(-1, (self.num_heads, -1)) + self._bias_.transpose(0, 1)
+        """Input part of the gate pre-activations, (R, L, 4, NH, DH), bias included: the
+        four head-wise projections as one batched matmul."""
+        projections = (self.fgate, self.igate, self.zgate, self.ogate)
+        weight = torch.cat([p.weight for p in projections], dim=1)  # (NH, 4 * DH, DH)
+        gx = headwise(x, weight).unflatten(-1, (self.num_heads, 4, -1))  # (R, L, NH, 4, DH)
+        return gx.transpose(2, 3) + self._bias_.transpose(0, 1)
 
     @property
     def recurrent(self) -> torch.Tensor:
@@ -102,7 +105,8 @@ class SLSTMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         """x (R, L, D) -> (R, L, D) [, final cell state]."""
-        h = slstm(self.gates(x), self.recurrent, state=state, return_state=return_state)
+        recurrent = self.recurrent if torch.is_grad_enabled() else self.recurrent.detach()
+        h = slstm(self.gates(x), recurrent, state=state, return_state=return_state)
         h, final = h if return_state else (h, None)
         y = self.group_norm(h)
         return (y, final) if return_state else y
@@ -127,14 +131,17 @@ class TimeMixer(nn.Module):
         self.norm_ffn = RMSNorm(D, config.norm_eps)
         self.ffn = SwiGLU(D, config.ffn_dim)
 
-    def forward(self, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        """x (R, L, D); known (R,) bool, the rows that also run backward."""
+    def forward(self, x: torch.Tensor, known: torch.Tensor, keep: int | None = None):
+        """x (R, L, D); known (R,) bool, the rows that also run backward. ``keep``: return
+        only the last ``keep`` positions (R, keep, D) (the recurrence still runs over all)."""
         x_norm = self.norm_lstm(x)
         out = self.fwd_cell(x_norm)
         rows = known.nonzero().squeeze(1)
         if len(rows):
             backward = self.fwd_cell(x_norm[rows].flip(1)).flip(1)
             out = out.index_copy(0, rows, self.combination(torch.cat([out[rows], backward], -1)))
+        if keep is not None:
+            x, out = x[:, -keep:], out[:, -keep:]
         out = x + out
         return out + self.ffn(self.norm_ffn(out))
 
@@ -188,6 +195,7 @@ class Block(nn.Module):
         self.time_mixer = TimeMixer(config, block, block_idx)
         self.variate_mixer = VariateMixer(config, block)
 
-    def forward(self, x, group, target, known):
-        x = self.time_mixer(x, known)
+    def forward(self, x, group, target, known, keep: int | None = None):
+        """x (R, L, D) -> (R, L, D), or the last ``keep`` positions (R, keep, D)."""
+        x = self.time_mixer(x, known, keep)
         return self.variate_mixer(x.transpose(0, 1), group, target).transpose(0, 1)

@@ -11,7 +11,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * weight over the last dim, reduced in float32 (any leading dims)."""
+    """x / rms(x) * weight over the last dim (any leading dims)."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -19,9 +19,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return y.to(x.dtype) * self.weight
+        if x.dtype != torch.float32:  # reduced in float32 whatever the input
+            return nn.functional.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(
+                x.dtype) * self.weight
+        return nn.functional.rms_norm(x, x.shape[-1:], self.weight, self.eps)
 
 
 class HeadNorm(nn.Module):
@@ -34,9 +35,7 @@ class HeadNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        centred = x32 - x32.mean(-1, keepdim=True)
-        y = centred * torch.rsqrt(x32.var(-1, keepdim=True, unbiased=False) + self.eps)
+        y = nn.functional.layer_norm(x.float(), x.shape[-1:], eps=self.eps)
         return y.to(x.dtype).flatten(-2) * self.weight
 
 
@@ -92,5 +91,13 @@ class HeadwiseLinear(nn.Module):
         nn.init.normal_(self.weight, std=(2 / 5 / head_dim) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        heads = x.unflatten(-1, (self.num_heads, -1))
-        return torch.einsum("...hd,hod->...ho", heads, self.weight).flatten(-2)
+        return headwise(x, self.weight)
+
+
+def headwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (..., NH * DH_in) through per-head weights (NH, DH_out, DH_in) -> (..., NH * DH_out),
+    as one batched matmul over the heads."""
+    NH = weight.shape[0]
+    heads = x.reshape(-1, NH, x.shape[-1] // NH).transpose(0, 1)  # (NH, N, DH_in)
+    out = torch.bmm(heads, weight.transpose(1, 2))  # (NH, N, DH_out)
+    return out.transpose(0, 1).reshape(*x.shape[:-1], -1)

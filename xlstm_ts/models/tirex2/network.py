@@ -55,8 +55,9 @@ class TiRex2Network(nn.Module):
     (R, Q, L * P) in data units: token l's forecast of the patch after it (L tokens of
     P steps; T is left-padded with NaN to whole patches).
 
-    ``outputs``: compute the head only for the last ``outputs`` tokens (the ones a
-    forecast reads); the last block's feed-forwards then run only there too."""
+    ``outputs``: only the last ``outputs`` tokens (the ones a forecast reads) leave the
+    last block's recurrence: its feed-forward, the variate mixing and the head run
+    on those alone (the result is their columns of the full output)."""
 
     def __init__(self, config: TiRex2Config):
         super().__init__()
@@ -91,10 +92,10 @@ class TiRex2Network(nn.Module):
     def forward(self, x: torch.Tensor, group: torch.Tensor, target: torch.Tensor,
                 known: torch.Tensor, outputs: int | None = None) -> torch.Tensor:
         h, state = self.tokens(x)
-        for block in self.stack:
-            h = block(h, group, target, known)
-        if outputs is not None:
-            h = h[:, -outputs:]
+        for k, block in enumerate(self.stack):
+            # every position feeds the next block's recurrence; after the last
+            # block's, only the positions read out are carried on
+            h = block(h, group, target, known, outputs if k == len(self.stack) - 1 else None)
         h = self.output_patch_embedding(self.stack_out_norm(h))  # (R, L, Q * P)
         Q = len(self.config.quantiles)
         y = h.unflatten(-1, (Q, -1)).transpose(1, 2).flatten(-2)  # (R, Q, L * P)
