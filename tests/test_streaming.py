@@ -222,13 +222,15 @@ def test_compile_failure_warns_and_steps_eagerly(stream_model, panel, monkeypatc
     from torch._inductor import config as inductor
 
     # a real compiler failure: no C++ compiler where inductor looks, no cached kernels
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
-    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    # (inductor's own patch restores its config; monkeypatching it left later compiles
+    # failing with "fx_graph_cache does not exist")
     monkeypatch.setattr(streaming, "_COMPILED", {})  # a fresh cache, dropped after the test
     torch._dynamo.reset()  # nothing compiled before is reused
     _, rest = _split(panel, 240)
-    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+    with inductor.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}), \
+            pytest.warns(RuntimeWarning, match="torch.compile failed"):
         ran = _compiled_and_eager_agree(stream_model, [_steps(rest, 0, 1), _steps(rest, 1, 3)])
+    torch._dynamo.reset()  # nothing compiled without a compiler is reused either
     assert not ran
 
 

@@ -85,8 +85,8 @@ def predict_spark(spark_df, model_uri: str, *, horizon: int | None = None,
             raise ValueError(f"spark_df has no column {name!r} (the model's {role}); it has "
                              f"{sorted(fields)}.")
     value_cols = [PRED_COL]
-    if model.head != "point":
-        value_cols += [quantile_column(q) for q in model.config_.quantiles]
+    if model.config_ is None or model.head != "point":  # None: a pretrained network
+        value_cols += [quantile_column(q) for q in model.quantiles]
     schema = StructType([StructField(model.id_col, fields[model.id_col].dataType),
                          StructField(model.time_col, fields[model.time_col].dataType),
                          *(StructField(c, DoubleType()) for c in value_cols)])

@@ -23,8 +23,9 @@ from dataclasses import asdict
 import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
-from . import inference, persistence, streaming
+from . import inference, persistence, pretrained, streaming
 from ._checks import (
     BOOL,
     Integer,
@@ -46,17 +47,20 @@ from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
-from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS
+from .models.tirex2 import load_checkpoint
+from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS, PRETRAINED_NETWORKS
 from .presets import (
     WindowShape,
     default_learning_rate,
     default_n_models,
     default_val_size,
     mostly_padded,
+    pretrained_lookback,
     resolve_window,
     seasonal_periods,
 )
 from .training import is_rank_zero, train_network
+from .training.pretrained import fine_tune
 
 __all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
 
@@ -85,10 +89,24 @@ class XLSTMForecaster(BaseEstimator):
     Args (all keyword-only, stored as given):
         lookback, horizon: history length fed to the network (None: by the rule),
             steps forecast at once.
-        network: ``"patch"``, ``"xlstmtime"`` (causal: carries a streaming state) or
+        network: ``"patch"``, ``"xlstmtime"`` (causal: carries a streaming state),
             ``"mixer"`` (the series share their timestamps and are forecast jointly, each
-            window seeing every series' values; :class:`xlstm_ts.models.MixerXLSTM`).
-            A mixer forecasts exactly the series it was fitted on.
+            window seeing every series' values; :class:`xlstm_ts.models.MixerXLSTM`; a
+            mixer forecasts exactly the series it was fitted on) or ``"tirex2"`` (a
+            pretrained TiRex-2 network read from ``pretrained``: :meth:`predict` works
+            without ``fit``, zero-shot; ``fit`` fine-tunes it).
+        pretrained: with ``network="tirex2"``, the checkpoint: a folder holding
+            ``config.json`` and ``model.safetensors``, the name of a checkpoint shipped
+            in the package, or a Hugging Face name such as ``"NX-AI/TiRex-2"`` (needs
+            ``pip install "xlstm-ts[pretrained]"`` and a network; see
+            ``docs/pretrained.md``).
+        finetune: with ``network="tirex2"``, what ``fit`` trains: ``"all"`` weights,
+            ``"head"`` (the output head and the last block), or None (``fit`` only keeps
+            the panel: zero-shot forecasts, e.g. a backtest without training). The
+            pretrained weights are kept when fine-tuning does not lower the validation
+            loss (``finetuned_`` says which). ``learning_rate`` None: 1e-4; the context
+            of a training window is ``lookback``, None: a quarter of the network's
+            context at most, four horizons at least (whole patches).
         d_model, num_blocks, slstm_at, num_heads, dropout: the xLSTM stack. Dropout 0
             by default: 0.1 validated worse on M4 Hourly and on the promotion panel.
         linear_path: forecast = a linear map of the normalised lookback + the xLSTM's
@@ -191,7 +209,8 @@ class XLSTMForecaster(BaseEstimator):
                  accelerator: str = "auto", devices="auto", precision="32-true",
                  strategy: str = "auto", num_nodes: int = 1, backend: str = "auto",
                  progress_bar: bool | None = None, logger=False, callbacks=None,
-                 checkpoint_dir: str | None = None, random_state: int | None = None):
+                 checkpoint_dir: str | None = None, random_state: int | None = None,
+                 pretrained: str | None = None, finetune: str | None = "all"):
         self.lookback = lookback
         self.horizon = horizon
         self.network = network
@@ -238,12 +257,18 @@ class XLSTMForecaster(BaseEstimator):
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
+        self.pretrained = pretrained
+        self.finetune = finetune
 
 
     _parameter_constraints = FORECASTER_CONSTRAINTS
 
     def _check_params(self) -> None:
         check_params(self._parameter_constraints, self.get_params())
+        if (self.network in PRETRAINED_NETWORKS) != (self.pretrained is not None):
+            raise ValueError(
+                f"pretrained= goes with network='tirex2' (a checkpoint folder or name) and "
+                f"only with it. Got network={self.network!r}, pretrained={self.pretrained!r}.")
         check_network_shape(self.network, self.lookback or 1 << 30, self.patch_len or 1,
                             self.num_blocks, self.slstm_at, self.d_model, self.num_heads)
 
@@ -262,13 +287,14 @@ class XLSTMForecaster(BaseEstimator):
 
     def _prepare_new(self, df, static_df) -> SeriesData:
         """A frame given after fit: checked against the fitted panel, on its frequency."""
-        if static_df is not None and not self.config_.n_static:
+        n_static = 0 if self.config_ is None else self.config_.n_static  # None: tirex2
+        if static_df is not None and not n_static:
             raise ValueError("static_df was given but the model was fitted without static "
                              "features; leave static_df out or refit with it.")
         data = self._prepare(df, static_df, self.data_.static_categories, self.data_.freq)
         check_compatible(self.data_, data, allow_new_ids=True)
-        if self.config_.n_static and data.static.shape[1] != self.config_.n_static:
-            raise ValueError(f"The model was fitted with {self.config_.n_static} static "
+        if n_static and data.static.shape[1] != n_static:
+            raise ValueError(f"The model was fitted with {n_static} static "
                              f"features: pass static_df with a row for every series of df.")
         return data
 
@@ -324,6 +350,8 @@ class XLSTMForecaster(BaseEstimator):
             NoneOr(Integer(0))("val_size", val_size)
         data = self._prepare(df, static_df)
         val = self._val_size(data, val_size)
+        if self.network in PRETRAINED_NETWORKS:
+            return self._fit_pretrained(data, val, static_df, callbacks)
         data, shape = self._window(data, val)
         regions = time_split_regions(data, val, 0)
         short = mostly_padded(lookback=shape.lookback, horizon=self.horizon, val_size=val,
@@ -387,6 +415,8 @@ class XLSTMForecaster(BaseEstimator):
         calibrated by :meth:`conformalize`, when it was called; otherwise the head's own
         quantiles where they hold both ends (``(0.1, 0.9)`` for 80).
         """
+        if self.network in PRETRAINED_NETWORKS:
+            return self._predict_pretrained(df, future_df, horizon, static_df, level)
         self._check_fitted()
         _LEVELS("level", level)
         bands = self._band_quantiles(level)
@@ -425,6 +455,96 @@ class XLSTMForecaster(BaseEstimator):
         # a frame of Series: ~2x cheaper than from a dict of arrays (streamed predicts)
         return from_polars(pl.DataFrame([v.alias(k) if isinstance(v, pl.Series)
                                          else pl.Series(k, v) for k, v in columns.items()]),
+                           data.kind)
+
+    # ------------------------------------------------------------------ pretrained
+
+    @property
+    def context_steps_(self) -> int:
+        """Steps of history a forecast reads per series (the lookback, or a pretrained
+        network's context)."""
+        self._check_fitted()
+        return self.network_.config.context_len if self.config_ is None \
+            else self.config_.lookback
+
+    def _pretrained_network(self):
+        """The network of ``pretrained``, read once per checkpoint."""
+        cached = self.__dict__.get("_pretrained_cache")
+        if cached is None or cached[0] != self.pretrained:
+            cached = (self.pretrained, load_checkpoint(self.pretrained))
+            self.__dict__["_pretrained_cache"] = cached
+        return cached[1]
+
+    def _fit_pretrained(self, data: SeriesData, val: int, static_df, callbacks):
+        """Keep the panel and, with ``finetune``, fine-tune the pretrained network."""
+        if static_df is not None:
+            raise ValueError("network='tirex2' uses no static features; leave static_df out.")
+        net = self._pretrained_network()
+        cfg = net.config
+        self.finetuned_, self.epochs_trained_ = False, 0
+        self.loss_history_ = {"epoch": [], "train_loss": [], "val_loss": []}
+        if self.finetune is not None:
+            horizon = min(self.horizon, cfg.future_len)
+            tuned = fine_tune(
+                net, data, time_split_regions(data, val, 0),
+                lookback=self.lookback or pretrained_lookback(cfg.context_len, cfg.patch_size,
+                                                              horizon),
+                horizon=horizon, finetune=self.finetune, has_validation=bool(val),
+                learning_rate=1e-4 if self.learning_rate is None else float(self.learning_rate),
+                weight_decay=float(self.weight_decay), batch_size=self.batch_size,
+                batches_per_epoch=self.batches_per_epoch, max_epochs=self.max_epochs,
+                seed=0 if self.random_state is None else self.random_state,
+                checkpoint_dir=self.checkpoint_dir,
+                callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,
+                gradient_clip=self.gradient_clip, accelerator=self.accelerator,
+                devices=self.devices, precision=self.precision, strategy=self.strategy,
+                num_nodes=self.num_nodes, progress_bar=self._progress(), logger=self.logger)
+            net = tuned.network
+            self.finetuned_ = not tuned.kept_pretrained
+            self.epochs_trained_, self.loss_history_ = tuned.epochs, tuned.history
+        for carried in ("stream_state_", "_streamed", "conformal_errors_"):
+            self.__dict__.pop(carried, None)
+        self.network_, self.data_, self.freq_, self.config_ = net, data, data.freq, None
+        self.val_size_, self.n_models_ = val, 1
+        return self
+
+    def _predict_pretrained(self, df, future_df, horizon, static_df, level):
+        """:meth:`predict` of ``network="tirex2"``: from the fitted panel, or zero-shot
+        from ``df`` without a fit."""
+        _LEVELS("level", level)
+        horizon = self.horizon if horizon is None else check_positive_int("horizon", horizon)
+        if static_df is not None:
+            raise ValueError("network='tirex2' uses no static features; leave static_df out.")
+        if hasattr(self, "network_"):
+            net, fitted = self.network_, self.data_
+            data = fitted if df is None else self._prepare_new(df, None)
+        elif df is None:
+            raise NotFittedError("predict() without df forecasts the panel given to fit; "
+                                 "call fit(df) first, or predict(df) for zero-shot forecasts.")
+        else:
+            self._check_params()
+            net, data = self._pretrained_network(), self._prepare(df)
+            fitted = data
+        ahead = future_covariates(fitted, data, future_df, horizon)
+        conformal = getattr(self, "conformal_errors_", None)
+        bands = {} if conformal is not None else {
+            lv: ((1 - lv / 100) / 2, (1 + lv / 100) / 2) for lv in level}
+        wanted = tuple(dict.fromkeys([*self.quantiles, *(q for b in bands.values() for q in b)]))
+        point, quant = pretrained.forecast_panel(net, data, horizon, ahead, wanted)
+        columns = {self.id_col: np.repeat(data.ids, horizon),
+                   self.time_col: data.future_times(horizon), PRED_COL: _float64(point)}
+        for j, q in enumerate(self.quantiles):
+            columns[quantile_column(q)] = _float64(quant[..., j])
+        for lv in level:
+            if conformal is not None:  # calibrated by conformalize()
+                half = np.tile(backtesting.conformal_halfwidth(conformal, float(lv), horizon),
+                               data.n_series)
+                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
+            else:
+                low, high = (_float64(quant[..., wanted.index(q)]) for q in bands[lv])
+            columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
+        inference.check_finite(columns[PRED_COL], data, horizon)
+        return from_polars(pl.DataFrame([pl.Series(k, v) for k, v in columns.items()]),
                            data.kind)
 
     # ------------------------------------------------------------------ streaming
@@ -548,7 +668,8 @@ class XLSTMForecaster(BaseEstimator):
             path, params, self.config_, self.network_, self.data_,
             loss_history=getattr(self, "loss_history_", None),
             conformal_errors=getattr(self, "conformal_errors_", None),
-            stream_state=getattr(self, "stream_state_", None))
+            stream_state=getattr(self, "stream_state_", None),
+            extra={"finetuned": self.finetuned_} if self.config_ is None else None)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
@@ -557,7 +678,9 @@ class XLSTMForecaster(BaseEstimator):
         saved = persistence.load_model(path)
         model = cls(**saved.params)
         model.config_, model.network_, model.data_ = saved.config, saved.network, saved.data
-        model.n_models_ = saved.config.n_models
+        model.n_models_ = 1 if saved.config is None else saved.config.n_models
+        if saved.config is None:  # a pretrained network
+            model.finetuned_ = bool(saved.extra.get("finetuned", False))
         model.freq_ = saved.data.freq
         if saved.loss_history:
             model.loss_history_ = saved.loss_history

@@ -24,11 +24,12 @@ from ._checks import (
     any_value,
 )
 from .cells import BACKENDS
-from .models import NETWORK_CONSTRAINTS
+from .models import NETWORK_CONSTRAINTS, NETWORKS
 
 # the precisions Lightning accepts; the network fields' rules are the networks' own
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true",
               "bf16-true", "transformer-engine")
+PRETRAINED_NETWORKS = ("tirex2",)  # networks built from a checkpoint (``pretrained``)
 NETWORK_PARAMS = ("lookback", "horizon", "network", "d_model", "num_blocks", "slstm_at",
                   "num_heads", "dropout", "linear_path", "n_models", "patch_len",
                   "patch_stride", "head", "loss", "quantiles", "backend")
@@ -77,4 +78,6 @@ FORECASTER_CONSTRAINTS = {
     "num_nodes": Integer(1), "backend": Options(BACKENDS), "progress_bar": NoneOr(BOOL),
     "logger": any_value, "callbacks": NoneOr(SequenceOf(any_value)),
     "checkpoint_dir": NoneOr(PATH), "random_state": NoneOr(SEED),
+    "network": Options((*NETWORKS, *PRETRAINED_NETWORKS)),
+    "pretrained": NoneOr(PATH), "finetune": NoneOr(Options(("all", "head"))),
 }

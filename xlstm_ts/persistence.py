@@ -3,8 +3,11 @@
 ``config.json`` holds the estimator's parameters, the network config and the
 panel's metadata; ``weights.pt`` the network's state dict, ``history.pt`` the last
 ``lookback`` steps of every series (and conformal errors), ``stream.pt`` the
-carried stream state. Tensors are read with ``torch.load(weights_only=True)``:
-nothing pickled is ever executed. A save is staged in a sibling directory and
+carried stream state. A pretrained network (``network="tirex2"``) is saved instead
+as a checkpoint folder ``pretrained/`` (``config.json`` and ``model.safetensors``,
+the fine-tuned weights where ``fit`` fine-tuned) and its history is its context.
+Tensors are read with ``torch.load(weights_only=True)`` or safetensors: nothing
+pickled is ever executed. A save is staged in a sibling directory and
 swapped in, so a failing save leaves the previous model whole. Everything read
 back is checked as strictly as constructor arguments; a damaged directory gives
 one ``ValueError`` naming the file.
@@ -26,6 +29,7 @@ from ._version import __version__
 from .data import Columns, Frequency, SeriesData, last_windows
 from .data.freq import KINDS
 from .models import NetworkConfig, build_network
+from .models.tirex2 import load_checkpoint, save_checkpoint
 from .parameters import FORECASTER_CONSTRAINTS
 
 FORMAT_VERSION = 1
@@ -34,30 +38,37 @@ _TENSOR_FILES = ("weights.pt", "history.pt", "stream.pt")
 
 @dataclass
 class SavedModel:
-    """What a model directory holds, checked and rebuilt."""
+    """What a model directory holds, checked and rebuilt (``config`` None: a pretrained
+    network, whose own config it carries)."""
 
     params: dict
-    config: NetworkConfig
+    config: NetworkConfig | None
     network: torch.nn.Module
     data: SeriesData
     loss_history: list | None = None
     conformal_errors: np.ndarray | None = None
     stream_state: dict | None = None
+    extra: dict | None = None
 
 
 class DamagedModelError(ValueError):
     """A model directory that cannot be read back."""
 
 
-def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
+def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig | None,
                network: torch.nn.Module, data: SeriesData, *,
                loss_history: list | None = None, conformal_errors: np.ndarray | None = None,
-               stream_state: dict | None = None) -> None:
-    """Write a model directory at ``path`` (staged, then swapped in)."""
+               stream_state: dict | None = None, extra: dict | None = None) -> None:
+    """Write a model directory at ``path`` (staged, then swapped in); ``config`` None
+    for a pretrained network (:class:`TiRex2Network`)."""
     ids, id_dtype = _ids_to_json(data.ids)
+    pretrained = config is None
+    lookback = network.config.context_len if pretrained else config.lookback
     document = json.dumps({
         "format_version": FORMAT_VERSION, "xlstm_ts_version": __version__,
-        "params": jsonable(params), "network": jsonable(asdict(config)),
+        "params": jsonable(params),
+        "network": {"pretrained": "tirex2"} if pretrained else jsonable(asdict(config)),
+        "extra": jsonable(extra or {}),
         "freq": None if data.freq is None else [data.freq.kind, data.freq.step],
         "ids": ids, "id_dtype": id_dtype, "kind": data.kind,
         "static_categories": jsonable(data.static_categories),
@@ -66,7 +77,7 @@ def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
         "dates": data.dates,
         "loss_history": jsonable(loss_history),
     }, indent=2)  # serialised before anything is written: a failure leaves nothing behind
-    keep = last_windows(data, config.lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
+    keep = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
     times = data.times
     times = (times.astype("datetime64[us]").astype(np.int64) if times.dtype.kind == "M"
              else times.astype(np.int64))
@@ -77,7 +88,10 @@ def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig,
         tensors["conformal_errors"] = torch.from_numpy(conformal_errors)
 
     def write(staging: Path) -> None:
-        torch.save(network.state_dict(), staging / "weights.pt")
+        if pretrained:
+            save_checkpoint(network, staging / "pretrained")
+        else:
+            torch.save(network.state_dict(), staging / "weights.pt")
         torch.save(tensors, staging / "history.pt")
         if stream_state is not None:
             torch.save(stream_state, staging / "stream.pt")
@@ -109,27 +123,39 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}")
         check_params(FORECASTER_CONSTRAINTS, params)
-        config = NetworkConfig.from_dict(document["network"])
-        network = build_network(config)
-        if params.get("lookback") not in (None, config.lookback) or \
-                params.get("horizon") != config.horizon:
-            raise ValueError("params and network disagree on lookback or horizon")
+        pretrained = document["network"] == {"pretrained": "tirex2"}
+        if not pretrained:
+            config = NetworkConfig.from_dict(document["network"])
+            network = build_network(config)
+            lookback = config.lookback
+            if params.get("lookback") not in (None, config.lookback) or \
+                    params.get("horizon") != config.horizon:
+                raise ValueError("params and network disagree on lookback or horizon")
     except (KeyError, TypeError, ValueError) as err:
         raise _damaged(path, "config.json", err) from None
-    weights = _load_tensors(path, "weights.pt")
-    try:
-        _load_weights(network, weights)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise _damaged(path, "weights.pt", err) from None
+    if pretrained:
+        config = None
+        try:
+            network = load_checkpoint(path / "pretrained")
+        except ValueError as err:
+            raise _damaged(path, "pretrained", err) from None
+        lookback = network.config.context_len
+    else:
+        weights = _load_tensors(path, "weights.pt")
+        try:
+            _load_weights(network, weights)
+        except (RuntimeError, TypeError, AttributeError) as err:
+            raise _damaged(path, "weights.pt", err) from None
     tensors = _load_tensors(path, "history.pt")
     try:
-        data = _history_from(document, tensors, config.lookback)
+        data = _history_from(document, tensors, lookback)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
         raise _damaged(path, "history.pt", err) from None
     stream = _load_tensors(path, "stream.pt") if (path / "stream.pt").exists() else None
     errors = tensors.get("conformal_errors")
     return SavedModel(params=params, config=config, network=network.eval(), data=data,
                       loss_history=document.get("loss_history"),
+                      extra=document.get("extra") or {},
                       conformal_errors=None if errors is None else errors.numpy(),
                       stream_state=stream)
 

@@ -262,3 +262,12 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
         patch_stride = max(1, patch_len // 2)
     return WindowShape(lookback, min(patch_len, lookback), patch_stride, min_history,
                        min_length)
+
+
+def pretrained_lookback(context_len: int, patch_size: int, horizon: int) -> int:
+    """The context of a fine-tuning window for a pretrained network: four horizons,
+    at most a quarter of the network's context, at least one patch, in whole
+    patches (a quarter keeps a CPU fine-tune to minutes; forecasts still read the
+    network's full context)."""
+    steps = min(max(4 * horizon, patch_size), max(context_len // 4, patch_size))
+    return -(-steps // patch_size) * patch_size

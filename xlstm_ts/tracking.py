@@ -179,7 +179,7 @@ def log_forecaster(forecaster, history: pd.DataFrame | None = None,
         forecaster.save(path)
         example = signature = None
         if history is not None:
-            example = history.groupby(forecaster.id_col).tail(forecaster.config_.lookback)
+            example = history.groupby(forecaster.id_col).tail(forecaster.context_steps_)
             example = example.reset_index(drop=True)
             signature = mlflow.models.infer_signature(
                 example, forecaster.predict(df=example))
@@ -252,17 +252,22 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
         model.run_id_ = mlflow.active_run().info.run_id
         try:
             mlflow.log_params(data_summary(model.data_))
-            mlflow.log_metric("correction_share",  # 0: the linear start was kept
-                              sum(model.correction_share_) / len(model.correction_share_))
+            if model.config_ is not None:  # a window network (not a pretrained one)
+                mlflow.log_metric("correction_share",  # 0: the linear start was kept
+                                  sum(model.correction_share_) / len(model.correction_share_))
+            else:
+                mlflow.log_metric("finetuned", float(model.finetuned_))
             history, _ = to_polars(df)
             history = history.to_pandas()
             mlflow.log_figure(plot_forecast(
                 history, model.predict(), ids=_spread_ids(model.data_.ids.tolist()),
                 id_col=model.id_col, time_col=model.time_col,
                 target_col=model.target_col), "forecast.png")
-            mlflow.log_figure(plot_training(model), "training.png")
-            mlflow.log_dict({"params": params, "network": jsonable(asdict(model.config_))},
-                            "config.json")
+            if model.loss_history_["epoch"]:  # a zero-shot fit trains nothing
+                mlflow.log_figure(plot_training(model), "training.png")
+            network = (model.network_.config.to_dict() if model.config_ is None
+                       else asdict(model.config_))
+            mlflow.log_dict({"params": params, "network": jsonable(network)}, "config.json")
             if log_model:
                 model.model_uri_ = log_forecaster(model, history, registered_model_name)
         except Exception as err:  # the trained model must survive a logging failure

@@ -72,17 +72,27 @@ def _step(pre: torch.Tensor, c_prev, n_prev, m_prev, exp_forget: bool, out: tupl
 
 @torch.no_grad()
 def slstm_inference(gates_x: torch.Tensor, R: torch.Tensor, h0, c0, n0, m0, exp_forget: bool):
-    """The sequence without autograd (forecasting): the arithmetic of :func:`_step` in a
-    lean loop. gates_x (B, S, 4, NH, DH), R (4, NH, DH, DH), state (B, NH, DH) each ->
-    h (B, S, NH, DH) and the final (h, c, n, m).
-
-    Layout (S, NH, B, 4 * DH): a step's pre-activations are one ``baddbmm`` of the
-    carried h (NH, B, DH) with the gates' weights side by side (NH, DH, 4 * DH), and
-    its gates are views of that result; nothing is kept for a backward pass."""
+    """The sequence without autograd (forecasting): gates_x (B, S, 4, NH, DH), R (4, NH,
+    DH, DH), state (B, NH, DH) each -> h (B, S, NH, DH) and the final (h, c, n, m), by
+    :func:`slstm_inference_laid`."""
     B, S, _, NH, DH = gates_x.shape
     gx = gates_x.permute(1, 3, 0, 2, 4).reshape(S, NH, B, 4 * DH)
     R_cat = R.permute(1, 2, 0, 3).reshape(NH, DH, 4 * DH)
-    h, c, n, m = (t.transpose(0, 1).contiguous() for t in (h0, c0, n0, m0))  # (NH, B, DH)
+    state = (t.transpose(0, 1).contiguous() for t in (h0, c0, n0, m0))
+    out, final = slstm_inference_laid(gx, R_cat, *state, exp_forget)
+    return out.permute(2, 0, 1, 3), tuple(t.transpose(0, 1) for t in final)
+
+
+@torch.no_grad()
+def slstm_inference_laid(gx: torch.Tensor, R_cat: torch.Tensor, h, c, n, m,
+                         exp_forget: bool = False):
+    """The arithmetic of :func:`_step` in a lean loop, nothing kept for a backward pass,
+    on the layout that makes a step one ``baddbmm``: pre-activations gx (S, NH, B,
+    4 * DH) (gates (i, f, z, o) side by side), recurrent weights R_cat (NH, DH, 4 * DH),
+    state h, c, n, m (NH, B, DH) each (m = -inf: an empty memory). Returns h (S, NH, B,
+    DH) and the final (h, c, n, m)."""
+    S, NH, B, _ = gx.shape
+    DH = R_cat.shape[1]
     out = gx.new_empty(S, NH, B, DH)
     pre = gx.new_empty(NH, B, 4 * DH)
     for t in range(S):
@@ -94,8 +104,7 @@ def slstm_inference(gates_x: torch.Tensor, R: torch.Tensor, h0, c0, n0, m0, exp_
         c = torch.addcmul(decay * c, gain, torch.tanh(z_pre))
         n = torch.addcmul(gain, decay, n)
         h = torch.mul(torch.sigmoid(o_pre), c / n, out=out[t])
-    final = tuple(t.transpose(0, 1) for t in (h, c, n, m))
-    return out.permute(2, 0, 1, 3), final
+    return out, (h, c, n, m)
 
 
 class SLSTMFunction(torch.autograd.Function):

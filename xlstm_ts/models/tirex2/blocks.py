@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ...cells import mlstm, slstm
+from ...cells.slstm.recurrent import slstm_inference_laid
 from .config import ACTIVATIONS, BlockConfig, TiRex2Config
 from .layers import MLP, HeadNorm, HeadwiseLinear, RMSNorm, SwiGLU, headwise
 
@@ -19,6 +20,7 @@ GATE_CAP = 15.0  # soft cap of the mLSTM's gate pre-activations
 
 
 def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    """``cap * tanh(x / cap)``: x where small, bounded by +-cap."""
     return cap * torch.tanh(x / cap)
 
 
@@ -98,6 +100,22 @@ class SLSTMLayer(nn.Module):
         gx = headwise(x, weight).unflatten(-1, (self.num_heads, 4, -1))  # (R, L, NH, 4, DH)
         return gx.transpose(2, 3) + self._bias_.transpose(0, 1)
 
+    def _forecast(self, x: torch.Tensor) -> torch.Tensor:
+        """h (R, L, NH, DH) from an empty state, without autograd: the gates computed
+        straight into the recurrence's (L, NH, R, 4 * DH) layout, bias added on the way."""
+        R, L, D = x.shape
+        NH, DH = self.num_heads, D // self.num_heads
+        weight = torch.cat([p.weight for p in (self.fgate, self.igate, self.zgate, self.ogate)],
+                           dim=1)  # (NH, 4 * DH, DH)
+        heads = x.transpose(0, 1).reshape(L * R, NH, DH).transpose(0, 1)  # (NH, L * R, DH)
+        gx = torch.bmm(heads, weight.transpose(1, 2)).view(NH, L, R, 4 * DH)
+        laid = x.new_empty(L, NH, R, 4 * DH)
+        torch.add(gx.permute(1, 0, 2, 3), self._bias_.reshape(NH, 1, 4 * DH), out=laid)
+        zeros = x.new_zeros(NH, R, DH)
+        h, _ = slstm_inference_laid(laid, self._recurrent_kernel_.reshape(NH, DH, 4 * DH),
+                                    zeros, zeros, zeros, torch.full_like(zeros, -torch.inf))
+        return h.permute(2, 0, 1, 3)  # (R, L, NH, DH)
+
     @property
     def recurrent(self) -> torch.Tensor:
         """Recurrent weights in the cell's layout, (4, NH, DH, DH)."""
@@ -105,8 +123,9 @@ class SLSTMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         """x (R, L, D) -> (R, L, D) [, final cell state]."""
-        recurrent = self.recurrent if torch.is_grad_enabled() else self.recurrent.detach()
-        h = slstm(self.gates(x), recurrent, state=state, return_state=return_state)
+        if state is None and not return_state and not torch.is_grad_enabled():
+            return self.group_norm(self._forecast(x))
+        h = slstm(self.gates(x), self.recurrent, state=state, return_state=return_state)
         h, final = h if return_state else (h, None)
         y = self.group_norm(h)
         return (y, final) if return_state else y

@@ -49,7 +49,10 @@ class SwiGLU(nn.Module):
         self.proj_down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_down(nn.functional.silu(self.proj_up_gate(x)) * self.proj_up(x))
+        gate = self.proj_up_gate(x)
+        if torch.is_grad_enabled():
+            return self.proj_down(nn.functional.silu(gate) * self.proj_up(x))
+        return self.proj_down(nn.functional.silu(gate, inplace=True).mul_(self.proj_up(x)))
 
 
 class MLP(nn.Module):

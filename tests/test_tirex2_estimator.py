@@ -1,0 +1,166 @@
+"""network="tirex2" through the estimator (issue 45, part 4): zero-shot predict on long
+frames, fine-tuning with the pretrained weights kept when they are better, save/load,
+zero-shot backtests, MLflow's pyfunc."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from tirex2_reference import config, reference_model, save_reference
+
+from xlstm_ts import XLSTMForecaster
+from xlstm_ts.models.tirex2 import SeriesInput, forecast, load_checkpoint
+from xlstm_ts.tracking import DEFAULT_URI, load, tracked_fit
+
+H = 12
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    cfg = config()
+    return str(save_reference(reference_model(cfg), cfg, tmp_path_factory.mktemp("t2") / "ck"))
+
+
+def _panel(n=120, k=3, promo=False):
+    rng = np.random.default_rng(0)
+    frames = []
+    for j in range(k):
+        t = np.arange(n)
+        frame = pd.DataFrame({"unique_id": f"s{j}",
+                              "ds": pd.date_range("2024-01-01", periods=n, freq="h"),
+                              "y": 10 + j + np.sin(2 * np.pi * t / 24) + 0.1 * rng.normal(size=n)})
+        if promo:
+            frame["promo"] = (t % 10 == 0).astype(float)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _model(checkpoint, **kw):
+    return XLSTMForecaster(network="tirex2", pretrained=checkpoint, horizon=H,
+                           progress_bar=False, **kw)
+
+
+def test_zero_shot_predict_is_the_networks_forecast(checkpoint):
+    df = _panel()
+    out = _model(checkpoint, quantiles=(0.1, 0.25, 0.5, 0.9)).predict(df, level=(80,))
+    assert isinstance(out, pd.DataFrame) and len(out) == 3 * H
+    net = load_checkpoint(checkpoint)
+    y = torch.tensor(df[df.unique_id == "s1"]["y"].to_numpy(), dtype=torch.float32)
+    q = forecast(net, [SeriesInput(y[None])], H)[0][0]  # (9, H)
+    s1 = out[out.unique_id == "s1"]
+    np.testing.assert_allclose(s1["y_pred"], q[4].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(s1["y_pred_lo80"], q[0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(s1["y_pred_hi80"], q[8].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(s1["y_pred_q0.25"], ((q[1] + q[2]) / 2).numpy(), rtol=1e-5)
+    assert s1["ds"].iloc[0] == df["ds"].max() + pd.Timedelta(hours=1)
+    polars_out = _model(checkpoint).predict(pl.from_pandas(df))
+    assert isinstance(polars_out, pl.DataFrame)
+    np.testing.assert_allclose(polars_out["y_pred"].to_numpy(), out["y_pred"].to_numpy(),
+                               rtol=1e-6)
+
+
+def test_future_covariates_reach_the_network(checkpoint):
+    df = _panel(promo=True)
+    future = pd.concat([pd.DataFrame({"unique_id": f"s{j}", "ds": pd.date_range(
+        df["ds"].max() + pd.Timedelta(hours=1), periods=H, freq="h"), "promo": 1.0})
+        for j in range(3)])
+    model = _model(checkpoint, future_covariates=("promo",))
+    with_promo = model.predict(df, future_df=future)
+    net = load_checkpoint(checkpoint)
+    s0 = df[df.unique_id == "s0"]
+    promo = torch.tensor(np.r_[s0["promo"].to_numpy(), np.ones(H)], dtype=torch.float32)
+    q = forecast(net, [SeriesInput(torch.tensor(s0["y"].to_numpy(), dtype=torch.float32)[None],
+                                   None, promo[None])], H)[0][0]
+    np.testing.assert_allclose(with_promo[with_promo.unique_id == "s0"]["y_pred"], q[4].numpy(),
+                               rtol=1e-5)
+
+
+def test_bad_use_is_named(checkpoint):
+    with pytest.raises(ValueError, match="pretrained= goes with network='tirex2'"):
+        XLSTMForecaster(network="tirex2", horizon=H).predict(_panel())
+    with pytest.raises(ValueError, match="pretrained= goes with network='tirex2'"):
+        XLSTMForecaster(pretrained=checkpoint, horizon=H).fit(_panel())
+    with pytest.raises(ValueError, match=r"level 0.025 is outside .*0\.1 to 0\.9"):
+        _model(checkpoint).predict(_panel(), level=(95,))
+    with pytest.raises(NotFittedError, match="predict\\(df\\) for zero-shot"):
+        _model(checkpoint).predict()
+
+
+def test_fine_tuning_trains_and_keeps_the_pretrained_weights_when_better(checkpoint):
+    df = _panel()
+    zero_shot = _model(checkpoint).predict(df)
+    tuned = _model(checkpoint, max_epochs=2, batches_per_epoch=4, batch_size=8,
+                   random_state=0).fit(df)
+    assert tuned.epochs_trained_ >= 1 and len(tuned.loss_history_["val_loss"]) >= 1
+    # a learning rate that wrecks the weights: validation keeps the pretrained ones
+    wrecked = _model(checkpoint, max_epochs=1, batches_per_epoch=2, batch_size=8,
+                     learning_rate=5.0, gradient_clip=None, random_state=0).fit(df)
+    assert not wrecked.finetuned_
+    pd.testing.assert_frame_equal(wrecked.predict(df), zero_shot)
+    if tuned.finetuned_:
+        assert not np.allclose(tuned.predict(df)["y_pred"], zero_shot["y_pred"])
+    head_only = _model(checkpoint, finetune="head", max_epochs=1, batches_per_epoch=2,
+                       batch_size=8, learning_rate=1e-2, random_state=0).fit(df)
+    before, after = load_checkpoint(checkpoint), head_only.network_
+    if head_only.finetuned_:  # only the head and the last block moved
+        assert torch.equal(before.stack[0].time_mixer.ffn.proj_up.weight,
+                           after.stack[0].time_mixer.ffn.proj_up.weight)
+        assert not torch.equal(before.output_patch_embedding.output_layer.weight,
+                               after.output_patch_embedding.output_layer.weight)
+
+
+def test_save_load_and_zero_shot_backtest(checkpoint, tmp_path):
+    df = _panel()
+    model = _model(checkpoint, finetune=None).fit(df)
+    assert model.epochs_trained_ == 0 and not model.finetuned_
+    model.save(tmp_path / "m")
+    again = XLSTMForecaster.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.predict(), model.predict())
+    backtest = _model(checkpoint, finetune=None).backtest(df, n_windows=2)
+    assert len(backtest) == 2 * 3 * H and backtest["y"].notna().all()
+    history = df[df["ds"] <= df["ds"].max() - pd.Timedelta(hours=H)]
+    last = _model(checkpoint).predict(history)
+    np.testing.assert_allclose(backtest[backtest.cutoff == history["ds"].max()]["y_pred"],
+                               last["y_pred"], rtol=1e-6)
+
+
+def test_tracked_fit_logs_a_pyfunc_that_forecasts(checkpoint, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        model = tracked_fit(_model(checkpoint, finetune=None), _panel(),
+                            tracking={"uri": store, "experiment": "tirex2"})
+        loaded = mlflow.pyfunc.load_model(model.model_uri_)
+        history = _panel()
+        np.testing.assert_allclose(loaded.predict(history)["y_pred"],
+                                   model.predict(history)["y_pred"], rtol=1e-6)
+        assert load(model.model_uri_).network == "tirex2"
+    finally:
+        mlflow.set_tracking_uri(DEFAULT_URI)
+
+
+def test_conformalized_bands_beyond_the_networks_quantiles(checkpoint):
+    df = _panel(n=200)
+    model = _model(checkpoint, finetune=None).fit(df[df["ds"] < df["ds"].min()
+                                                     + pd.Timedelta(hours=120)])
+    model.conformalize(df, n_windows=3)
+    out = model.predict(df, level=(95,))
+    assert (out["y_pred_hi95"] > out["y_pred"]).all() and (out["y_pred_lo95"] < out["y_pred"]).all()
+
+
+def test_cli_fits_and_predicts_with_a_pretrained_config(checkpoint, tmp_path):
+    from xlstm_ts.cli import main
+
+    _panel().to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "job.yaml").write_text(
+        f"data:\n  path: {tmp_path / 'data.csv'}\nmodel:\n  network: tirex2\n"
+        f"  pretrained: {checkpoint}\n  finetune: null\n  horizon: {H}\n"
+        f"output:\n  model_dir: {tmp_path / 'model'}\n")
+    assert main(["fit", "--config", str(tmp_path / "job.yaml")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "model"), "--input",
+                 str(tmp_path / "data.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    expected = _model(checkpoint).predict(_panel())
+    np.testing.assert_allclose(out["y_pred"], expected["y_pred"], rtol=1e-5)
