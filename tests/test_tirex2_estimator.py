@@ -164,3 +164,12 @@ def test_cli_fits_and_predicts_with_a_pretrained_config(checkpoint, tmp_path):
     out = pd.read_csv(tmp_path / "out.csv")
     expected = _model(checkpoint).predict(_panel())
     np.testing.assert_allclose(out["y_pred"], expected["y_pred"], rtol=1e-5)
+
+
+def test_optuna_searches_the_fine_tuning_space(checkpoint):
+    from xlstm_ts.tuning import FINETUNE_SPACE, tune
+
+    result = tune(_panel(), n_trials=2, network="tirex2", pretrained=checkpoint, horizon=H,
+                  batches_per_epoch=2, batch_size=8, random_state=0)
+    assert set(result.best_params) == set(FINETUNE_SPACE)
+    assert len(result.study.trials) == 2 and result.forecaster.network == "tirex2"

@@ -44,9 +44,21 @@ _KINDS = ("int", "float", "categorical")
 _CAUGHT = (FloatingPointError, ValueError, RuntimeError, torch.OutOfMemoryError)
 
 
-def default_search_space(freq: str | None = None) -> dict[str, dict]:
+# Fine-tuning a pretrained network (network="tirex2"): what to train, how fast, how long.
+FINETUNE_SPACE = {
+    "finetune": {"type": "categorical", "choices": ["head", "all"]},
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+    "max_epochs": {"type": "int", "low": 1, "high": 5},
+}
+
+
+def default_search_space(freq: str | None = None, network: str | None = None
+                         ) -> dict[str, dict]:
     """A sensible space for the data's frequency (``"h"``, ``"d"``, ``"bd"`` for
-    business days, ``"mo"`` or None)."""
+    business days, ``"mo"`` or None); for ``network="tirex2"`` (fine-tuning a pretrained
+    network) :data:`FINETUNE_SPACE`."""
+    if network == "tirex2":
+        return {k: dict(v) for k, v in FINETUNE_SPACE.items()}
     lookbacks = {"h": [96, 168, 336], "d": [28, 56, 112], "bd": [20, 40, 80],
                  "mo": [24, 36, 48]}.get(freq or "h", [48, 96, 168])
     patches = {"h": [8, 16, 24], "d": [7, 14], "bd": [5, 10], "mo": [6, 12]}.get(
@@ -66,10 +78,12 @@ def default_search_space(freq: str | None = None) -> dict[str, dict]:
     }
 
 
-def load_search_space(space: Mapping | str | Path | None, freq: str | None = None) -> dict:
-    """A validated search space from a dict, a YAML file, or the default."""
+def load_search_space(space: Mapping | str | Path | None, freq: str | None = None,
+                      network: str | None = None) -> dict:
+    """A validated search space from a dict, a YAML file, or the default (for the
+    frequency ``freq`` and the fixed ``network``)."""
     if space is None:
-        return default_search_space(freq)
+        return default_search_space(freq, network)
     if isinstance(space, (str, Path)):
         with open(space) as f:
             space = yaml.safe_load(f)
@@ -294,7 +308,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
                            time_col=fixed.get("time_col", "ds"),
                            target_col=fixed.get("target_col", "y"))
     freq = None if probe.freq is None else "".join(c for c in str(probe.freq) if c.isalpha())
-    space = load_search_space(search_space, freq)
+    space = load_search_space(search_space, freq, fixed.get("network"))
     history, _ = _split_last(df, horizon, fixed.get("id_col", "unique_id"),
                              fixed.get("time_col", "ds"))
 

@@ -79,6 +79,25 @@ def crps_from_quantiles(y_true, q_pred, quantiles: Sequence[float]) -> float:
     return 2.0 * pinball_loss(y_true, q_pred, quantiles)
 
 
+def scaled_quantile_loss(y_true, q_pred, quantiles: Sequence[float]) -> float:
+    """The weighted quantile loss of a whole panel (GIFT-Eval's CRPS proxy): twice the
+    pinball loss summed over all series, steps and levels, divided by the number of
+    levels and the sum of |y_true|. A point forecast (every level the same value)
+    scores its WAPE. ``q_pred`` has a last axis over ``quantiles``; NaN actuals are
+    left out."""
+    t = np.asarray(y_true, dtype=np.float64)
+    q = np.asarray(q_pred, dtype=np.float64)
+    levels = np.asarray(quantiles, dtype=np.float64)
+    if q.shape != (*t.shape, len(levels)):
+        raise ValueError(f"q_pred must have shape y_true.shape + ({len(levels)},). "
+                         f"Got {q.shape} for y_true {t.shape}.")
+    keep = ~np.isnan(t)
+    diff = t[keep][..., None] - q[keep]
+    loss = np.maximum(levels * diff, (levels - 1.0) * diff).sum()
+    total = np.abs(t[keep]).sum()
+    return float(2.0 * loss / len(levels) / total) if total > 0 else float("nan")
+
+
 def coverage(y_true, lower, upper) -> float:
     """Share of observations inside ``[lower, upper]``."""
     t, lo = _pair(y_true, lower)
