@@ -92,3 +92,24 @@ def test_cli_predict_on_spark(spark, panel_model, tmp_path):
                                rtol=1e-5, atol=1e-6)
     assert not list(tmp_path.glob(".forecasts.parquet.*"))  # no staging left behind
     assert main([*args[:-1], str(tmp_path / "f.csv")]) == 2  # Parquet only
+
+
+def test_predict_spark_with_a_pretrained_network(spark, panel_model, tmp_path):
+    """network="tirex2": the same quantile columns and numbers as predict."""
+    from tirex2_reference import config, reference_model, save_reference
+    from xlstm_ts.distributed import predict_spark
+
+    df, _, _ = panel_model
+    cfg = config()
+    folder = save_reference(reference_model(cfg), cfg, tmp_path / "ck")
+    model = XLSTMForecaster(network="tirex2", pretrained=str(folder), horizon=12,
+                            finetune=None).fit(df)
+    model.save(tmp_path / "model")
+    got = _sorted(predict_spark(spark.createDataFrame(df), str(tmp_path / "model"),
+                                num_batches=2).toPandas())
+    expected = _sorted(model.predict(df=df))
+    assert list(got.columns) == list(expected.columns)
+    # batches of other sizes round differently in float32 (series of scale 1 to 9)
+    np.testing.assert_allclose(got.drop(columns=["unique_id", "ds"]).to_numpy(),
+                               expected.drop(columns=["unique_id", "ds"]).to_numpy(),
+                               rtol=1e-5, atol=1e-4)
