@@ -227,6 +227,15 @@ def _predict_settings(args):
     return config, settings
 
 
+def cmd_pretrain(args) -> int:
+    from .pretraining import PretrainConfig, pretrain
+
+    summary = pretrain(PretrainConfig.load(args.config), progress_bar=args.interactive)
+    log.info("pretrained %d steps, validation loss %.4g; checkpoint %s", summary["steps"],
+             summary["val_loss"], summary["checkpoint"])
+    return 0
+
+
 def cmd_predict(args) -> int:
     """xlstm-ts predict: forecasts from a saved or logged model (optionally updating it)."""
     import pandas as pd
@@ -383,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run trials into the shared study only: no refit, no model "
                            "written (start one per process or machine)")
     with_config("validate", cmd_validate, "check config and data without training")
+    pretrain = sub.add_parser("pretrain", parents=[common],
+                              help="pretrain a TiRex-2-architecture network on a corpus")
+    pretrain.add_argument("--config", required=True, help="YAML pretraining config")
+    pretrain.set_defaults(func=cmd_pretrain)
     predict = sub.add_parser("predict", help="forecast from a saved or logged model",
                              parents=[common])
     predict.add_argument("--config", help="YAML config (predict, data and output sections)")
