@@ -71,3 +71,15 @@ def test_search_space_from_yaml_and_validation(tmp_path):
         space = default_search_space(freq)
         assert all(p <= min(space["lookback"]["choices"]) for p in space["patch_len"]["choices"])
     assert default_search_space("bd")["patch_len"]["choices"] == [5, 10]  # a week, two
+
+
+def test_tuning_honours_fill_missing_on_gappy_data(df):
+    """The data check inside tune dropped fill_missing: a gap the caller allowed failed
+    with 'Pass fill_missing=...' before any trial (issue 49, item 1)."""
+    gappy = df.drop(index=df.index[[30, 31, 200]])
+    space = {"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}
+    fixed = {**FIXED, "max_epochs": 1}
+    with pytest.raises(ValueError, match="fill_missing"):
+        tune(gappy, space, n_trials=1, refit=False, **fixed)
+    result = tune(gappy, space, n_trials=1, refit=False, fill_missing="nan", **fixed)
+    assert len(result.study.trials) == 1 and result.best_score > 0

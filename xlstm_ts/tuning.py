@@ -304,9 +304,16 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
           fixed_params):
     fixed = {"progress_bar": False, "random_state": random_state, **fixed_params}
     horizon = fixed.get("horizon", XLSTMForecaster().horizon)
+    # the frequency, read with the frame handling the trials get (a gap the caller
+    # allowed with fill_missing is no error here either)
     probe = prepare_series(df, id_col=fixed.get("id_col", "unique_id"),
                            time_col=fixed.get("time_col", "ds"),
-                           target_col=fixed.get("target_col", "y"))
+                           target_col=fixed.get("target_col", "y"),
+                           future_covariates=tuple(fixed.get("future_covariates", ())),
+                           past_covariates=tuple(fixed.get("past_covariates", ())),
+                           calendar=tuple(fixed.get("calendar", ())),
+                           fill_missing=fixed.get("fill_missing"),
+                           target_missing=fixed.get("target_missing", "raise"))
     freq = None if probe.freq is None else "".join(c for c in str(probe.freq) if c.isalpha())
     space = load_search_space(search_space, freq, fixed.get("network"))
     history, _ = _split_last(df, horizon, fixed.get("id_col", "unique_id"),
