@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
 
 from xlstm_ts.data import SeriesScaler
 from xlstm_ts.models import RevIN
@@ -54,7 +55,7 @@ def test_fit_uses_training_rows_only():
 
 
 def test_unfitted_and_unknown_method_raise():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SeriesScaler().transform(torch.zeros(2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="scaler must be one of"):
         SeriesScaler("log").fit(torch.zeros(2), np.array([0, 2]))

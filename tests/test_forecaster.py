@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from lightning.pytorch.callbacks import Callback
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from xlstm_ts import XLSTMForecaster, datasets
 from xlstm_ts.evaluation.baselines import SeasonalNaive
@@ -144,7 +145,7 @@ def test_invalid_arguments_are_rejected(split, kwargs, match):
 
 
 def test_predict_before_fit_raises():
-    with pytest.raises(RuntimeError, match="not fitted yet"):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
         XLSTMForecaster().predict()
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from xlstm_ts import datasets
 from xlstm_ts.evaluation import metrics
@@ -79,7 +80,7 @@ def test_baselines_values_and_timestamps():
     assert Drift().fit(df).predict(2)["y_pred"].tolist() == [35.8, 41.6]
     polars_out = SeasonalNaive(3).fit(pl.from_pandas(df)).predict(2)
     assert isinstance(polars_out, pl.DataFrame)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         Naive().predict(3)
     with pytest.raises(ValueError, match="season_length"):
         SeasonalNaive(10).fit(df)
@@ -161,7 +162,7 @@ def test_baselines_with_own_column_names_and_edge_lengths():
 
 def test_baseline_errors_name_the_fix():
     df = pd.DataFrame({"unique_id": ["a"] * 4, "ds": np.arange(4), "y": np.arange(4.0)})
-    with pytest.raises(RuntimeError, match=r"not fitted yet. Call 'fit' with appropriate"):
+    with pytest.raises(NotFittedError, match=r"not fitted yet. Call 'fit' with appropriate"):
         Naive().predict(2)
     with pytest.raises(ValueError, match=r"^horizon must be a positive int"):
         Naive().fit(df).predict(0)

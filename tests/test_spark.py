@@ -97,6 +97,7 @@ def test_cli_predict_on_spark(spark, panel_model, tmp_path):
 def test_predict_spark_with_a_pretrained_network(spark, panel_model, tmp_path):
     """network="tirex2": the same quantile columns and numbers as predict."""
     from tirex2_reference import config, reference_model, save_reference
+
     from xlstm_ts.distributed import predict_spark
 
     df, _, _ = panel_model

@@ -330,7 +330,7 @@ class XLSTMForecaster(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
-            raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. "
                                "Call 'fit' with appropriate arguments before using this "
                                "estimator.")
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
 from .covariates import is_calendar_column
 
@@ -72,7 +73,7 @@ class SeriesScaler:
 
     def _stats(self, series: torch.Tensor, ndim: int):
         if not hasattr(self, "loc_"):
-            raise RuntimeError("This SeriesScaler instance is not fitted yet. Call 'fit' first.")
+            raise NotFittedError("This SeriesScaler instance is not fitted yet. Call 'fit' first.")
         shape = (-1,) + (1,) * (ndim - 1)
         return self.loc_[series].view(shape), self.scale_[series].view(shape)
 

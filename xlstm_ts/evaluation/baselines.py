@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from sklearn.exceptions import NotFittedError
 
 from .._checks import check_positive_int
 from ..data.frames import PRED_COL, FrameLike, from_polars
@@ -38,7 +39,7 @@ class _Baseline:
         """Forecast ``horizon`` steps after each series' end: a long frame with
         ``id_col``, ``time_col`` and ``y_pred``, in the library ``fit`` was given."""
         if not hasattr(self, "data_"):
-            raise RuntimeError(f"This {type(self).__name__} instance is not fitted yet. "
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. "
                                "Call 'fit' with appropriate arguments first.")
         check_positive_int("horizon", horizon)
         data = self.data_
