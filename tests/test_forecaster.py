@@ -78,6 +78,9 @@ def test_save_load_gives_identical_predictions(fitted, tmp_path):
     fitted.save(tmp_path / "model")
     loaded = XLSTMForecaster.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+    # what the fit resolved survives the round trip (issue 49, item 11)
+    assert loaded.lookback_ == fitted.lookback_ == fitted.config_.lookback
+    assert loaded.correction_share_ == fitted.correction_share_
     config = (tmp_path / "model" / "config.json")
     config.write_text(config.read_text().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ValueError, match="format version 99"):
@@ -263,3 +266,11 @@ def test_covariate_units_do_not_change_the_forecast():
         future = ahead.assign(x=ahead.x * factor)
         forecasts.append(model.predict(future_df=future).y_pred.to_numpy())
     np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-3, atol=1e-3)
+
+
+def test_numpy_integers_are_accepted_as_scikit_learn_does(split):
+    """random_state=np.int64(3) was refused (issue 49, item 14)."""
+    model = XLSTMForecaster(**{**FAST, "random_state": np.int64(3), "batch_size": np.int32(8)})
+    model.check(split[0])
+    with pytest.raises(TypeError, match="random_state must be"):
+        XLSTMForecaster(**{**FAST, "random_state": True}).check(split[0])

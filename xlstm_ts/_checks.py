@@ -11,6 +11,7 @@ the library: :func:`check_params` walks a table over a mapping of values.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,13 +46,14 @@ Check = Callable[[str, object], None]
 
 @dataclass(frozen=True)
 class Integer:
-    """An int (not a bool) in ``[low, high]``."""
+    """An integer (Python's or numpy's, as scikit-learn accepts; not a bool) in
+    ``[low, high]``."""
 
     low: int | None = None
     high: int | None = None
 
     def __call__(self, name: str, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be {self._kind()}. "
                             f"Got {type(value).__name__} {value!r}.")
         if (self.low is not None and value < self.low) or (

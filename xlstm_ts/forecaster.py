@@ -400,6 +400,7 @@ class XLSTMForecaster(BaseEstimator):
         self.loss_history_ = trained.histories[0]
         self.member_loss_histories_ = trained.histories
         self.correction_share_ = trained.correction_shares
+        self.lookback_ = shape.lookback
         return self
 
     # ------------------------------------------------------------------ predict
@@ -506,6 +507,7 @@ class XLSTMForecaster(BaseEstimator):
             self.__dict__.pop(carried, None)
         self.network_, self.data_, self.freq_, self.config_ = net, data, data.freq, None
         self.val_size_, self.n_models_ = val, 1
+        self.lookback_ = net.config.context_len
         return self
 
     def _predict_pretrained(self, df, future_df, horizon, static_df, level):
@@ -669,7 +671,8 @@ class XLSTMForecaster(BaseEstimator):
             loss_history=getattr(self, "loss_history_", None),
             conformal_errors=getattr(self, "conformal_errors_", None),
             stream_state=getattr(self, "stream_state_", None),
-            extra={"finetuned": self.finetuned_} if self.config_ is None else None)
+            extra=({"finetuned": self.finetuned_} if self.config_ is None else
+                   {"correction_share": list(getattr(self, "correction_share_", []))}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
@@ -681,6 +684,11 @@ class XLSTMForecaster(BaseEstimator):
         model.n_models_ = 1 if saved.config is None else saved.config.n_models
         if saved.config is None:  # a pretrained network
             model.finetuned_ = bool(saved.extra.get("finetuned", False))
+            model.lookback_ = saved.network.config.context_len
+        else:
+            model.lookback_ = saved.config.lookback
+            if saved.extra.get("correction_share"):
+                model.correction_share_ = [float(v) for v in saved.extra["correction_share"]]
         model.freq_ = saved.data.freq
         if saved.loss_history:
             model.loss_history_ = saved.loss_history
