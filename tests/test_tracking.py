@@ -143,3 +143,28 @@ def test_a_failing_logging_step_after_training_keeps_the_trained_model(store, df
     run = mlflow.MlflowClient(store).get_run(model.run_id_)
     assert run.data.params["d_model"] == "16"  # what was logged before the failure stays
     assert not hasattr(model, "model_uri_")
+
+
+def test_tracked_fit_with_future_covariates_and_string_dates_stores_a_serving_model(store):
+    """Both failed after training and stored no model (issue 49, item 2): the pyfunc had
+    no way to receive future covariates ('pass future_df'), and a CSV's string dates
+    broke the forecast plot ('tz must be string or tzinfo subclass')."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "datasets"
+    sales = pd.read_csv(root / "store_sales.csv")  # dates as strings
+    ahead = pd.read_csv(root / "store_sales_future.csv")
+    model = XLSTMForecaster(id_col="store", time_col="date", target_col="sales", horizon=14,
+                            future_covariates=("holiday",), fill_missing="ffill",
+                            max_epochs=1, batches_per_epoch=2, d_model=8, num_heads=2,
+                            progress_bar=False, random_state=0)
+    with pytest.warns() as caught:
+        tracked_fit(model, sales, tracking={"uri": store, "experiment": "future"})
+    assert not [w for w in caught if "logging failed" in str(w.message)]
+    artifacts = {a.path for a in mlflow.MlflowClient(store).list_artifacts(model.run_id_)}
+    assert {"forecast.png", "config.json"} <= artifacts and model.model_uri_
+    served = mlflow.pyfunc.load_model(model.model_uri_)
+    horizon = ahead.groupby("store").head(14).assign(sales=np.nan)
+    frame = pd.concat([sales, horizon], ignore_index=True)
+    direct = model.predict(df=sales, future_df=horizon.drop(columns=["sales"]))
+    np.testing.assert_allclose(served.predict(frame)["y_pred"], direct["y_pred"], rtol=1e-6)

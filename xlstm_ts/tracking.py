@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ._version import __version__
 from .data.frames import PRED_COL, to_polars
+from .data.series import as_long_frame
 from .evaluation.plotting import plot_backtest, plot_forecast, plot_training
 from .forecaster import XLSTMForecaster
 from .persistence import jsonable
@@ -160,15 +161,52 @@ class EpochMetrics(Callback):
             mlflow.log_metrics(metrics, step=trainer.current_epoch)
 
 
+def split_future_rows(frame: pd.DataFrame, id_col: str, target_col: str
+                      ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(history, future rows or None): the rows after each series' last observed
+    target are its future rows (future-known covariates over the horizon, the target
+    empty); the rest is history."""
+    observed = frame[target_col].notna().to_numpy()
+    ids = frame[id_col].to_numpy()
+    after = np.zeros(len(frame), dtype=bool)
+    for key in pd.unique(ids):
+        rows = np.flatnonzero(ids == key)
+        seen = rows[observed[rows]]
+        if len(seen):
+            after[rows[rows > seen[-1]]] = True
+    if not after.any():
+        return frame, None
+    return frame[~after].reset_index(drop=True), frame[after].reset_index(drop=True)
+
+
 class ForecasterModel(mlflow.pyfunc.PythonModel):
-    """pyfunc flavor: ``predict(history_df)`` returns the forecaster's forecasts."""
+    """pyfunc flavor: ``predict(frame)`` returns the forecaster's forecasts. ``frame``
+    holds each series' history and, for a model with future-known covariates, its
+    future rows: the horizon's steps with those covariates and an empty target."""
 
     def load_context(self, context) -> None:
         self.forecaster = XLSTMForecaster.load(context.artifacts["forecaster"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None
                 ) -> pd.DataFrame:
-        return self.forecaster.predict(df=pd.DataFrame(model_input))
+        f = self.forecaster
+        history, future = split_future_rows(pd.DataFrame(model_input), f.id_col, f.target_col)
+        if future is not None:
+            future = future.drop(columns=[f.target_col])
+        return f.predict(df=history, future_df=future)
+
+
+def _example(forecaster, history: pd.DataFrame) -> pd.DataFrame:
+    """The pyfunc's input example: the last steps of each series a forecast reads and,
+    for future-known covariates, the last horizon as future rows (target emptied)."""
+    given = [c for c in forecaster.future_covariates]
+    tail = forecaster.context_steps_ + (forecaster.horizon if given else 0)
+    example = history.groupby(forecaster.id_col).tail(tail).reset_index(drop=True)
+    if given:
+        position = example.groupby(forecaster.id_col).cumcount(ascending=False)
+        example[forecaster.target_col] = example[forecaster.target_col].astype(float).where(
+            position >= forecaster.horizon)
+    return example
 
 
 def log_forecaster(forecaster, history: pd.DataFrame | None = None,
@@ -179,10 +217,12 @@ def log_forecaster(forecaster, history: pd.DataFrame | None = None,
         forecaster.save(path)
         example = signature = None
         if history is not None:
-            example = history.groupby(forecaster.id_col).tail(forecaster.context_steps_)
-            example = example.reset_index(drop=True)
-            signature = mlflow.models.infer_signature(
-                example, forecaster.predict(df=example))
+            example = _example(forecaster, history)
+            history_part, future = split_future_rows(example, forecaster.id_col,
+                                                     forecaster.target_col)
+            output = forecaster.predict(df=history_part, future_df=None if future is None
+                                        else future.drop(columns=[forecaster.target_col]))
+            signature = mlflow.models.infer_signature(example, output)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("_mlflow_model.py")),
             artifacts={"forecaster": str(path)},
@@ -257,10 +297,11 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
                                   sum(model.correction_share_) / len(model.correction_share_))
             else:
                 mlflow.log_metric("finetuned", float(model.finetuned_))
-            history, _ = to_polars(df)
-            history = history.to_pandas()
-            mlflow.log_figure(plot_forecast(
-                history, model.predict(), ids=_spread_ids(model.data_.ids.tolist()),
+            raw, _ = to_polars(df)
+            history = raw.to_pandas()  # the signature takes the caller's column types
+            parsed = as_long_frame(raw, model.id_col, model.time_col).to_pandas()
+            mlflow.log_figure(plot_forecast(  # parsed times: a CSV's string dates plot too
+                *_plotted(model, parsed), ids=_spread_ids(model.data_.ids.tolist()),
                 id_col=model.id_col, time_col=model.time_col,
                 target_col=model.target_col), "forecast.png")
             if model.loss_history_["epoch"]:  # a zero-shot fit trains nothing
@@ -273,6 +314,17 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
         except Exception as err:  # the trained model must survive a logging failure
             warn_logging_failed(err)
     return model
+
+
+def _plotted(model: XLSTMForecaster, history: pd.DataFrame):
+    """(history, forecast) for the fit's plot: the forecast after the data; with
+    future-known covariates (unknown past the data) the forecast of the data's last
+    horizon instead, from the history before it, beside its actuals."""
+    if not model.future_covariates:
+        return history, model.predict()
+    position = history.groupby(model.id_col).cumcount(ascending=False)
+    before, last = history[position >= model.horizon], history[position < model.horizon]
+    return history, model.predict(df=before, future_df=last.drop(columns=[model.target_col]))
 
 
 def _params(model: XLSTMForecaster) -> dict[str, str]:
