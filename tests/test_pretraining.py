@@ -127,3 +127,21 @@ def test_pretraining_learns_saves_resumes_and_loads(corpus, tmp_path):
 def test_config_errors_are_all_named_at_once():
     with pytest.raises(ValueError, match=r"unknown section 'modle'.*training\.max_step: unknown"):
         PretrainConfig.from_dict({"modle": {}, "training": {"max_step": 3}})
+
+
+def test_ddp_pretraining_gives_each_rank_its_own_shards(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    folder, manifest = corpus
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "ddp_pretrain.py"),
+                           str(folder), str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shards = [set(json.loads((tmp_path / f"rank-{r}.json").read_text())["shards"])
+              for r in (0, 1)]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]
+    assert shards[0] | shards[1] == set(manifest["shards"])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 6 and np.isfinite(summary["val_loss"])
+    assert (tmp_path / "ckpt" / "model.safetensors").exists()

@@ -229,9 +229,12 @@ def pretrain(config: PretrainConfig, *, progress_bar: bool = False) -> dict:
                                                       strict=True)], batch_size=256)
     checkpoints = ModelCheckpoint(dirpath=out, filename="{step}", save_last=True,
                                   every_n_train_steps=t.val_every, save_top_k=-1)
+    # univariate corpus windows leave the variate mixers and the backward combination
+    # unused: DDP has to be told, or it waits for their gradients
+    strategy = "ddp_find_unused_parameters_true" if t.strategy == "ddp" else t.strategy
     trainer = L.Trainer(max_steps=t.max_steps, val_check_interval=t.val_every,
                         check_val_every_n_epoch=None, limit_val_batches=None,
-                        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+                        accelerator=t.accelerator, devices=t.devices, strategy=strategy,
                         num_nodes=t.num_nodes, logger=_logger(config),
                         callbacks=[checkpoints], enable_progress_bar=progress_bar,
                         enable_model_summary=False, num_sanity_val_steps=0,
