@@ -1,5 +1,6 @@
 """XLSTMForecaster end to end: accuracy against baselines, estimator contract, persistence."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,24 @@ def test_numpy_integers_are_accepted_as_scikit_learn_does(split):
     model.check(split[0])
     with pytest.raises(TypeError, match="random_state must be"):
         XLSTMForecaster(**{**FAST, "random_state": True}).check(split[0])
+
+
+def test_undercovering_quantile_bands_are_served_with_a_warning(split, tmp_path):
+    """predict(level=(80,)) served a quantile-head band that covered 23% of held-out
+    actuals without a word (issue 49, item 3): the fit measures each band on the
+    validation windows and predict warns, with the number and the fix."""
+    from xlstm_ts.forecaster import UndercoverageWarning
+
+    train, _ = split
+    model = XLSTMForecaster(**{**FAST, "max_epochs": 1, "batches_per_epoch": 2},
+                            head="quantile", quantiles=(0.1, 0.5, 0.9)).fit(train)
+    covered = model.interval_coverage_[80.0]
+    assert covered < 0.75  # two training batches: the band has not widened yet
+    with pytest.warns(UndercoverageWarning, match=rf"covered {covered:.1%}.*conformalize"):
+        model.predict(level=(80,))
+    model.save(tmp_path / "m")
+    assert XLSTMForecaster.load(tmp_path / "m").interval_coverage_ == model.interval_coverage_
+    model.interval_coverage_ = {80.0: 0.79}  # within 5 points: served quietly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndercoverageWarning)
+        model.predict(level=(80,))

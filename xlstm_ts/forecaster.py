@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -62,7 +63,12 @@ from .presets import (
 from .training import is_rank_zero, train_network
 from .training.pretrained import fine_tune
 
-__all__ = ["PRED_COL", "XLSTMForecaster", "quantile_column"]
+__all__ = ["PRED_COL", "UndercoverageWarning", "XLSTMForecaster", "quantile_column"]
+
+
+class UndercoverageWarning(UserWarning):
+    """Intervals served from a head whose bands covered the validation windows less
+    than their nominal level: they are too narrow."""
 
 _LEVELS = SequenceOf(Real(0.0, 100.0, open="both"))  # predict(level=...): percents
 
@@ -401,6 +407,11 @@ class XLSTMForecaster(BaseEstimator):
         self.member_loss_histories_ = trained.histories
         self.correction_share_ = trained.correction_shares
         self.lookback_ = shape.lookback
+        self.interval_coverage_ = {}  # the head's central bands on validation windows
+        if self.head != "point" and val:
+            self.interval_coverage_ = inference.band_coverage(
+                self.network_, data, shape.lookback, self.horizon, regions["val"],
+                config.quantiles)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -444,6 +455,7 @@ class XLSTMForecaster(BaseEstimator):
         if quant is not None:
             for j, q in enumerate(self.config_.quantiles):
                 columns[quantile_column(q)] = _float64(quant[..., j])
+        self._warn_undercovered(level if bands is not None else ())
         for lv in level:
             if bands is None:
                 half = np.tile(backtesting.conformal_halfwidth(
@@ -550,6 +562,19 @@ class XLSTMForecaster(BaseEstimator):
                            data.kind)
 
     # ------------------------------------------------------------------ streaming
+
+    def _warn_undercovered(self, level) -> None:
+        """Warn where a band from the head's quantiles covered its validation windows
+        more than 5 points below its nominal level (``interval_coverage_``)."""
+        measured = getattr(self, "interval_coverage_", {})
+        for lv in level:
+            covered = measured.get(round(float(lv), 6))
+            if covered is not None and covered < lv / 100 - 0.05:
+                warnings.warn(
+                    f"The {lv:g}% band from the {self.head} head covered {covered:.1%} of "
+                    f"the validation windows' actuals (nominal {lv:g}%): it is too narrow. "
+                    f"Call conformalize(df) on data after the training span for calibrated "
+                    f"bands, or train longer.", UndercoverageWarning, stacklevel=3)
 
     def _band_quantiles(self, level) -> dict | None:
         """None for conformal bands; else each level's (low, high) head quantiles."""
@@ -672,7 +697,9 @@ class XLSTMForecaster(BaseEstimator):
             conformal_errors=getattr(self, "conformal_errors_", None),
             stream_state=getattr(self, "stream_state_", None),
             extra=({"finetuned": self.finetuned_} if self.config_ is None else
-                   {"correction_share": list(getattr(self, "correction_share_", []))}))
+                   {"correction_share": list(getattr(self, "correction_share_", [])),
+                    "interval_coverage": {str(k): v for k, v in
+                                          getattr(self, "interval_coverage_", {}).items()}}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> XLSTMForecaster:
@@ -689,6 +716,8 @@ class XLSTMForecaster(BaseEstimator):
             model.lookback_ = saved.config.lookback
             if saved.extra.get("correction_share"):
                 model.correction_share_ = [float(v) for v in saved.extra["correction_share"]]
+            model.interval_coverage_ = {float(k): float(v) for k, v in
+                                        (saved.extra.get("interval_coverage") or {}).items()}
         model.freq_ = saved.data.freq
         if saved.loss_history:
             model.loss_history_ = saved.loss_history

@@ -163,6 +163,35 @@ def rollout(net, data: SeriesData, lookback: int, horizon: int, trained_horizon:
     return point, quant
 
 
+@torch.inference_mode()
+def band_coverage(net, data: SeriesData, lookback: int, horizon: int, region,
+                  quantiles: tuple[float, ...], max_windows: int = 8192) -> dict[float, float]:
+    """Share of the observed targets of the windows whose horizons lie in ``region``
+    (at most ``max_windows`` of them, evenly spread) inside each central band the
+    head's ``quantiles`` hold: {nominal level in percent: coverage}."""
+    from .data import WindowDataset
+
+    windows = WindowDataset(data, lookback, horizon, region=region)
+    if not len(windows):
+        return {}
+    rows = np.unique(np.linspace(0, len(windows) - 1, min(len(windows), max_windows))
+                     .astype(np.int64))
+    pairs = [(lo, hi) for lo in quantiles for hi in quantiles
+             if lo < 0.5 < hi and abs(lo + hi - 1) < 1e-9]
+    inside = {pair: 0 for pair in pairs}
+    count = 0
+    for start in range(0, len(rows), PREDICT_CHUNK):
+        batch = windows[rows[start:start + PREDICT_CHUNK]]
+        _, quant = _denormalized(net, *net(batch), quantiles)
+        mask, y = batch["target_mask"], batch["target"]
+        count += int(mask.sum())
+        for lo, hi in pairs:
+            low, high = quant[..., quantiles.index(lo)], quant[..., quantiles.index(hi)]
+            inside[(lo, hi)] += int(((y >= low) & (y <= high) & mask).sum())
+    return {round(100 * (hi - lo), 6): inside[(lo, hi)] / count for lo, hi in pairs} \
+        if count else {}
+
+
 def check_finite(values: np.ndarray, data: SeriesData, horizon: int) -> None:
     """Never return a NaN or infinite forecast without saying why."""
     if np.isfinite(values).all():
