@@ -202,7 +202,8 @@ def test_predict_update_writes_the_forecasts_before_saving_the_model(tmp_path, m
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")
+                                          if not p.name.startswith("pretrain")))
 def test_shipped_configs_parse(name, monkeypatch):
     config = load_config(ROOT / "configs" / name)
     assert (ROOT / config.data.path).exists()
@@ -213,3 +214,12 @@ def test_shipped_configs_parse(name, monkeypatch):
 def test_m4_config_validates_its_data(monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["--quiet", "validate", "--config", "configs/m4_hourly.yaml"]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("pretrain*.yaml")))
+def test_shipped_pretraining_configs_parse(name):
+    from xlstm_ts.pretraining import PretrainConfig
+
+    config = PretrainConfig.load(ROOT / "configs" / name)
+    assert config.network().context_len >= config.network().patch_size
+    assert all(Path(f).is_dir() for f in config.corpus.real_folders)

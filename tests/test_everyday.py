@@ -317,3 +317,17 @@ def test_business_day_series_forecast_weekdays_through_update_and_save(tmp_path)
     loaded = XLSTMForecaster.load(tmp_path / "m")
     assert loaded.freq_ == model.freq_
     pd.testing.assert_frame_equal(loaded.predict(), model.predict())
+
+
+def test_every_config_error_is_reported_in_one_run():
+    """Three typos took three runs to find (issue 49, item 13)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"data": {"path": "x.csv", "time_cl": "ds"},
+                      "model": {"max_epoch": 3, "horizon": -1}, "trackin": {}})
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 4
+    assert any(line.startswith("trackin: unknown section") for line in lines)
+    assert any("data.time_cl: unknown key. Did you mean 'time_col'?" in line for line in lines)
+    assert any("model.max_epoch: unknown key. Did you mean 'max_epochs'?" in line
+               for line in lines)
+    assert any(line.startswith("model.horizon:") for line in lines)

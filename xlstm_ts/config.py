@@ -129,53 +129,65 @@ def _did_you_mean(key: str, known) -> str:
 
 
 def parse_config(raw: Mapping) -> Config:
-    """Validate a parsed YAML mapping into a :class:`Config`."""
+    """Validate a parsed YAML mapping into a :class:`Config`; every error found is
+    reported in one :class:`ConfigError` (one line each), not one per run."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}.")
-    unknown = set(raw) - {*_SECTIONS, "model"}
-    if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: unknown section. Sections are "
-                          f"{sorted([*_SECTIONS, 'model'])}.")
+    errors: list[str] = []
+    errors += [f"{name}: unknown section. Sections are {sorted([*_SECTIONS, 'model'])}."
+               for name in sorted(set(raw) - {*_SECTIONS, "model"})]
     config = Config()
     for name, cls in _SECTIONS.items():
         section = raw.get(name) or {}
         if not isinstance(section, Mapping):
-            raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}.")
+            errors.append(f"{name}: expected a mapping, got {type(section).__name__}.")
+            continue
         known = {f.name: f for f in fields(cls)}
+        good = {}
         for key, value in section.items():
             if key not in known:
-                raise ConfigError(f"{name}.{key}: unknown key.{_did_you_mean(key, known)} "
-                                  f"Known keys: {sorted(known)}.")
-            if not _type_ok(value, str(known[key].type)):
-                raise ConfigError(f"{name}.{key}: expected {known[key].type}, "
-                                  f"got {type(value).__name__} {value!r}.")
-        setattr(config, name, cls(**section))
+                errors.append(f"{name}.{key}: unknown key.{_did_you_mean(key, known)} "
+                              f"Known keys: {sorted(known)}.")
+            elif not _type_ok(value, str(known[key].type)):
+                errors.append(f"{name}.{key}: expected {known[key].type}, "
+                              f"got {type(value).__name__} {value!r}.")
+            else:
+                good[key] = value
+        setattr(config, name, cls(**good))
     model = raw.get("model") or {}
     if not isinstance(model, Mapping):
-        raise ConfigError(f"model: expected a mapping, got {type(model).__name__}.")
+        errors.append(f"model: expected a mapping, got {type(model).__name__}.")
+        model = {}
     params = _forecaster_params()
+    good = {}
     for key, value in model.items():
         if key not in params or key == "self":
-            raise ConfigError(f"model.{key}: unknown key.{_did_you_mean(key, params)} Known "
-                              f"keys are the XLSTMForecaster "
-                              f"arguments, e.g. lookback, horizon, d_model.")
+            errors.append(f"model.{key}: unknown key.{_did_you_mean(key, params)} Known "
+                          f"keys are the XLSTMForecaster arguments, e.g. lookback, horizon, "
+                          f"d_model.")
+            continue
         default = params[key].default
         if default is not None and not isinstance(default, (tuple, str)) and not (
                 isinstance(value, type(default)) or (isinstance(default, float)
                                                      and isinstance(value, int))):
-            raise ConfigError(f"model.{key}: expected {type(default).__name__}, "
-                              f"got {type(value).__name__} {value!r}.")
-    config.model = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
-    for key, value in config.model.items():  # the estimator's own rules, before any training
-        try:
+            errors.append(f"model.{key}: expected {type(default).__name__}, "
+                          f"got {type(value).__name__} {value!r}.")
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        try:  # the estimator's own rules, before any training
             check_params(FORECASTER_CONSTRAINTS, {key: value})
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"model.{key}: {err}") from None
+            errors.append(f"model.{key}: {err}")
+            continue
+        good[key] = value
+    config.model = good
     if config.data.layout not in ("long", "wide", "rows"):
-        raise ConfigError(f"data.layout: expected 'long', 'wide' or 'rows', got "
-                          f"{config.data.layout!r}.")
+        errors.append(f"data.layout: expected 'long', 'wide' or 'rows', got "
+                      f"{config.data.layout!r}.")
     if not config.data.path:
-        raise ConfigError("data.path: required, the CSV or Parquet file to read.")
+        errors.append("data.path: required, the CSV or Parquet file to read.")
+    if errors:
+        raise ConfigError("\n".join(errors))
     return config
 
 
@@ -217,7 +229,13 @@ _PATH_KEYS = (("data", "path"), ("data", "static_path"), ("predict", "model"),
 
 
 def _resolve_paths(config: Config, folder: Path) -> Config:
-    """Relative paths of ``config`` made relative to ``folder`` (the config file's)."""
+    """Relative paths of ``config`` made relative to ``folder`` (the config file's); a
+    ``model.pretrained`` that names a folder beside the config is taken from there (a
+    shipped or hub name is left as it is)."""
+    pretrained = config.model.get("pretrained")
+    if isinstance(pretrained, str) and not Path(pretrained).is_absolute() \
+            and (folder / pretrained).is_dir():
+        config.model["pretrained"] = str(folder / pretrained)
     for section, key in _PATH_KEYS:
         value = getattr(getattr(config, section), key)
         is_uri = value and (value.startswith(("runs:/", "models:/")) or "://" in value)
