@@ -177,7 +177,9 @@ class XLSTMForecaster(BaseEstimator):
             splits (3 seeds): M3 Yearly sMAPE 19.95 against 20.80 (mean), M4 Hourly
             12.68 / MASE 0.918 against 12.82 / 0.929, ETTh1 level.
         id_col, time_col, target_col, future_covariates, past_covariates, calendar,
-        fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`.
+        fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`
+            (with ``fill_missing`` set, a missing covariate value carries its series'
+            last known value forward).
             Covariates may be in any units (each column is standardised with the
             fitted data's mean and std); future-known ones act on the forecast step by
             step (their values at steps j-1..j+1 move step j), on top of the linear path.

@@ -492,8 +492,9 @@ def prepare_series(
         calendar: calendar features to generate from ``time_col`` as future
             covariates, from :data:`~xlstm_ts.data.covariates.CALENDAR_FEATURES`.
         fill_missing: fill gaps in the time grid: ``"nan"`` (inserted steps masked),
-            ``"ffill"`` or ``"zero"`` (target); covariates are forward-filled.
-            ``None`` rejects gaps.
+            ``"ffill"`` or ``"zero"`` (target); covariates are forward-filled, on the
+            inserted steps and wherever a covariate value is missing (NaN or null) in
+            the given rows too: its last known value carries on. ``None`` rejects gaps.
         target_missing: NaN/inf/null targets: ``"raise"``, ``"mask"`` (kept out of
             the loss), ``"ffill"`` or ``"zero"``.
         freq: expected frequency; inferred when ``None``.
