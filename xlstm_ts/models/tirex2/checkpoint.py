@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..._io import _umask, atomic_directory
 from .config import TiRex2Config
 from .network import TiRex2Network
 
@@ -125,24 +124,16 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> TiRex2Network:
 
 def save_checkpoint(net: TiRex2Network, folder: str | os.PathLike) -> Path:
     """Write ``net`` as ``config.json`` + ``model.safetensors`` (float32) into
-    ``folder``, atomically: a failed save leaves any previous checkpoint whole."""
+    ``folder``, atomically: a failed save leaves any previous checkpoint whole. Files
+    get the permissions the umask gives ordinary files."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    def write(staging: Path) -> None:
         (staging / CONFIG).write_text(json.dumps(net.config.to_dict(), indent=2))
         save_file({k: v.detach().float().contiguous() for k, v in net.state_dict().items()},
                   staging / WEIGHTS)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-            os.replace(folder, old / "checkpoint")
-            os.replace(staging, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return folder
+        for file in (CONFIG, WEIGHTS):
+            os.chmod(staging / file, 0o666 & ~_umask())
+
+    atomic_directory(folder, write)
+    return Path(folder)
