@@ -223,3 +223,23 @@ def test_shipped_pretraining_configs_parse(name):
     config = PretrainConfig.load(ROOT / "configs" / name)
     assert config.network().context_len >= config.network().patch_size
     assert all(Path(f).is_dir() for f in config.corpus.real_folders)
+
+
+def test_predict_from_a_model_directory_starts_without_training_or_tracking_packages(
+        workspace, tmp_path):
+    """A scheduled `xlstm-ts predict` paid for importing Lightning, MLflow, matplotlib and
+    Spark (6.5 s; issue 49, item 4): none of them is needed to forecast from a saved
+    model (benchmarks/cli_start.py measures the start)."""
+    import subprocess
+    import sys
+
+    tmp, _ = workspace
+    args = predict_args(tmp, tmp_path / "out.csv")
+    probe = ("import sys; from xlstm_ts.cli import main; "
+             f"code = main({args!r}); "
+             "print(code, sorted(m for m in ('lightning', 'mlflow', 'matplotlib', 'pyspark', "
+             "'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=False)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stderr[-2000:]
+    assert (tmp_path / "out.csv").exists()

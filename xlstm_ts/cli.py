@@ -68,7 +68,7 @@ def check_writable(path: str | Path) -> None:
 def write_frame(frame, path: str | Path) -> None:
     """Write a polars frame atomically (temporary file in the same directory, rename);
     in a data-parallel run only global rank 0 writes."""
-    from .training import is_rank_zero
+    from ._ranks import is_rank_zero
 
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
@@ -228,6 +228,8 @@ def _predict_settings(args):
 
 
 def cmd_pretrain(args) -> int:
+    """``xlstm-ts pretrain --config C``: build the corpus if missing, pretrain (resuming
+    from the run folder's last checkpoint), write the network."""
     from .pretraining import PretrainConfig, pretrain
 
     summary = pretrain(PretrainConfig.load(args.config), progress_bar=args.interactive)
@@ -243,7 +245,6 @@ def cmd_predict(args) -> int:
 
     from .data.frames import to_polars
     from .data.series import as_long_frame
-    from .tracking import load
 
     config, s = _predict_settings(args)
     if args.engine == "spark":
@@ -251,7 +252,7 @@ def cmd_predict(args) -> int:
     if s["update"] and str(s["model"]).startswith(("runs:/", "models:/")):
         raise InputError(f"--update saves the updated model back, so --model must be a model "
                          f"directory, not {s['model']}.")
-    model = load(s["model"])
+    model = _load_model(s["model"])
     future = _future_rows(model, s)
     history = _data(config, s["input"]) if config else read_frame(s["input"])
     if model.time_col not in history.columns:
@@ -290,6 +291,19 @@ def cmd_predict(args) -> int:
     log.info("%d forecasts for %d series written to %s", forecast.height,
              forecast[model.id_col].n_unique(), s["output"])
     return 0
+
+
+def _load_model(source) -> object:
+    """A saved model directory through the estimator alone; an MLflow URI through
+    :func:`xlstm_ts.tracking.load` (MLflow is imported only then: a scheduled
+    forecast from a directory starts without it)."""
+    if str(source).startswith(("runs:/", "models:/")) or "://" in str(source):
+        from .tracking import load
+
+        return load(source)
+    from .forecaster import XLSTMForecaster
+
+    return XLSTMForecaster.load(source)
 
 
 def _future_rows(model, s: dict):
@@ -425,14 +439,20 @@ _THIRD_PARTY = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_l
                 "mlflow", "optuna", "alembic", "urllib3")
 
 
-def _configure_logging(level: int) -> None:
+_TRAINING_COMMANDS = ("fit", "backtest", "tune", "pretrain")  # the ones that load Lightning
+
+
+def _configure_logging(level: int, trains: bool = True) -> None:
     """Our lines at ``level`` on stderr, once each; third-party INFO chatter (Lightning's
     device lines and tips, MLflow's and Optuna's notes), deprecation and experimental
-    warnings and MLflow's download bars only at DEBUG."""
+    warnings and MLflow's download bars only at DEBUG. ``trains``: the command trains,
+    so Lightning is loaded first (it sets its loggers up on import); a forecast from a
+    saved model does not pay its seconds of start-up."""
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
     logging.getLogger("xlstm_ts").setLevel(level)
     chatty = level <= logging.DEBUG
-    import lightning.pytorch  # noqa: F401  (it sets its loggers up on import: go after it)
+    if trains:
+        import lightning.pytorch  # noqa: F401
 
     for name in _THIRD_PARTY:
         logger = logging.getLogger(name)
@@ -449,7 +469,8 @@ def _configure_logging(level: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command and return the process exit code."""
     args = build_parser().parse_args(argv)
-    _configure_logging(logging.ERROR if args.quiet else getattr(logging, args.log_level))
+    _configure_logging(logging.ERROR if args.quiet else getattr(logging, args.log_level),
+                       trains=args.command in _TRAINING_COMMANDS)
     # Lightning's progress bar only when a person watches (and is not asking for quiet)
     args.interactive = sys.stderr.isatty() and not args.quiet
     try:

@@ -60,8 +60,6 @@ from .presets import (
     resolve_window,
     seasonal_periods,
 )
-from .training import is_rank_zero, train_network
-from .training.pretrained import fine_tune
 
 __all__ = ["PRED_COL", "UndercoverageWarning", "XLSTMForecaster", "quantile_column"]
 
@@ -378,6 +376,8 @@ class XLSTMForecaster(BaseEstimator):
         n_covariates = config.n_past + config.n_future + config.n_static
         learning_rate = (default_learning_rate(n_covariates) if self.learning_rate is None
                          else float(self.learning_rate))
+        from .training import train_network  # Lightning loads with the first fit, not import
+
         trained = train_network(
             config, {"learning_rate": learning_rate,
                      "weight_decay": float(self.weight_decay), "schedule": self.schedule,
@@ -500,6 +500,8 @@ class XLSTMForecaster(BaseEstimator):
         self.loss_history_ = {"epoch": [], "train_loss": [], "val_loss": []}
         if self.finetune is not None:
             horizon = min(self.horizon, cfg.future_len)
+            from .training.pretrained import fine_tune
+
             tuned = fine_tune(
                 net, data, time_split_regions(data, val, 0),
                 lookback=self.lookback or pretrained_lookback(cfg.context_len, cfg.patch_size,
@@ -690,6 +692,8 @@ class XLSTMForecaster(BaseEstimator):
         staged beside it and swapped in, so a failed save leaves the previous model. In a
         data-parallel run only global rank 0 writes; the other ranks return."""
         self._check_fitted()
+        from ._ranks import is_rank_zero
+
         if not is_rank_zero():
             return
         params = {k: v for k, v in self.get_params().items() if k not in ("logger", "callbacks")}

@@ -64,7 +64,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Frequency
-from .training.datamodule import MANY_WINDOWS
 
 _HOUR_US = 3_600_000_000
 MAX_LOOKBACK = 512
@@ -256,6 +255,8 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
         patch_len = int(np.clip(lookback // 20, 1, max(24, lookback // 21)))
         # training windows as WindowDataset counts them: cutoffs from min_history on
         windows = np.maximum(lengths - needed - min_history + 1, 0).sum()
+        from .training.datamodule import MANY_WINDOWS  # here: loading presets loads no Lightning
+
         if lookback <= MAX_LOOKBACK and windows >= MANY_WINDOWS:
             patch_len = min(patch_len, FINE_PATCH)  # much data: finer patches pay
     if patch_stride is None:

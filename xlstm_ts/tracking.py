@@ -33,13 +33,13 @@ import pandas as pd
 import polars as pl
 from lightning.pytorch.callbacks import Callback
 
+from ._ranks import is_rank_zero
 from ._version import __version__
 from .data.frames import PRED_COL, to_polars
 from .data.series import as_long_frame
 from .evaluation.plotting import plot_backtest, plot_forecast, plot_training
 from .forecaster import XLSTMForecaster
 from .persistence import jsonable
-from .training import is_rank_zero
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "xlstm-ts"

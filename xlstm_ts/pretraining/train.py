@@ -111,6 +111,7 @@ class PretrainConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PretrainConfig:
+        """The config of a YAML file (paths relative to its folder)."""
         path = Path(path)
         return cls.from_dict(yaml.safe_load(path.read_text()), path.parent)
 
