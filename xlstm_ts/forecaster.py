@@ -616,6 +616,12 @@ class XLSTMForecaster(BaseEstimator):
         used, with a warning, where compiling fails. Results agree to float32 round-off.
         """
         self._check_fitted()
+        if self.network in PRETRAINED_NETWORKS:
+            raise ValueError(
+                "update() is not available for network='tirex2': the network standardises "
+                "each series over its whole context, so a new observation changes every "
+                "step of the encoding; pass the history with the new rows to "
+                "predict(df=...) instead (docs/pretrained.md).")
         BOOL("skip_seen", skip_seen)
         BOOL("compile", compile)
         new = self._prepare(df, None, self.data_.static_categories, self.data_.freq)
