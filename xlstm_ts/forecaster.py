@@ -458,14 +458,8 @@ class XLSTMForecaster(BaseEstimator):
             for j, q in enumerate(self.config_.quantiles):
                 columns[quantile_column(q)] = _float64(quant[..., j])
         self._warn_undercovered(level if bands is not None else ())
-        for lv in level:
-            if bands is None:
-                half = np.tile(backtesting.conformal_halfwidth(
-                    self.conformal_errors_, float(lv), horizon), data.n_series)
-                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
-            else:
-                low, high = (columns[quantile_column(q)] for q in bands[lv])
-            columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
+        self._add_bands(columns, level, horizon, data.n_series, lambda lv: (
+            columns[quantile_column(q)] for q in bands[lv]))
         inference.check_finite(columns[PRED_COL], data, horizon)
         # a frame of Series: ~2x cheaper than from a dict of arrays (streamed predicts)
         return from_polars(pl.DataFrame([v.alias(k) if isinstance(v, pl.Series)
@@ -544,8 +538,7 @@ class XLSTMForecaster(BaseEstimator):
             net, data = self._pretrained_network(), self._prepare(df)
             fitted = data
         ahead = future_covariates(fitted, data, future_df, horizon)
-        conformal = getattr(self, "conformal_errors_", None)
-        bands = {} if conformal is not None else {
+        bands = {} if hasattr(self, "conformal_errors_") else {  # else conformal bands
             lv: ((1 - lv / 100) / 2, (1 + lv / 100) / 2) for lv in level}
         wanted = tuple(dict.fromkeys([*self.quantiles, *(q for b in bands.values() for q in b)]))
         point, quant = pretrained.forecast_panel(net, data, horizon, ahead, wanted)
@@ -553,19 +546,27 @@ class XLSTMForecaster(BaseEstimator):
                    self.time_col: data.future_times(horizon), PRED_COL: _float64(point)}
         for j, q in enumerate(self.quantiles):
             columns[quantile_column(q)] = _float64(quant[..., j])
-        for lv in level:
-            if conformal is not None:  # calibrated by conformalize()
-                half = np.tile(backtesting.conformal_halfwidth(conformal, float(lv), horizon),
-                               data.n_series)
-                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
-            else:
-                low, high = (_float64(quant[..., wanted.index(q)]) for q in bands[lv])
-            columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
+        self._add_bands(columns, level, horizon, data.n_series, lambda lv: (
+            _float64(quant[..., wanted.index(q)]) for q in bands[lv]))
         inference.check_finite(columns[PRED_COL], data, horizon)
         return from_polars(pl.DataFrame([pl.Series(k, v) for k, v in columns.items()]),
                            data.kind)
 
     # ------------------------------------------------------------------ streaming
+
+    def _add_bands(self, columns: dict, level, horizon: int, n_series: int, head_band) -> None:
+        """``y_pred_lo{level}`` / ``y_pred_hi{level}`` into ``columns``: conformal, around
+        the point forecast, where :meth:`conformalize` was called; else the network's own
+        band, ``head_band(level)`` -> (low, high) arrays."""
+        conformal = getattr(self, "conformal_errors_", None)
+        for lv in level:
+            if conformal is not None:
+                half = np.tile(backtesting.conformal_halfwidth(conformal, float(lv), horizon),
+                               n_series)
+                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
+            else:
+                low, high = head_band(lv)
+            columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
 
     def _warn_undercovered(self, level) -> None:
         """Warn where a band from the head's quantiles covered its validation windows

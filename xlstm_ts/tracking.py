@@ -166,14 +166,11 @@ def split_future_rows(frame: pd.DataFrame, id_col: str, target_col: str
     """(history, future rows or None): the rows after each series' last observed
     target are its future rows (future-known covariates over the horizon, the target
     empty); the rest is history."""
+    position = np.arange(len(frame))
     observed = frame[target_col].notna().to_numpy()
-    ids = frame[id_col].to_numpy()
-    after = np.zeros(len(frame), dtype=bool)
-    for key in pd.unique(ids):
-        rows = np.flatnonzero(ids == key)
-        seen = rows[observed[rows]]
-        if len(seen):
-            after[rows[rows > seen[-1]]] = True
+    last_seen = pd.Series(np.where(observed, position, -1)).groupby(
+        frame[id_col].to_numpy()).transform("max").to_numpy()
+    after = (position > last_seen) & (last_seen >= 0)
     if not after.any():
         return frame, None
     return frame[~after].reset_index(drop=True), frame[after].reset_index(drop=True)

@@ -95,20 +95,21 @@ class SLSTMLayer(nn.Module):
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         """Input part of the gate pre-activations, (R, L, 4, NH, DH), bias included: the
         four head-wise projections as one batched matmul."""
-        projections = (self.fgate, self.igate, self.zgate, self.ogate)
-        weight = torch.cat([p.weight for p in projections], dim=1)  # (NH, 4 * DH, DH)
-        gx = headwise(x, weight).unflatten(-1, (self.num_heads, 4, -1))  # (R, L, NH, 4, DH)
+        gx = headwise(x, self._gate_weight()).unflatten(-1, (self.num_heads, 4, -1))
         return gx.transpose(2, 3) + self._bias_.transpose(0, 1)
+
+    def _gate_weight(self) -> torch.Tensor:
+        """The four gate projections side by side, (NH, 4 * DH, DH), in slot order."""
+        return torch.cat([p.weight for p in (self.fgate, self.igate, self.zgate, self.ogate)],
+                         dim=1)
 
     def _forecast(self, x: torch.Tensor) -> torch.Tensor:
         """h (R, L, NH, DH) from an empty state, without autograd: the gates computed
         straight into the recurrence's (L, NH, R, 4 * DH) layout, bias added on the way."""
         R, L, D = x.shape
         NH, DH = self.num_heads, D // self.num_heads
-        weight = torch.cat([p.weight for p in (self.fgate, self.igate, self.zgate, self.ogate)],
-                           dim=1)  # (NH, 4 * DH, DH)
         heads = x.transpose(0, 1).reshape(L * R, NH, DH).transpose(0, 1)  # (NH, L * R, DH)
-        gx = torch.bmm(heads, weight.transpose(1, 2)).view(NH, L, R, 4 * DH)
+        gx = torch.bmm(heads, self._gate_weight().transpose(1, 2)).view(NH, L, R, 4 * DH)
         laid = x.new_empty(L, NH, R, 4 * DH)
         torch.add(gx.permute(1, 0, 2, 3), self._bias_.reshape(NH, 1, 4 * DH), out=laid)
         zeros = x.new_zeros(NH, R, DH)

@@ -94,21 +94,51 @@ def _last_observed(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x.gather(-1, last).squeeze(-1), nan=0.0)
 
 
+def model_rows(x: torch.Tensor, net: TiRex2Network, horizon: int,
+               pad_context: bool = True) -> torch.Tensor:
+    """Rows (R, T + horizon) (history, then the horizon: NaN for targets and past-only
+    covariates) at the network's length: NaN on the right up to ``future_len`` steps
+    after the history, NaN on the left up to ``context_len`` steps of it
+    (``pad_context``), the oldest steps cut beyond it; as the reference."""
+    cfg = net.config
+    x = nn.functional.pad(x, (0, cfg.future_len - horizon), value=float("nan"))
+    full = cfg.context_len + cfg.future_len
+    if x.shape[-1] < full and pad_context:
+        return nn.functional.pad(x, (full - x.shape[-1], 0), value=float("nan"))
+    return x[..., -full:]
+
+
+def horizon_quantiles(net: TiRex2Network, x: torch.Tensor, group: torch.Tensor,
+                      target: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Quantiles (R_target, Q, horizon) of the target rows of ``x`` (R, T) from
+    :func:`model_rows`; ``group`` (R,) series index, ``target`` (R,) bool. Covariate
+    rows with values over the horizon are known covariates (they also run backward)."""
+    cfg, P = net.config, net.config.patch_size
+    known = (~x[:, -cfg.future_len:].isnan()).any(-1) & ~target
+    future = cfg.future_len
+    if not bool(known.any()):
+        # Nothing runs backward in time: every output depends only on its past, so the
+        # NaN padding past the patches the horizon needs can be left out (same numbers).
+        future = math.ceil(horizon / P) * P
+        x = x[:, :x.shape[-1] - (cfg.future_len - future)]
+    # token l forecasts patch l + 1: the horizon is read from the last context token on
+    out = net(x, group, target, known, outputs=future // P + 1)
+    return out[target][..., :-P][..., :horizon]
+
+
 @dataclass
 class _Batch:
-    x: torch.Tensor  # (R, T) rows of all series
+    x: torch.Tensor  # (R, T) rows of all series, at the network's length
     group: torch.Tensor  # (R,) series index
     target: torch.Tensor  # (R,) bool
-    known: torch.Tensor  # (R,) bool: known covariates, also run backward in time
     diffed: list  # per series: (V_t,) bool, rows forecast in differences
     last: list  # per series: (V_t,) last observed level
 
 
 def _pack(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff: bool,
           pad_context: bool) -> _Batch:
-    """Rows of all series, left-padded to the longest history and to the model's
-    context (``pad_context``), right-padded over the horizon; as the reference."""
-    cfg = net.config
+    """Rows of all series, left-padded to the longest history, right-padded over the
+    horizon, at the network's length (:func:`model_rows`); as the reference."""
     longest = max(s.target.shape[-1] for s in series)
     rows, group, target, diffed, last = [], [], [], [], []
     for k, s in enumerate(series):
@@ -130,35 +160,17 @@ def _pack(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff:
         rows.append(block)
         group += [k] * len(block)
         target += [True] * t.shape[0] + [False] * (len(block) - t.shape[0])
-    x = torch.cat(rows)
-    x = nn.functional.pad(x, (0, cfg.future_len - horizon), value=float("nan"))
-    full = cfg.context_len + cfg.future_len
-    if x.shape[-1] < full and pad_context:
-        x = nn.functional.pad(x, (full - x.shape[-1], 0), value=float("nan"))
-    elif x.shape[-1] > full:
-        x = x[:, -full:]
-    group_t = torch.tensor(group)
-    target_t = torch.tensor(target)
-    known = (~x[:, -cfg.future_len:].isnan()).any(-1) & ~target_t
-    return _Batch(x, group_t, target_t, known, diffed, last)
+    x = model_rows(torch.cat(rows), net, horizon, pad_context)
+    return _Batch(x, torch.tensor(group), torch.tensor(target), diffed, last)
 
 
 @torch.no_grad()
 def _one_pass(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff: bool,
               pad_context: bool, band: BandConfig) -> list[torch.Tensor]:
     """Quantiles (V_t, Q, horizon) per series, horizon <= future_len."""
-    cfg, P = net.config, net.config.patch_size
+    cfg = net.config
     batch = _pack(net, series, horizon, tta_diff, pad_context)
-    x, future = batch.x, cfg.future_len
-    if not bool(batch.known.any()):
-        # Nothing runs backward in time: every output depends only on its past, so the
-        # NaN padding past the patches the horizon needs can be left out (same numbers).
-        future = math.ceil(horizon / P) * P
-        x = x[:, :x.shape[-1] - (cfg.future_len - future)]
-    # token l forecasts patch l + 1: the horizon is read from the last context token on
-    out = net(x, batch.group, batch.target, batch.known, outputs=future // P + 1)
-    out = out[..., :-P][..., :horizon]  # (R, Q, horizon)
-    quantiles = out[batch.target]
+    quantiles = horizon_quantiles(net, batch.x, batch.group, batch.target, horizon)
     median = cfg.median_index
     steps = torch.arange(1, horizon + 1, dtype=quantiles.dtype)
     results, first = [], 0

@@ -5,11 +5,10 @@ network's own forecast)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from .forecast import horizon_quantiles, model_rows
 from .network import TiRex2Network
 
 
@@ -18,34 +17,22 @@ def window_quantiles(net: TiRex2Network, batch: dict) -> torch.Tensor:
 
     ``batch``: ``history`` (B, L), ``history_mask`` (B, L), ``target`` (B, H),
     ``past`` (B, L, P), ``future`` (B, L + H, F), as :class:`WindowDataset` yields."""
-    cfg = net.config
     history = batch["history"].masked_fill(~batch["history_mask"], float("nan"))
     B, L = history.shape
     H = batch["target"].shape[1]
     past, future = batch["past"], batch["future"]
-    known = future.shape[-1] > 0
-    # without known covariates nothing runs backward: the horizon's patches suffice
-    ahead = cfg.future_len if known else math.ceil(H / cfg.patch_size) * cfg.patch_size
     nan = float("nan")
-    rows = [nn.functional.pad(history, (0, ahead), value=nan)[:, None]]
+    rows = [nn.functional.pad(history, (0, H), value=nan)[:, None]]  # (B, 1, L + H)
     if past.shape[-1]:
-        rows.append(nn.functional.pad(past.transpose(1, 2), (0, ahead), value=nan))
-    if known:
-        rows.append(nn.functional.pad(future.transpose(1, 2)[..., :L + H], (0, ahead - H),
-                                      value=nan))
-    x = torch.cat(rows, dim=1)  # (B, V, L + ahead)
+        rows.append(nn.functional.pad(past.transpose(1, 2), (0, H), value=nan))
+    if future.shape[-1]:
+        rows.append(future.transpose(1, 2)[..., :L + H])
+    x = model_rows(torch.cat(rows, dim=1), net, H)  # (B, V, T)
     V = x.shape[1]
-    full = cfg.context_len + ahead
-    if x.shape[-1] < full:
-        x = nn.functional.pad(x, (full - x.shape[-1], 0), value=nan)
-    x = x[..., -full:].reshape(B * V, -1)
     group = torch.arange(B, device=x.device).repeat_interleave(V)
-    target = torch.zeros(V, dtype=torch.bool, device=x.device)
-    target[0] = True
-    target = target.repeat(B)
-    known_rows = (~target) & (~x[:, -ahead:].isnan()).any(-1)
-    out = net(x, group, target, known_rows, outputs=ahead // cfg.patch_size + 1)
-    return out[target][..., :-cfg.patch_size][..., :H]
+    target = torch.zeros(B, V, dtype=torch.bool, device=x.device)
+    target[:, 0] = True
+    return horizon_quantiles(net, x.reshape(B * V, -1), group, target.reshape(-1), H)
 
 
 def quantile_loss(quantiles: torch.Tensor, levels: torch.Tensor, batch: dict) -> torch.Tensor:
