@@ -87,9 +87,6 @@ def test_bad_use_is_named(checkpoint):
         _model(checkpoint).predict(_panel(), level=(95,))
     with pytest.raises(NotFittedError, match="predict\\(df\\) for zero-shot"):
         _model(checkpoint).predict()
-    fitted = _model(checkpoint, finetune=None).fit(_panel())
-    with pytest.raises(ValueError, match=r"update\(\) is not available for network='tirex2'"):
-        fitted.update(_panel().tail(3))
 
 
 def test_fine_tuning_trains_and_keeps_the_pretrained_weights_when_better(checkpoint):

@@ -1,23 +1,31 @@
 """Forecasting a panel with a TiRex-2 network (``network="tirex2"``): the estimator's
-frames as the network's series, its quantiles at the levels asked for.
+frames as the network's series, its quantiles at the levels asked for, and the
+stream that ``update`` carries (:mod:`xlstm_ts.models.tirex2.stream`).
 
 Shapes: n series, H horizon, F future-known covariates, P past-only ones, Q levels.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
-from .data import SeriesData
+from .data import SeriesData, append_observations, continue_series, every_series_in_order
 from .models.tirex2 import SeriesInput, TiRex2Network, forecast
+from .models.tirex2.stream import TiRex2Stream
+
+log = logging.getLogger("xlstm_ts")
 
 BATCH_SERIES = 256  # series per forward pass: activation memory stays bounded
 
 
-def series_inputs(data: SeriesData, context: int, ahead: torch.Tensor) -> list[SeriesInput]:
+def series_inputs(data: SeriesData, context: int, ahead: torch.Tensor | None
+                  ) -> list[SeriesInput]:
     """Each series' last ``context`` steps (NaN where unobserved) with its past-only
-    covariates and its future-known ones extended by ``ahead`` (n, H, F)."""
+    covariates and its future-known ones extended by ``ahead`` (n, H, F; None where
+    there are none)."""
     out = []
     for k in range(data.n_series):
         lo, hi = int(data.indptr[k]), int(data.indptr[k + 1])
@@ -50,11 +58,46 @@ def interpolate(values: torch.Tensor, levels: torch.Tensor, wanted) -> torch.Ten
 
 @torch.inference_mode()
 def forecast_panel(net: TiRex2Network, data: SeriesData, horizon: int, ahead: torch.Tensor,
-                   quantiles: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median (n, H) and the quantiles (n, H, Q) at ``quantiles`` of every series."""
-    inputs = series_inputs(data, net.config.context_len, ahead)
-    raw = torch.cat([torch.stack(forecast(net, inputs[s:s + BATCH_SERIES], horizon))
-                     for s in range(0, len(inputs), BATCH_SERIES)])  # (n, 1, Qm, H)
+                   quantiles: tuple[float, ...], stream: dict | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median (n, H) and the quantiles (n, H, Q) at ``quantiles`` of every series: from
+    the carried ``stream`` (:func:`absorb`) where given, else from ``data``."""
+    if stream is not None:
+        raw = torch.stack(TiRex2Stream.from_state(stream).forecast(net, horizon))
+    else:
+        inputs = series_inputs(data, net.config.context_len, ahead)
+        raw = torch.cat([torch.stack(forecast(net, inputs[s:s + BATCH_SERIES], horizon))
+                         for s in range(0, len(inputs), BATCH_SERIES)])  # (n, 1, Qm, H)
     values = raw[:, 0].transpose(1, 2)  # (n, H, Qm)
     median = interpolate(values, net.quantiles, (0.5,))[..., 0]
     return median, interpolate(values, net.quantiles, quantiles)
+
+
+def absorb(net: TiRex2Network, fitted: SeriesData, new: SeriesData, stream: dict | None, *,
+           skip_seen: bool = False) -> tuple[SeriesData, dict | None]:
+    """``fitted`` with the rows of ``new`` appended (each series' last ``context_len``
+    kept) and the ``stream`` (None: anchored on ``fitted`` first) advanced over them.
+
+    The stream advances where it can: every fitted series, in order, gets the same
+    number of new steps and no covariate is known over the horizon. Otherwise it is
+    dropped (None) and forecasts re-encode each series' last ``context_len`` steps.
+    Nothing is replaced before everything is computed."""
+    new, codes, skipped = continue_series(fitted, new, skip_seen=skip_seen)
+    if skipped:
+        log.info("update: %d rows were already absorbed and are left out", skipped)
+    if not new.n_series:
+        return fitted, stream
+    context = net.config.context_len
+    steps = np.unique(new.lengths)
+    if fitted.future.shape[1] or len(steps) != 1 \
+            or not every_series_in_order(codes, fitted.n_series):
+        log.info("update: %s; forecasts re-encode each series' last %d steps",
+                 "covariates known over the horizon run backward in time"
+                 if fitted.future.shape[1] else
+                 "not every series got the same number of new steps", context)
+        return append_observations(fitted, new, codes, keep=context), None
+    with torch.inference_mode():
+        carried = TiRex2Stream.from_state(stream) if stream is not None else \
+            TiRex2Stream.start(net, series_inputs(fitted, context, None))
+        carried = carried.update(net, series_inputs(new, int(steps[0]), None))
+    return append_observations(fitted, new, codes, keep=context), carried.to_state()

@@ -99,9 +99,18 @@ class SLSTMLayer(nn.Module):
         return gx.transpose(2, 3) + self._bias_.transpose(0, 1)
 
     def _gate_weight(self) -> torch.Tensor:
-        """The four gate projections side by side, (NH, 4 * DH, DH), in slot order."""
-        return torch.cat([p.weight for p in (self.fgate, self.igate, self.zgate, self.ogate)],
-                         dim=1)
+        """The four gate projections side by side, (NH, 4 * DH, DH), in slot order. Kept
+        between calls without autograd while no weight changed (a streamed step is a
+        single token: joining the weights would cost as much as using them)."""
+        weights = [p.weight for p in (self.fgate, self.igate, self.zgate, self.ogate)]
+        if torch.is_grad_enabled():
+            return torch.cat(weights, dim=1)
+        key = tuple((w.data_ptr(), w._version) for w in weights)
+        cached = self.__dict__.get("_joined")
+        if cached is None or cached[0] != key:
+            cached = (key, torch.cat(weights, dim=1))
+            self.__dict__["_joined"] = cached
+        return cached[1]
 
     def _forecast(self, x: torch.Tensor) -> torch.Tensor:
         """h (R, L, NH, DH) from an empty state, without autograd: the gates computed
@@ -165,6 +174,13 @@ class TimeMixer(nn.Module):
         out = x + out
         return out + self.ffn(self.norm_ffn(out))
 
+    def advance(self, x: torch.Tensor, state=None):
+        """Forward in time only, from the cell ``state`` (None: empty): x (R, n, D) ->
+        ((R, n, D), the cell state after the last position)."""
+        out, state = self.fwd_cell(self.norm_lstm(x), state, return_state=True)
+        out = x + out
+        return out + self.ffn(self.norm_ffn(out)), state
+
 
 class VariateMixer(nn.Module):
     """Attention across rows at each token position, within each series (``group``),
@@ -219,3 +235,9 @@ class Block(nn.Module):
         """x (R, L, D) -> (R, L, D), or the last ``keep`` positions (R, keep, D)."""
         x = self.time_mixer(x, known, keep)
         return self.variate_mixer(x.transpose(0, 1), group, target).transpose(0, 1)
+
+    def advance(self, x, group, target, state=None):
+        """:meth:`forward` with every row forward in time only, from the cell ``state``:
+        x (R, n, D) -> ((R, n, D), the cell state after the last position)."""
+        x, state = self.time_mixer.advance(x, state)
+        return self.variate_mixer(x.transpose(0, 1), group, target).transpose(0, 1), state

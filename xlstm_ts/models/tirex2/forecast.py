@@ -127,7 +127,7 @@ def horizon_quantiles(net: TiRex2Network, x: torch.Tensor, group: torch.Tensor,
 
 
 @dataclass
-class _Batch:
+class Batch:
     x: torch.Tensor  # (R, T) rows of all series, at the network's length
     group: torch.Tensor  # (R,) series index
     target: torch.Tensor  # (R,) bool
@@ -135,8 +135,8 @@ class _Batch:
     last: list  # per series: (V_t,) last observed level
 
 
-def _pack(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff: bool,
-          pad_context: bool) -> _Batch:
+def pack(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff: bool,
+          pad_context: bool) -> Batch:
     """Rows of all series, left-padded to the longest history, right-padded over the
     horizon, at the network's length (:func:`model_rows`); as the reference."""
     longest = max(s.target.shape[-1] for s in series)
@@ -161,20 +161,28 @@ def _pack(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff:
         group += [k] * len(block)
         target += [True] * t.shape[0] + [False] * (len(block) - t.shape[0])
     x = model_rows(torch.cat(rows), net, horizon, pad_context)
-    return _Batch(x, torch.tensor(group), torch.tensor(target), diffed, last)
+    return Batch(x, torch.tensor(group), torch.tensor(target), diffed, last)
 
 
 @torch.no_grad()
 def _one_pass(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_diff: bool,
               pad_context: bool, band: BandConfig) -> list[torch.Tensor]:
     """Quantiles (V_t, Q, horizon) per series, horizon <= future_len."""
-    cfg = net.config
-    batch = _pack(net, series, horizon, tta_diff, pad_context)
+    batch = pack(net, series, horizon, tta_diff, pad_context)
     quantiles = horizon_quantiles(net, batch.x, batch.group, batch.target, horizon)
-    median = cfg.median_index
+    return calibrate(quantiles, batch.diffed, batch.last, net.config.median_index, band)
+
+
+def calibrate(quantiles: torch.Tensor, diffed: list, last: list, median: int,
+              band: BandConfig = BAND) -> list[torch.Tensor]:
+    """The network's quantiles (R_target, Q, H) of the target rows of a batch, series
+    after series, to forecasts (V_t, Q, H) per series: bands scaled with the step, rows
+    forecast in differences (``diffed``, (V_t,) bool per series) integrated from
+    ``last`` ((V_t,) per series)."""
+    horizon = quantiles.shape[-1]
     steps = torch.arange(1, horizon + 1, dtype=quantiles.dtype)
     results, first = [], 0
-    for diff, last in zip(batch.diffed, batch.last, strict=True):
+    for diff, level in zip(diffed, last, strict=True):
         q = quantiles[first:first + len(diff)]
         first += len(diff)
         mid = q[:, median:median + 1]
@@ -184,8 +192,8 @@ def _one_pass(net: TiRex2Network, series: list[SeriesInput], horizon: int, tta_d
             sign = offset.sum(-1, keepdim=True).sign()
             spread = torch.sqrt(torch.cumsum(offset * offset, -1))
             widening = steps ** (band.diff_band_exponent - 0.5)
-            level = torch.cumsum(mid, -1) + band.diff_band_scale ** 0.5 * sign * spread * widening
-            integrated = level + last.to(q.dtype)[:, None, None]
+            path = torch.cumsum(mid, -1) + band.diff_band_scale ** 0.5 * sign * spread * widening
+            integrated = path + level.to(q.dtype)[:, None, None]
             raw = torch.where(diff[:, None, None], integrated, raw)
         results.append(raw)
     return results
@@ -201,7 +209,7 @@ def _complement(quantiles: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
     return index
 
 
-def _flipped(s: SeriesInput) -> SeriesInput:
+def flipped(s: SeriesInput) -> SeriesInput:
     def neg(x):
         return None if x is None else -x
 
@@ -212,9 +220,15 @@ def _block(net, series, horizon, tta_diff, tta_sign_flip, pad_context, band):
     forecasts = _one_pass(net, series, horizon, tta_diff, pad_context, band)
     if not tta_sign_flip:
         return forecasts
-    complement = _complement(net.quantiles)
-    flipped = _one_pass(net, [_flipped(s) for s in series], horizon, tta_diff, pad_context,
+    negated = _one_pass(net, [flipped(s) for s in series], horizon, tta_diff, pad_context,
                         band)
+    return unflip(forecasts, negated, net.quantiles)
+
+
+def unflip(forecasts: list, flipped: list, quantiles: torch.Tensor) -> list[torch.Tensor]:
+    """Sign-flip averaging: each forecast with the negated forecast of the negated series
+    (its quantile q read at 1 - q)."""
+    complement = _complement(quantiles)
     return [(a - b[:, complement]) / 2 for a, b in zip(forecasts, flipped, strict=True)]
 
 

@@ -26,8 +26,11 @@ class Standardizer:
     def __init__(self, eps: float, arcsinh: bool, binary_aware: bool):
         self.eps, self.arcsinh, self.binary_aware = eps, arcsinh, binary_aware
 
-    def scale(self, x: torch.Tensor):
-        """x (R, T) -> (scaled x, (loc (R, 1), scale (R, 1), binary (R, 1) | None))."""
+    def scale(self, x: torch.Tensor, state=None):
+        """x (R, T) -> (scaled x, (loc (R, 1), scale (R, 1), binary (R, 1) | None)); with
+        ``state`` (a stream's frozen statistics), x scaled by those instead."""
+        if state is not None:
+            return self._apply(x, state), state
         loc = torch.nan_to_num(torch.nanmean(x, -1, keepdim=True), nan=0.0)
         spread = torch.nanmean((x - loc) ** 2, -1, keepdim=True).sqrt()
         scale = torch.nan_to_num(spread, nan=1.0).clamp_min(self.eps)
@@ -36,10 +39,14 @@ class Standardizer:
             binary = ((x == 0) | (x == 1) | x.isnan()).all(-1, keepdim=True)
             loc = torch.where(binary, 0.0, loc)
             scale = torch.where(binary, 1.0, scale)
+        return self._apply(x, (loc, scale, binary)), (loc, scale, binary)
+
+    def _apply(self, x: torch.Tensor, state) -> torch.Tensor:
+        loc, scale, binary = state
         y = (x - loc) / scale
         if self.arcsinh:
             y = torch.arcsinh(y) if binary is None else torch.where(binary, y, torch.arcsinh(y))
-        return y, (loc, scale, binary)
+        return y
 
     def unscale(self, y: torch.Tensor, state) -> torch.Tensor:
         """y (R, Q, T) back to data units."""
@@ -80,14 +87,36 @@ class TiRex2Network(nn.Module):
 
     def tokens(self, x: torch.Tensor):
         """x (R, T) -> embedded tokens (R, L, D) and the scaling state."""
-        P = self.config.patch_size
         x, state = self.scaler.scale(x)
-        if x.shape[-1] % P:  # left-pad to whole patches
-            x = nn.functional.pad(x, (P - x.shape[-1] % P, 0), value=float("nan"))
-        patches = x.unflatten(-1, (-1, P))  # (R, L, P)
+        return self.embed(x), state
+
+    def embed(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Scaled rows (R, T), NaN where unobserved, left-padded to whole patches ->
+        tokens (R, L, D)."""
+        P = self.config.patch_size
+        if scaled.shape[-1] % P:
+            scaled = nn.functional.pad(scaled, (P - scaled.shape[-1] % P, 0), value=float("nan"))
+        patches = scaled.unflatten(-1, (-1, P))  # (R, L, P)
         observed = (~patches.isnan()).to(patches.dtype)
         tokens = torch.cat([torch.nan_to_num(patches, nan=0.0), observed], dim=-1)
-        return self.input_patch_embedding(tokens), state
+        return self.input_patch_embedding(tokens)
+
+    def advance(self, tokens: torch.Tensor, group: torch.Tensor, target: torch.Tensor,
+                states: list | None = None):
+        """The block stack run forward in time only (no known-covariate rows) from
+        ``states`` (one cell state per block; None: empty memories): tokens (R, n, D)
+        -> (stack output (R, n, D), the states after the last token)."""
+        h, after = tokens, []
+        for k, block in enumerate(self.stack):
+            h, state = block.advance(h, group, target, None if states is None else states[k])
+            after.append(state)
+        return h, after
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Stack output (R, L, D) -> each token's quantiles of the next patch (R, Q, L * P),
+        in scaled units."""
+        h = self.output_patch_embedding(self.stack_out_norm(h))  # (R, L, Q * P)
+        return h.unflatten(-1, (len(self.config.quantiles), -1)).transpose(1, 2).flatten(-2)
 
     def forward(self, x: torch.Tensor, group: torch.Tensor, target: torch.Tensor,
                 known: torch.Tensor, outputs: int | None = None) -> torch.Tensor:
@@ -96,7 +125,4 @@ class TiRex2Network(nn.Module):
             # every position feeds the next block's recurrence; after the last
             # block's, only the positions read out are carried on
             h = block(h, group, target, known, outputs if k == len(self.stack) - 1 else None)
-        h = self.output_patch_embedding(self.stack_out_norm(h))  # (R, L, Q * P)
-        Q = len(self.config.quantiles)
-        y = h.unflatten(-1, (Q, -1)).transpose(1, 2).flatten(-2)  # (R, Q, L * P)
-        return self.scaler.unscale(y, state)
+        return self.scaler.unscale(self.head(h), state)
