@@ -271,7 +271,8 @@ def run_m4(args) -> None:
                                 **overrides).fit(train)
         label = " ".join(args.set) or _defaults_label(model)
         results[f"xlstm-ts {label} seed {seed}"] = (
-            {**score(model.predict()), "correction_share": model.correction_share_},
+            {**score(model.predict()),
+             "correction_share": getattr(model, "correction_share_", None)},
             time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M4-Hourly", "model": name, "split": _split_name(args),

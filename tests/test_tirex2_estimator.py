@@ -112,6 +112,20 @@ def test_fine_tuning_trains_and_keeps_the_pretrained_weights_when_better(checkpo
                                after.output_patch_embedding.output_layer.weight)
 
 
+def test_fine_tuning_short_yearly_series_does_not_crash(checkpoint):
+    # 40 series of 9-16 points (M3 Yearly's shortest): fewer than the two patches a
+    # window normally needs before the validation part
+    rng = np.random.default_rng(0)
+    df = pd.concat([pd.DataFrame({"unique_id": f"y{j}", "ds": np.arange(n),
+                                  "y": 100 + np.cumsum(rng.normal(2, 1, n))})
+                    for j, n in enumerate(rng.integers(9, 17, 40))], ignore_index=True)
+    model = XLSTMForecaster(network="tirex2", pretrained=checkpoint, horizon=6, max_epochs=1,
+                            batches_per_epoch=2, batch_size=8, progress_bar=False,
+                            random_state=0).fit(df)
+    assert model.epochs_trained_ == 1
+    assert np.isfinite(model.predict()["y_pred"]).all()
+
+
 def test_save_load_and_zero_shot_backtest(checkpoint, tmp_path):
     df = _panel()
     model = _model(checkpoint, finetune=None).fit(df)

@@ -9,12 +9,15 @@ import logging
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, default_collate
 
 from ..data import SeriesData
+from ..data.lazy import PanelWindows, StagedPanel, validation_windows
 from ..models.tirex2 import TiRex2Network
 from ..models.tirex2.windows import quantile_loss, window_quantiles
-from .datamodule import WindowDataModule
+from .datamodule import MONITOR_WINDOWS, WindowDataModule, default_batches_per_epoch
 from .history import LossHistory
 from .trainer import fit_module
 
@@ -91,6 +94,27 @@ class FineTuned:
     history: dict
 
 
+def _windows(data, regions, lookback, horizon, has_validation, batch_size, batches_per_epoch,
+             min_history, seed) -> WindowDataModule:
+    """Windows with at least ``min_history`` observed steps of history (the network
+    reads the rest of its context as missing); where no series has that many before
+    its validation part (short yearly series), windows with any history."""
+    def make(least):
+        return WindowDataModule(
+            data, lookback, horizon, train_region=regions["train"],
+            val_region=regions["val"] if has_validation else None, batch_size=batch_size,
+            batches_per_epoch=batches_per_epoch, min_history=least, seed=seed)
+
+    try:
+        return make(min_history)
+    except ValueError:
+        if min_history == 1:
+            raise
+        log.info("fine-tuning: no series has %d steps before its validation part; "
+                 "windows with shorter histories are used", min_history)
+        return make(1)
+
+
 def fine_tune(net: TiRex2Network, data: SeriesData, regions: dict, *, lookback: int,
               horizon: int, finetune: str, has_validation: bool, learning_rate: float,
               weight_decay: float, batch_size: int, batches_per_epoch: int | None,
@@ -98,11 +122,28 @@ def fine_tune(net: TiRex2Network, data: SeriesData, regions: dict, *, lookback: 
     """Fine-tune ``net`` (a copy) on the windows of ``data``; keep the pretrained
     weights when the fine-tuned ones do not score a lower validation loss."""
     L.seed_everything(seed, workers=True, verbose=False)
-    datamodule = WindowDataModule(
-        data, lookback, horizon, train_region=regions["train"],
-        val_region=regions["val"] if has_validation else None, batch_size=batch_size,
-        batches_per_epoch=batches_per_epoch,
-        min_history=min(lookback, 2 * net.config.patch_size), seed=seed)
+    datamodule = _windows(data, regions, lookback, horizon, has_validation, batch_size,
+                          batches_per_epoch, min(lookback, 2 * net.config.patch_size), seed)
+    return _tune(net, datamodule, finetune, has_validation, learning_rate, weight_decay,
+                 max_epochs, trainer_options)
+
+
+def fine_tune_staged(net: TiRex2Network, staged: StagedPanel, val: int, *, lookback: int,
+                     horizon: int, finetune: str, learning_rate: float, weight_decay: float,
+                     batch_size: int, batches_per_epoch: int | None, max_epochs: int,
+                     seed: int, **trainer_options) -> FineTuned:
+    """:func:`fine_tune` on a panel staged on disk (:func:`~xlstm_ts.data.lazy.
+    stage_panel`): windows drawn shard by shard, validation on each series' window
+    starting its last ``val`` steps (at most ``MONITOR_WINDOWS`` series)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    datamodule = StagedWindows(staged, lookback, horizon, val, batch_size, batches_per_epoch,
+                               min(lookback, 2 * net.config.patch_size), seed)
+    return _tune(net, datamodule, finetune, datamodule.val is not None, learning_rate,
+                 weight_decay, max_epochs, trainer_options)
+
+
+def _tune(net, datamodule, finetune, has_validation, learning_rate, weight_decay, max_epochs,
+          trainer_options) -> FineTuned:
     before = validation_loss(net, datamodule) if has_validation else None
     module = PretrainedModule(copy.deepcopy(net).train(), finetune, learning_rate, weight_decay)
     losses = LossHistory()
@@ -120,3 +161,49 @@ def fine_tune(net: TiRex2Network, data: SeriesData, regions: dict, *, lookback: 
     return FineTuned(network=net.eval() if keep else tuned, kept_pretrained=keep,
                      pretrained_val_loss=before, val_loss=after,
                      epochs=trainer.current_epoch, history=losses.history)
+
+
+class _Windows(torch.utils.data.Dataset):
+    """Windows held in memory; indexed by an int (one window) or an index array (a
+    batch, as :class:`~xlstm_ts.data.WindowDataset`)."""
+
+    def __init__(self, windows: list[dict]):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.windows[int(index)]
+        return default_collate([self.windows[int(i)] for i in index])
+
+
+class StagedWindows(L.LightningDataModule):
+    """Training windows of a staged panel drawn shard by shard (``PanelWindows``),
+    ``batches_per_epoch`` batches an epoch; validation windows held in memory."""
+
+    def __init__(self, staged: StagedPanel, lookback: int, horizon: int, val: int,
+                 batch_size: int, batches_per_epoch: int | None, min_history: int, seed: int):
+        super().__init__()
+        room = staged.lengths - val - horizon  # history steps available before each target
+        if not (room >= min_history).any():
+            min_history = 1
+        if not (room >= 1).any():
+            raise ValueError(f"No training windows: every series is shorter than its "
+                             f"validation part ({val}) + horizon ({horizon}) + 1 step.")
+        windows = int(np.clip(room - min_history + 1, 0, None).sum())
+        self.batch_size = batch_size
+        self.batches_per_epoch = (default_batches_per_epoch(windows) if batches_per_epoch is None
+                                  else batches_per_epoch)
+        self.train = PanelWindows(staged, lookback, horizon, val,
+                                  self.batches_per_epoch * batch_size, min_history, seed)
+        held = validation_windows(staged, lookback, horizon, val, MONITOR_WINDOWS)
+        self.val = _Windows(held) if held else None
+        self.monitored = np.arange(len(held))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train, batch_size=self.batch_size)
+
+    def val_dataloader(self):
+        return DataLoader(self.val, batch_size=256) if self.val is not None else []
