@@ -92,7 +92,8 @@ def main() -> None:
         "last `context_len` steps; stream = `TiRex2Stream.update` by one step, then "
         "`forecast`. State = the stream's tensors per series (history since the anchor "
         "included).", "",
-        "| network | series | re-encode s | stream s | speed-up | phases kept | state MB / series |",
+        "| network | series | re-encode s | stream s | speed-up | phases kept "
+        "| state MB / series |",
         "|---|---:|---:|---:|---:|---:|---:|", *rows, ""])
     write_result("pretrained-stream-cpu.md", text)
 

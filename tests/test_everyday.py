@@ -11,6 +11,7 @@ import pytest
 
 from xlstm_ts import XLSTMForecaster
 from xlstm_ts.config import ConfigError, parse_config
+from xlstm_ts.evaluation.baselines import SeasonalNaive
 
 
 def test_unknown_config_key_suggests_the_near_one():
@@ -136,7 +137,7 @@ def test_backtest_cutoffs_lie_on_one_time_grid_despite_gaps():
                             batches_per_epoch=2, id_col="store", time_col="day",
                             target_col="sales", future_covariates=("promo",),
                             fill_missing="nan", progress_bar=False, random_state=0)
-    result = model.backtest(df, n_windows=3, step=7)
+    result = model.backtest(df, n_windows=3, step=7, baseline="seasonal_naive")
     cutoffs = result.groupby("store")["cutoff"].unique()
     assert [list(c) for c in cutoffs] == [list(pd.to_datetime(
         ["2024-04-08", "2024-04-15", "2024-04-22"]))] * 2
@@ -147,6 +148,27 @@ def test_backtest_cutoffs_lie_on_one_time_grid_despite_gaps():
     lost = result[(result.store == "a") & (result.day == pd.Timestamp("2024-04-10"))]
     assert len(lost) == 1 and lost.sales.isna().all() and np.isfinite(lost.y_pred).all()
     assert result.sales.isna().sum() == 2  # a's day 100, b's day 108
+    # item 7: the seasonal-naive baseline beside it, from the same history (a week of
+    # daily data; a missing day repeats the day before it)
+    for (store, cutoff), window in result.groupby(["store", "cutoff"]):
+        days = pd.date_range(cutoff - pd.Timedelta(days=7), cutoff, freq="D")[1:]
+        week = df[df.store == store].set_index("day")["sales"].reindex(days).ffill()
+        np.testing.assert_allclose(window["seasonal_naive"], week.to_numpy())
+    with pytest.raises(ValueError, match="baseline must be None, 'naive' or 'seasonal_naive'"):
+        model.backtest(df, baseline="ets")
+
+
+def test_seasonal_naive_takes_the_gap_rule():
+    """Item 7: SeasonalNaive failed on gaps and pointed to fill_missing, which it did
+    not accept."""
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.to_datetime(
+        ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-05"]), "y": [1.0, 2.0, 4.0, 5.0]})
+    with pytest.raises(ValueError, match="fill_missing"):
+        SeasonalNaive(2).fit(df)
+    nan = SeasonalNaive(3, fill_missing="nan").fit(df).predict(3)
+    assert nan["y_pred"].tolist() == [2.0, 4.0, 5.0]  # Jan 3 missing: Jan 2's value
+    zero = SeasonalNaive(3, fill_missing="zero").fit(df).predict(3)
+    assert zero["y_pred"].tolist() == [0.0, 4.0, 5.0]
 
 
 def test_evaluating_on_training_data_warns_and_backtest_leaves_the_estimator_unfitted():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import warnings
 from dataclasses import asdict
 
@@ -46,6 +47,7 @@ from .data import (
 )
 from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
+from .data.lazy import is_lazy_source, scan_source, stage_panel
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .models.tirex2 import load_checkpoint
@@ -354,6 +356,10 @@ class XLSTMForecaster(BaseEstimator):
         self._check_params()
         if val_size is not None:
             NoneOr(Integer(0))("val_size", val_size)
+        if is_lazy_source(df):
+            if self.network in PRETRAINED_NETWORKS:
+                return self._fit_staged(df, static_df, val_size, callbacks)
+            df = scan_source(df)  # read whole: the window networks train in memory
         data = self._prepare(df, static_df)
         val = self._val_size(data, val_size)
         if self.network in PRETRAINED_NETWORKS:
@@ -484,8 +490,31 @@ class XLSTMForecaster(BaseEstimator):
             self.__dict__["_pretrained_cache"] = cached
         return cached[1]
 
-    def _fit_pretrained(self, data: SeriesData, val: int, static_df, callbacks):
-        """Keep the panel and, with ``finetune``, fine-tune the pretrained network."""
+    def _fit_staged(self, source, static_df, val_size: int | None, callbacks):
+        """:meth:`fit` of ``network="tirex2"`` on a lazy source: staged a batch of series
+        at a time (:mod:`xlstm_ts.data.lazy`), fine-tuned shard by shard; memory holds
+        one batch of series and each series' last ``context_len`` steps."""
+        if static_df is not None or self.past_covariates or self.future_covariates \
+                or self.calendar:
+            raise ValueError("fit on a LazyFrame or parquet files trains on the target "
+                             "alone: leave static_df, past_covariates, future_covariates "
+                             "and calendar out, or pass a collected frame.")
+        cfg = self._pretrained_network().config
+        with tempfile.TemporaryDirectory(prefix="xlstm_ts_panel_") as folder:
+            staged = stage_panel(source, folder, id_col=self.id_col, time_col=self.time_col,
+                                 target_col=self.target_col, keep=cfg.context_len,
+                                 fill_missing=self.fill_missing,
+                                 target_missing=self.target_missing)
+            val = val_size if val_size is not None else self.val_size
+            if val is None:
+                val = default_val_size(self.lookback, horizon=self.horizon,
+                                       freq=staged.tail.freq, lengths=staged.lengths)
+            return self._fit_pretrained(staged.tail, val, None, callbacks, staged=staged)
+
+    def _fit_pretrained(self, data: SeriesData, val: int, static_df, callbacks, staged=None):
+        """Keep the panel and, with ``finetune``, fine-tune the pretrained network (on
+        ``staged``, the whole panel on disk, where given; ``data`` then holds each
+        series' last ``context_len`` steps)."""
         if static_df is not None:
             raise ValueError("network='tirex2' uses no static features; leave static_df out.")
         net = self._pretrained_network()
@@ -494,13 +523,12 @@ class XLSTMForecaster(BaseEstimator):
         self.loss_history_ = {"epoch": [], "train_loss": [], "val_loss": []}
         if self.finetune is not None:
             horizon = min(self.horizon, cfg.future_len)
-            from .training.pretrained import fine_tune
+            from .training.pretrained import fine_tune, fine_tune_staged
 
-            tuned = fine_tune(
-                net, data, time_split_regions(data, val, 0),
+            options = dict(
                 lookback=self.lookback or pretrained_lookback(cfg.context_len, cfg.patch_size,
                                                               horizon),
-                horizon=horizon, finetune=self.finetune, has_validation=bool(val),
+                horizon=horizon, finetune=self.finetune,
                 learning_rate=1e-4 if self.learning_rate is None else float(self.learning_rate),
                 weight_decay=float(self.weight_decay), batch_size=self.batch_size,
                 batches_per_epoch=self.batches_per_epoch, max_epochs=self.max_epochs,
@@ -510,6 +538,11 @@ class XLSTMForecaster(BaseEstimator):
                 gradient_clip=self.gradient_clip, accelerator=self.accelerator,
                 devices=self.devices, precision=self.precision, strategy=self.strategy,
                 num_nodes=self.num_nodes, progress_bar=self._progress(), logger=self.logger)
+            if staged is not None:
+                tuned = fine_tune_staged(net, staged, val, **options)
+            else:
+                tuned = fine_tune(net, data, time_split_regions(data, val, 0),
+                                  has_validation=bool(val), **options)
             net = tuned.network
             self.finetuned_ = not tuned.kept_pretrained
             self.epochs_trained_, self.loss_history_ = tuned.epochs, tuned.history
@@ -658,7 +691,7 @@ class XLSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------------ evaluation
 
     def backtest(self, df, n_windows: int = 3, step: int | None = None,
-                 refit: bool | int = False, static_df=None):
+                 refit: bool | int = False, static_df=None, baseline: str | None = None):
         """Rolling-origin evaluation on the long frame ``df``.
 
         The last ``n_windows`` cutoffs of every series are ``step`` (default: horizon)
@@ -669,10 +702,13 @@ class XLSTMForecaster(BaseEstimator):
         int. A fitted estimator with ``refit=False`` forecasts with its weights as they
         are; where the windows lie inside the data it was fitted on, the errors are
         in-sample and an :class:`~xlstm_ts.evaluation.InSampleWarning` says so. Returns
-        the forecasts with ``cutoff`` (last history time) and the actual ``target_col``.
+        the forecasts with ``cutoff`` (last history time) and the actual ``target_col``;
+        with ``baseline="seasonal_naive"`` (or ``"naive"``) also that baseline's
+        forecast from the same history, in a column of its name (the season: the
+        data's first usual cycle, e.g. 24 for hourly data; naive where there is none).
         :func:`xlstm_ts.tracking.tracked_backtest` also logs the errors to MLflow.
         """
-        return backtesting.backtest(self, df, n_windows, step, refit, static_df)
+        return backtesting.backtest(self, df, n_windows, step, refit, static_df, baseline)
 
     def score(self, df, metric: str = "mae", static_df=None) -> float:
         """Minus the ``metric`` (``"mae"``, ``"mse"``, ``"rmse"``, ``"smape"``) of the

@@ -71,15 +71,21 @@ def _future_rows(model, freq, cutoffs: pl.DataFrame, actual: pl.DataFrame) -> pl
                              for c in covariates)
 
 
+BASELINES = ("naive", "seasonal_naive")
+
+
 def backtest(model, df, n_windows: int = 3, step: int | None = None,
-             refit: bool | int = False, static_df=None):
+             refit: bool | int = False, static_df=None, baseline: str | None = None):
     """Forecasts at the last ``n_windows`` cutoffs of every series with ``cutoff`` and
-    the actual target; see :meth:`XLSTMForecaster.backtest`.
+    the actual target, and the ``baseline``'s forecast from the same history (a column
+    of that name); see :meth:`XLSTMForecaster.backtest`.
 
     An unfitted ``model`` is cloned first, so the caller's estimator stays unfitted.
     Windows whose actuals the model was fitted on raise an :class:`InSampleWarning`.
     """
     check_positive_int("n_windows", n_windows)
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"baseline must be None, 'naive' or 'seasonal_naive'. Got {baseline!r}.")
     step = model.horizon if step is None else check_positive_int("step", step)
     if isinstance(refit, bool):
         refit_every = 1 if refit else 0
@@ -117,6 +123,9 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
                                               static_df=static_df))
         forecast = forecast.with_columns(pl.col(model.time_col).cast(
             actual[model.time_col].dtype))
+        if baseline is not None:
+            forecast = forecast.join(_baseline(model, baseline, freq, history),
+                                     on=[model.id_col, model.time_col], how="left")
         joined = forecast.join(cutoffs, on=model.id_col).join(
             actual.select(model.id_col, model.time_col, model.target_col),
             on=[model.id_col, model.time_col], how="left")
@@ -131,6 +140,26 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
                                     pl.exclude(model.id_col, model.time_col, "cutoff",
                                                model.target_col))
     return from_polars(out, kind)
+
+
+def _baseline(model, name: str, freq, history: pl.DataFrame) -> pl.DataFrame:
+    """The ``name`` baseline's forecast over the model's horizon from ``history``: the
+    column ``name`` beside the id and time. Seasonal naive repeats the data's first
+    usual cycle (a day of hourly data, a week of daily, a year of monthly); naive where
+    there is none or a series is shorter than it."""
+    from ..presets import seasonal_periods
+    from .baselines import Naive, SeasonalNaive
+
+    periods = seasonal_periods(freq) if name == "seasonal_naive" else ()
+    shortest = history.group_by(model.id_col).len()["len"].min()
+    options = {"id_col": model.id_col, "time_col": model.time_col,
+               "target_col": model.target_col, "fill_missing": model.fill_missing}
+    table = history.select(model.id_col, model.time_col, model.target_col)
+    fitted = (SeasonalNaive(periods[0], **options) if periods and shortest >= periods[0]
+              else Naive(**options)).fit(table)
+    out, _ = to_polars(fitted.predict(model.horizon))
+    return out.rename({PRED_COL: name}).with_columns(
+        pl.col(model.time_col).cast(history[model.time_col].dtype))
 
 
 def forecast_error(model, df, metric: str = "mae", static_df=None) -> float:

@@ -6,6 +6,8 @@ not beat seasonal naive has learned nothing worth its cost.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import polars as pl
 from sklearn.exceptions import NotFittedError
@@ -16,16 +18,22 @@ from ..data.series import SeriesData, prepare_series
 
 
 class _Baseline:
+    """``fill_missing``: as the forecaster's, for gaps in the time grid (``"nan"``,
+    ``"ffill"`` or ``"zero"``); a missing value then repeats the last observed one
+    before it (a series' leading missing values the first observed)."""
+
     def __init__(self, *, id_col: str = "unique_id", time_col: str = "ds",
-                 target_col: str = "y"):
+                 target_col: str = "y", fill_missing: str | None = None):
         self.id_col = id_col
         self.time_col = time_col
         self.target_col = target_col
+        self.fill_missing = fill_missing
 
     def fit(self, df: FrameLike):
         """Learn the last values of each series of the long frame ``df``."""
         self.data_: SeriesData = prepare_series(df, id_col=self.id_col, time_col=self.time_col,
-                                                target_col=self.target_col)
+                                                target_col=self.target_col,
+                                                fill_missing=self.fill_missing)
         self._check_lengths(self.data_.lengths)
         return self
 
@@ -45,7 +53,8 @@ class _Baseline:
         data = self.data_
         if data.freq is None:
             raise ValueError("Cannot step time forward: every series has a single point.")
-        y = data.target.double().numpy()
+        y = _carried_forward(data.target.double().numpy(), data.observed.numpy(),
+                             data.indptr)
         series = [y[a:b] for a, b in zip(data.indptr[:-1], data.indptr[1:], strict=True)]
         values = self._forecast(series, horizon)  # (n, H)
         frame = pl.DataFrame({
@@ -54,6 +63,22 @@ class _Baseline:
             PRED_COL: values.reshape(-1),
         })
         return from_polars(frame, data.kind)
+
+
+def _carried_forward(y: np.ndarray, observed: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """``y`` (N,) with each unobserved value replaced by the last observed one of its
+    series (leading ones by the first observed)."""
+    if observed.all():
+        return y
+    out = y.copy()
+    for a, b in pairwise(indptr):
+        seen = observed[a:b]
+        if not seen.any():
+            raise ValueError("A series has no observed value: a baseline cannot forecast it.")
+        last = np.maximum.accumulate(np.where(seen, np.arange(b - a), -1))
+        last = np.where(last < 0, np.argmax(seen), last)
+        out[a:b] = y[a:b][last]
+    return out
 
 
 class Naive(_Baseline):
@@ -67,8 +92,9 @@ class SeasonalNaive(_Baseline):
     """Repeat the last full season: ``y[T + h] = y[T + h - m * ceil(h / m)]``."""
 
     def __init__(self, season_length: int, *, id_col: str = "unique_id", time_col: str = "ds",
-                 target_col: str = "y"):
-        super().__init__(id_col=id_col, time_col=time_col, target_col=target_col)
+                 target_col: str = "y", fill_missing: str | None = None):
+        super().__init__(id_col=id_col, time_col=time_col, target_col=target_col,
+                         fill_missing=fill_missing)
         self.season_length = season_length
 
     def _check_lengths(self, lengths):
