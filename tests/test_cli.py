@@ -6,6 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from xlstm_ts import XLSTMForecaster
 from xlstm_ts.cli import main
 from xlstm_ts.config import load_config
 
@@ -52,6 +53,14 @@ def test_fit_predict_writes_forecasts_with_metadata(workspace):
     assert frame.columns == ["unique_id", "Date", "y_pred", "cutoff", "model_id"]
     assert frame.height == 12 and frame["cutoff"].unique().to_list()[0].year == 1959
     assert frame["Date"].min().month == 1 and frame["y_pred"].is_finite().all()
+    # issue 49, item 5: the model's own id, wherever the model directory lies
+    shutil.copytree(tmp / "out" / "model", tmp / "moved")
+    moved = tmp / "moved.csv"
+    assert main(["--quiet", "predict", "--model", str(tmp / "moved"), "--input",
+                 str(tmp / "airline.csv"), "--output", str(moved), "--as-of", "1959-12-01"]) == 0
+    ids = pl.read_csv(moved)["model_id"].unique().to_list() + frame["model_id"].unique().to_list()
+    assert ids == [XLSTMForecaster.load(tmp / "moved").model_id_] * 2
+    assert ids[0].startswith("xlstm-ts-") and len(ids[0]) == 21
 
 
 def test_rerun_is_byte_identical_and_parquet_works(workspace):

@@ -70,6 +70,9 @@ def test_cli_forecasts_with_future_covariates_from_the_shipped_config(tmp_path, 
     forecasts = pl.read_csv(tmp_path / "f.csv", try_parse_dates=True)
     assert forecasts.shape[0] == 3 * 14 and forecasts["y_pred"].is_finite().all()
     assert str(forecasts["date"].min()).startswith("2025-01-01")
+    # round two, item 5: dates in, dates out (a plain predict wrote 2025-01-01T00:00:00.000000)
+    first = (tmp_path / "f.csv").read_text().splitlines()[1].split(",")
+    assert first[1] == "2025-01-01" and first[-2] == "2024-12-31"  # the date and the cutoff
     # the same model without the future file: exit 2, and the message names the flag
     assert main(["--quiet", "predict", "--model", str(tmp_path / "model"), "--input",
                  str(ROOT / "datasets" / "store_sales.csv"), "--output",

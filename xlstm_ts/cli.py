@@ -257,15 +257,18 @@ def cmd_predict(args) -> int:
     history = _data(config, s["input"]) if config else read_frame(s["input"])
     if model.time_col not in history.columns:
         raise InputError(f"{s['input']}: time column {model.time_col!r} is missing.")
-    history = as_long_frame(history, model.id_col, model.time_col)
+    # times parsed for the cut; the rows keep the file's time type (dates stay dates)
+    long = as_long_frame(history, model.id_col, model.time_col)
+    history = long.with_columns(history[model.time_col])
     if s["as_of"] is not None:
-        temporal = history[model.time_col].dtype.is_temporal()
+        temporal = long[model.time_col].dtype.is_temporal()
         try:
             as_of = pd.Timestamp(s["as_of"]).to_datetime64() if temporal else int(s["as_of"])
         except ValueError:
             raise InputError(f"--as-of {s['as_of']!r} is not a time like the column "
                              f"{model.time_col!r}.") from None
-        history = history.filter(pl.col(model.time_col) <= as_of)
+        kept = long.select(pl.col(model.time_col) <= as_of).to_series()
+        long, history = long.filter(kept), history.filter(kept)
         if history.is_empty():
             raise InputError(f"--as-of {s['as_of']}: no rows at or before it in {s['input']}.")
     try:
@@ -277,14 +280,15 @@ def cmd_predict(args) -> int:
         else:
             forecast, _ = to_polars(model.predict(df=history, future_df=future,
                                                   horizon=s["horizon"]))
-            cutoffs = history.group_by(model.id_col).agg(
+            cutoffs = long.group_by(model.id_col).agg(
                 pl.col(model.time_col).max().alias("cutoff"))
     except ValueError as err:  # name the file the user gave, not the Python argument
         if "future_df" not in str(err):
             raise
         raise InputError(str(err).replace("future_df", f"--future file {s['future']}")) from None
     forecast = forecast.join(cutoffs, on=model.id_col, how="left").with_columns(
-        pl.lit(str(s["model"])).alias("model_id"))
+        pl.col("cutoff").cast(forecast[model.time_col].dtype),  # one time type per file
+        pl.lit(model.model_id_).alias("model_id"))
     write_frame(forecast, s["output"])  # forecasts first: a kill before the model save below
     if s["update"]:                     # leaves the old model, and a re-run redoes both
         _save_model_atomically(model, s["model"])

@@ -16,6 +16,7 @@ backtests and calibration in :mod:`xlstm_ts.evaluation`, the saved format in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from dataclasses import asdict
 
 import numpy as np
 import polars as pl
+import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
@@ -152,19 +154,15 @@ class XLSTMForecaster(BaseEstimator):
         batch_size, max_epochs, batches_per_epoch: training length; an epoch draws
             ``batches_per_epoch`` batches, or one pass's worth when there are fewer windows.
             ``batches_per_epoch=None`` (default): 50, or 100 on panels of at least 100,000
-            training windows, which were still improving after 20 epochs of 50 (M4
-            Hourly validation sMAPE / MASE 12.08 / 0.855 and 12.15 / 0.865 against
-            12.51 / 0.948 and 12.66 / 0.924, seeds 0 and 1; ETTm1 MSE 0.3585 / 0.6329
-            against 0.3593 / 0.6350 at horizons 96 / 336;
-            :func:`xlstm_ts.training.datamodule.default_batches_per_epoch`). The value
+            training windows, which were still improving after 20 epochs of 50
+            (:func:`xlstm_ts.training.datamodule.default_batches_per_epoch`). The value
             used is ``batches_per_epoch_``.
         val_size: validation steps at the end of each series; 0 disables validation
             and early stopping. None (default): a tenth of the median series (at least
             ``horizon``, and leaving the median series a full training window); one
             ``horizon`` on short data and on panels of 100 or more series
             (:func:`xlstm_ts.presets.default_val_size`). One horizon of a few long
-            series is a handful of windows, too few to choose on (ETTh1 validation MSE
-            at horizon 720: 2.00 against 1.42 with a tenth). The value used is
+            series is a handful of windows, too few to choose on. The value used is
             ``val_size_``.
         patience: early-stopping patience in epochs.
         gradient_clip: max gradient norm (None: off).
@@ -173,9 +171,8 @@ class XLSTMForecaster(BaseEstimator):
             trained weights, updated every step, over about the last two epochs: decay
             ``1 - 1 / (2 * steps per epoch)``, 0.99 at 50 batches per epoch, 0.995 at 100
             (:func:`xlstm_ts.training.members.ema_decay_for`). A number in [0, 1) sets the
-            decay; None keeps the raw weights of the best epoch. Chosen on validation
-            splits (3 seeds): M3 Yearly sMAPE 19.95 against 20.80 (mean), M4 Hourly
-            12.68 / MASE 0.918 against 12.82 / 0.929, ETTh1 level.
+            decay; None keeps the raw weights of the best epoch (chosen on
+            validation splits: ``docs/decisions.md``).
         id_col, time_col, target_col, future_covariates, past_covariates, calendar,
         fill_missing, target_missing: frame handling, see :func:`xlstm_ts.data.prepare_series`
             (with ``fill_missing`` set, a missing covariate value carries its series'
@@ -475,6 +472,19 @@ class XLSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------------ pretrained
 
     @property
+    def model_id_(self) -> str:
+        """A stable id of the fitted weights (``xlstm-ts-`` and 12 hex digits of their
+        SHA-256): the same for every copy of the model wherever it is saved, new after
+        a refit; carried state and data do not change it."""
+        self._check_fitted()
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.network_.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1)
+                          .view(torch.uint8).numpy().tobytes())
+        return f"xlstm-ts-{digest.hexdigest()[:12]}"
+
+    @property
     def context_steps_(self) -> int:
         """Steps of history a forecast reads per series (the lookback, or a pretrained
         network's context)."""
@@ -646,9 +656,8 @@ class XLSTMForecaster(BaseEstimator):
         ``compile=True`` advances the carried state through ``torch.compile`` (networks
         without one ignore it), and where every series steps at once also makes the
         forecast that :meth:`predict` then returns: the first call compiles (seconds),
-        later ones are faster (one series, one step: about 40x faster than re-encoding
-        the window against 18x eager; see ``benchmarks/streaming.py``); the eager step is
-        used, with a warning, where compiling fails. Results agree to float32 round-off.
+        later ones are faster (``benchmarks/streaming.py``); the eager step is used,
+        with a warning, where compiling fails. Results agree to float32 round-off.
 
         ``network="tirex2"`` streams too (``compile`` is ignored): the first update
         anchors each series' last ``context_len`` steps (their scaling statistics are
