@@ -28,19 +28,8 @@ for training) and on panels of at least ``PANEL_SERIES`` series (one window per
 series is already hundreds of windows); else a tenth of the median series, at least
 ``horizon`` and at most what leaves the median series a full window (``lookback +
 horizon``) to train on. One horizon of a few long series (ETT's 7 channels) is 7
-validation windows: the start, the blend and early stopping were chosen on them,
-and the next windows broke them. ETT fitted on its train rows and scored on its
-validation rows, MSE with one horizon / a tenth / a fifth of validation (seed 0;
-rows in ``benchmarks/results/accuracy-explore.jsonl``):
-
-    ETTh1  96: 0.664 / 0.675 / 0.686   192: 0.926 / 0.914 / 0.925
-          336: 1.274 / 1.158 / 1.153   720: 1.999 / 1.415 / 1.410
-    ETTm1  96: 0.366 / 0.362 / 0.371   720: 0.970 / 0.950 / 0.953
-
-(the linear floor on ETTh1: 0.667 / 0.916 / 1.165 / 1.423). On M4 Hourly (414
-series) longer validation scored worse on its validation split (sMAPE / MASE 11.71 /
-0.850 with one horizon, 11.93 / 0.855 with a tenth, 12.02 / 0.858 with a fifth) and
-fitted slower.
+validation windows, too few to choose on (the evidence:
+``docs/decisions.md``, "Validation split").
 
 The ensemble size (``n_models`` left as None): 5 members when the median series is
 shorter than the lookback plus the horizon and validation steps (most windows are
@@ -68,45 +57,14 @@ from .data import Frequency
 _HOUR_US = 3_600_000_000
 MAX_LOOKBACK = 512
 # Long horizons on data finer than hourly (a week is 672 quarter-hours) look back two
-# cycles, at most LONG_LOOKBACK steps, once the horizon is a quarter cycle or more. The
-# ridge floor on ETTm1's folds (fitted before, scored on the next 2,880 hours; MSE at
-# horizon 720 with 512 / 1024 steps): 0.643 / 0.633, 0.609 / 0.592, 0.949 / 0.898.
-# The whole forecaster on ETTm1's validation rows (fitted on its train rows), 512
-# steps against the longer lookback: 0.651 / 0.633 (1024) at horizon 336, 0.950 /
-# 0.911 (1024) at 720, 0.362 / 0.367 (1024) at 96 (seed 0). Two full weeks (1344
-# steps, 64-step patches) against the 1024 of the earlier cap, seeds 0-2: 0.6381 /
-# 0.6207 / 0.6235 against 0.6334 / 0.6389 / 0.6301 at 336, 0.8926 / 0.8995 / 0.8917
-# against 0.9110 / 0.9196 / 0.9181 at 720 (fits 118-203 s); against 512 in 16-step
-# patches at 192: 0.4852 / 0.4800 / 0.4808 against 0.4938 / 0.4887 / 0.4943 (768
-# steps in 24-step patches had lost there, 0.503 against 0.497; 336 steps scored
-# 0.4867 / 0.4881 / 0.4878), but 0.3576 against 0.3556 at 96 (seed 0): the
-# longer lookback starts between 96 and 192 steps of horizon, a quarter of the
-# cycle (168). The ridge floor agrees where the fit has the data
-# (benchmarks/ridge_folds.py of 2026-12-06, errors in series-standardised units; MSE
-# 1344 / 1024 steps at 336 and 720: 0.6268 / 0.6340 and 0.8809 / 0.8976 fitted on
-# 34,560 steps, level on 23,040, 0.3262 / 0.3268 and 0.3897 / 0.3857 on 11,520).
-# On hourly data two cycles are 336 steps and the rule is unchanged: 1024 steps of
-# ETTh1 (six weeks) lost to 512 on every fold (1.135 / 1.343, 0.762 / 0.815, 1.417 /
-# 1.439 at 720). Shorter series need the shorter map: fitted on ETTm1's first 30 / 60
-# days (2,880 / 5,760 steps), the ridge floor at 720 scored 0.606 / 0.366 with 512
-# steps and 0.891 / 0.405 with 1024 (at 120 days, 11,520 steps: 0.643 / 0.633, the
-# first fold above), so the longer lookback needs a median series of
-# LONG_LOOKBACK_SPANS of it. Rows in benchmarks/results/accuracy-explore.jsonl.
+# cycles, at most LONG_LOOKBACK steps, once the horizon is a quarter cycle or more and
+# the median series holds LONG_LOOKBACK_SPANS such lookbacks: longer maps need the data
+# to fit them. Evidence: docs/decisions.md ("Long lookback").
 LONG_LOOKBACK = 1344
 LONG_LOOKBACK_SPANS = 10
 # Patches of at most FINE_PATCH steps (PatchTST's 16, stride 8) where the fit has at
-# least MANY_WINDOWS training windows and the lookback is at most MAX_LOOKBACK: 63
-# patches of 512 steps instead of 41. ETTm1's validation rows (fitted on its train
-# rows, 239k windows), MSE with 16 / 24 steps: 0.3556 / 0.3578 (seed 0) and 0.3564 /
-# 0.3612 (seed 1) at horizon 96, 0.4938 / 0.4969-0.4993 at 192 (seed 0); the test
-# fits took 276-370 s against 159-214. Smaller data keeps the coarser patches: on
-# ETTh1 (under 70k windows) 16 steps scored 0.6717 / 0.6742 at 96, level at 192 and
-# 720, and 1.1770 / 1.1582 at 336. Finer still lost: 12 steps (stride 6) scored 0.3601
-# at 96 and 0.4989 at 192 (seed 0). The long lookback keeps about 40 patches: at
-# 1024 steps, 32-step patches (stride 16, 63 patches) against 48 on ETTm1's
-# validation rows, seeds 0 / 1: 0.6218 / 0.6391 against 0.6334 / 0.6389 at 336,
-# 0.9307 / 0.9208 against 0.9110 / 0.9196 at 720, with fits 1.1-2.5x longer. M4
-# Hourly's lookback of 336 already has 16. Rows in accuracy-explore.jsonl.
+# least MANY_WINDOWS training windows and the lookback is at most MAX_LOOKBACK: finer
+# patches pay only with much data. Evidence: docs/decisions.md ("Fine patches").
 FINE_PATCH = 16
 
 
@@ -154,14 +112,10 @@ def seasonal_periods(freq: Frequency | None) -> tuple[int, ...]:
     return (cycle_length(freq),) if cycle_length(freq) > 1 else ()
 
 
-# Chosen on validation splits (benchmarks/validation.py, accuracy.py; the rows in
-# benchmarks/results/accuracy-explore.jsonl). Without covariates the xLSTM refines a
-# linear start, and 3e-3 (with dropout 0) validated better than 1e-2 on M4 Hourly
-# (sMAPE / MASE 12.81 / 0.908 against 13.23 / 0.967), M3 Yearly (20.76 / 3.600 against
-# 21.71 / 3.672) and ETTh1 at horizon 192 (MSE 0.9045 against 0.9122: the correction
-# now beats its start). Covariate effects are learned by the xLSTM alone, and on a
-# panel with a future-known promotion 3e-3 learned them too slowly (validation MAE
-# 0.463 against 0.199 at 1e-2; 0.283 with 60 epochs), so fits with covariates keep 1e-2.
+# Without covariates the xLSTM refines a linear start and the lower rate validated
+# better; covariate effects are learned by the xLSTM alone, and the lower rate learned
+# them too slowly, so fits with covariates keep the higher one. Evidence:
+# docs/decisions.md ("Learning rate").
 LEARNING_RATE = 3e-3
 LEARNING_RATE_WITH_COVARIATES = 1e-2
 
@@ -172,21 +126,14 @@ def default_learning_rate(n_covariates: int) -> float:
     return LEARNING_RATE_WITH_COVARIATES if n_covariates else LEARNING_RATE
 
 
-# Chosen on M3 Yearly's validation split (the last 6 years of its training series;
-# benchmarks/validation.py, rows in benchmarks/results/accuracy-explore.jsonl): 3
-# members scored sMAPE 21.15 and 20.90 (seeds 0 and 1) where single fits scored
-# 21.69, 23.76, 21.42 and 20.80 (seeds 0-3; naive 21.45). With the defaults of
-# 2026-12-05, 1 / 3 / 5 members: 20.04 / 19.85 / 19.45 (seed 0) and 20.01 / 19.78 /
-# 19.58 (seed 1), MASE 3.542 / 3.483 / 3.368 and 3.415 / 3.378 / 3.383; five fits of
-# 645 short series take about 110 s on 2 cores. Long series keep one
-# network: ETT and M4 Hourly fits would take 3x their 2-5 minutes.
+# Short data (most windows padded): fits are cheap and a single fit varies most with
+# its seed, so the median of several members. Evidence: docs/decisions.md ("Members on
+# short data").
 SHORT_DATA_MEMBERS = 5
 
-# Chosen on M4 Hourly's validation split (the last 48 hours of its training series):
-# 3 members scored sMAPE / MASE 11.71 / 0.850 (seed 0) and 11.80 / 0.843 (seed 1), one
-# member 12.08 / 0.855 and 12.15 / 0.865; fits of 414 series take about 7.5 minutes
-# instead of 2.5. ETT's 7 channels keep one member: at horizons 192-720 every seed
-# keeps the linear start, which members share, and ETTm1 fits would take 7-10 minutes.
+# Panels of many longer series: the trained network carries the forecasts, and a few
+# members steady it at a bounded cost; a few channels of one system keep one member.
+# Evidence: docs/decisions.md ("Members on panels").
 PANEL_MEMBERS = 3
 PANEL_SERIES = 100
 

@@ -82,9 +82,9 @@ class NetworkConfig:
     # (zero at the start), NLinear/RevIN style: training starts from the linear forecast.
     linear_path: bool = True
     # Future-known covariates over the horizon: "local" adds their step-wise effect (a
-    # kernel-3 convolution along the horizon) to the linear path; "dense", how models
-    # saved before 2026-12-05 read them, flattens all H x F values into the head,
-    # which over-fitted a noise covariate (benchmarks/units.py: MAE 0.526 vs 0.339).
+    # kernel-3 convolution along the horizon) to the linear path; "dense", how older
+    # saved models read them, flattens all H x F values into the head (it over-fits a
+    # noise covariate: docs/decisions.md).
     future_path: str = "local"
     n_models: int = 1  # > 1: an ensemble of members trained with different seeds
     backend: str = "auto"  # cell kernels: "auto" (Triton on CUDA), "triton", "torch"

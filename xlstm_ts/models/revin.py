@@ -14,8 +14,7 @@ class RevIN(nn.Module):
     ``denormalize(y (B, H, C), stats) -> y`` in the original units. With ``affine`` a
     learnable per-channel scale and shift sit between the two. The scale is kept
     positive (``exp`` of a parameter): the original formulation divides by a free
-    weight, and when training drives it through zero the outputs explode (measured:
-    ETTh1 MSE 9665 at learning rate 1e-2).
+    weight, and when training drives it through zero the outputs explode.
 
     The std is floored at ``eps`` times the window's largest magnitude, not at an
     absolute ``eps``: an absolute floor squashed series measured in small units (a

@@ -16,14 +16,8 @@ MIN_BATCHES = 8  # per epoch, however few windows there are
 # than the epoch's training. The blend with the linear start is weighed on them too.
 MONITOR_WINDOWS = 8192
 # Epoch length when left to the library: BATCHES_PER_EPOCH batches, twice that on panels
-# of at least MANY_WINDOWS training windows. Chosen on validation splits (rows in
-# benchmarks/results/accuracy-explore.jsonl): M4 Hourly (235k windows) ran all 20
-# epochs of 50 and was still improving; 100 batches scored sMAPE / MASE 12.08 / 0.855
-# and 12.15 / 0.865 (seeds 0, 1) against 12.51 / 0.948 and 12.66 / 0.924, better than
-# batches of 128 at the same number of windows (12.23 / 0.872, 12.72 / 0.890). ETTm1
-# (239k windows) stops early either way and gained a little (seed 0: MSE 0.3585 / 0.6329
-# against 0.3593 / 0.6350 at horizons 96 / 336). Smaller panels (ETTh1 57k, M3 Yearly
-# 6k) keep 50: their fits stop early well within the 20 epochs.
+# of at least MANY_WINDOWS training windows, where 20 epochs of 50 were still improving.
+# Evidence: docs/decisions.md ("Epoch length").
 BATCHES_PER_EPOCH = 50
 MANY_WINDOWS = 100_000
 

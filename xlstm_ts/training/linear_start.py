@@ -32,16 +32,10 @@ log = logging.getLogger("xlstm_ts.training")
 MAX_WINDOWS = 200_000  # a seeded sample of the training windows beyond this
 PENALTIES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # times the number of windows
 BATCH = 8192
-# The start averages the maps of this many best candidates on validation rather than
-# taking the single best: candidates a fraction of a percent apart on validation swap
-# places on later data, and their mean is steadier. The start alone on held-out
-# horizons (`benchmarks/start_rule.py`, rows in accuracy-explore.jsonl), best of 1 / 3
-# / 5: M3 Yearly sMAPE 21.11 / 20.60 / 21.20; ETTh1 MSE at 96 0.6079 / 0.6067 /
-# 0.6066, 192 0.7698 / 0.7688 / 0.7695, 336 0.9023 / 0.9009 / 0.9013, 720 0.9943 /
-# 0.9946 / 0.9948; M4 Hourly 13.78 / 13.77 / 13.76 (level). Only near-ties are
-# averaged (within TIE of the best error; on all of those the third best was within
-# 0.3%): where the best candidate is clearly ahead (7% on a small white-noise panel)
-# it is taken alone.
+# The start averages the maps of up to TOP_K best candidates on validation when they
+# are near-ties (within TIE of the best error): near-tied candidates swap places on
+# later data and their mean is steadier; a clearly best one is taken alone. Evidence:
+# docs/decisions.md ("Averaged start").
 TOP_K = 3
 TIE = 0.01
 FALLBACK = "zero, penalty 0.001"  # the plain ridge: the start without validation
@@ -91,18 +85,8 @@ def window_weights(variance: torch.Tensor, series: torch.Tensor,
 
     Errors in window-normalised units, weighted so, are errors in each series'
     standardised units (what a per-series standard scaler and MSE would measure): a
-    calm window no longer counts as much as a volatile one. On ETTh1 validation the
-    ridge start so weighted beat the unweighted one at horizons 192, 336 and 720 (0.914
-    vs 0.916, 1.152 vs 1.165, 1.414 vs 1.423) and lost at 96 (0.670 vs 0.667);
-    ``benchmarks/results/accuracy-explore.jsonl``.
-
-    Other weightings of the fit, the start alone scored on held-out validation rows
-    (``benchmarks/start_rule.py``, ``derived-runs.jsonl``; current -> variant):
-    equal weights as extra candidates helped monthly sunspots (MSE 0.548 -> 0.480 at
-    24, 0.966 -> 0.849 at 60) but flat windows (huge in RevIN units) blew ETTm1 up
-    (0.351 -> 744); weights capped at 1 as extra candidates: sunspots 0.531 / 0.912,
-    ETTh1 0.590 -> 0.593 at 96, 0.872 -> 0.884 at 336; square-root weights alone:
-    sunspots 0.504 / 0.898, M3 Yearly sMAPE 22.0 -> 24.4. None held across datasets."""
+    calm window no longer counts as much as a volatile one. Evidence, and the other
+    weightings tried: ``docs/decisions.md`` ("Window weights")."""
     return variance / per_series[series]
 
 
@@ -147,8 +131,7 @@ def _drift(lookback: int, horizon: int) -> torch.Tensor:
     The slope comes from the window's mean rather than its first value because left
     padding sits at the mean in RevIN units (0): a padded window of a short series
     gets a damped slope, never a jump to the padding. Yearly data is where this
-    matters: on M3 Yearly's validation split (the last 6 years of its training
-    series) the drift scored sMAPE 19.9 against 21.4 for the naive forecast."""
+    matters (``docs/decisions.md``, "Drift candidate")."""
     W = torch.zeros(lookback + 1, horizon, dtype=torch.float64)
     slope = torch.arange(1, horizon + 1, dtype=torch.float64) * 2.0 / (lookback - 1)
     W[:lookback] = -slope / lookback  # minus h * slope's mean part, spread over the window

@@ -53,12 +53,7 @@ def ema_decay_for(steps_per_epoch: int) -> float:
     batches per epoch, 0.995 for 100). Tied to the epoch rather than fixed so that a fit of
     a few steps per epoch (a single short series) still moves away from its start.
 
-    0.99 was chosen on validation splits (``benchmarks/validation.py``, rows in
-    ``benchmarks/results/accuracy-explore.jsonl``), seeds 0, 1, 2: M3 Yearly sMAPE
-    19.86 / 19.99 / 20.01 against 21.15 / 20.90 / 20.34 without averaging, M4 Hourly
-    12.47 / 12.82 / 12.75 against 12.47 / 13.13 / 12.86 (MASE 0.918 against 0.929 on
-    average), ETTh1 at horizon 96 MSE 0.6637 against 0.6640 and level at 336 (seed 0;
-    the linear start kept either way)."""
+    Evidence: ``docs/decisions.md`` ("Weight averaging")."""
     return 1.0 - 0.5 / max(1, steps_per_epoch)
 
 
