@@ -356,3 +356,34 @@ def test_every_config_error_is_reported_in_one_run():
     assert any("model.max_epoch: unknown key. Did you mean 'max_epochs'?" in line
                for line in lines)
     assert any(line.startswith("model.horizon:") for line in lines)
+
+
+@pytest.mark.parametrize("fill", ["nan", "ffill"])
+def test_update_takes_a_gap_since_the_last_step_by_the_gap_rule(fill):
+    """Round two, item 6: update() rejected a missing day with a hint to use
+    fill_missing, which the model already had; update(full history, skip_seen=True)
+    accepted the same gap. Both now absorb it the same way."""
+    df = _gappy_stores()
+    day = pd.Timestamp("2024-03-31")
+    fitted = XLSTMForecaster(lookback=21, horizon=7, d_model=8, num_heads=2, max_epochs=1,
+                             batches_per_epoch=2, id_col="store", time_col="day",
+                             target_col="sales", past_covariates=("promo",),
+                             fill_missing=fill, progress_bar=False,
+                             random_state=0).fit(df[df.day <= day])
+    later = df[(df.day > day + pd.Timedelta(days=2)) & (df.day <= day + pd.Timedelta(days=9))]
+    gap = pickle_copy(fitted).update(later)  # April 1 and 2 are missing in both stores
+    whole = pickle_copy(fitted).update(df[df.day <= later.day.max()].pipe(
+        lambda f: f[(f.day <= day) | (f.day > day + pd.Timedelta(days=2))]), skip_seen=True)
+    pd.testing.assert_frame_equal(gap.predict(), whole.predict())
+    assert gap.data_.lengths.tolist() == whole.data_.lengths.tolist()
+    if fill == "nan":  # the inserted days are kept out of the loss, as inside the data
+        assert (~gap.data_.observed).sum() >= 4
+    with pytest.raises(ValueError, match="at or before the last time already absorbed"):
+        pickle_copy(fitted).update(df[(df.day > day - pd.Timedelta(days=1))
+                                      & (df.day <= day + pd.Timedelta(days=5))])
+
+
+def pickle_copy(model):
+    import copy
+
+    return copy.deepcopy(model)

@@ -50,6 +50,7 @@ from .data import (
 from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
 from .data.lazy import is_lazy_source, scan_source, stage_panel
+from .data.series import bridge_gaps, drop_bridges
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .models.tirex2 import load_checkpoint
@@ -670,7 +671,11 @@ class XLSTMForecaster(BaseEstimator):
         self._check_fitted()
         BOOL("skip_seen", skip_seen)
         BOOL("compile", compile)
-        new = self._prepare(df, None, self.data_.static_categories, self.data_.freq)
+        bridged = set()
+        if self.fill_missing is not None:  # a gap since the last absorbed step: the gap rule
+            df, _, bridged = bridge_gaps(self.data_, df)
+        new = drop_bridges(self._prepare(df, None, self.data_.static_categories,
+                                         self.data_.freq), bridged)
         if self.network in PRETRAINED_NETWORKS:
             self.data_, state = pretrained.absorb(self.network_, self.data_, new,
                                                   getattr(self, "stream_state_", None),

@@ -735,8 +735,65 @@ def continue_series(fitted: SeriesData, new: SeriesData, *,
             raise ValueError(
                 f"{len(gap)} series do not continue where they ended, e.g. series "
                 f"{_listed(new.ids[j:j + 1])}: expected {expected[j]} after {last[j]}, got "
-                f"{first[j]}. Pass the missing steps (or use fill_missing).")
+                f"{first[j]}. Pass the missing steps, or set fill_missing on the model "
+                f"(set_params or refit) to fill such gaps.")
     return new, codes, skipped
+
+
+def bridge_gaps(fitted: SeriesData, df: FrameLike) -> tuple[pl.DataFrame, FrameKind, set]:
+    """New rows ``df`` (the fitted columns) with, before each fitted series whose rows
+    start later than one step after its last absorbed time, that last absorbed row (its
+    target and covariates as absorbed): validated with the model's ``fill_missing``,
+    the gap between them is then filled as a gap inside the data would be. Returns the
+    frame, its library and the ids so bridged (drop their first row after validation:
+    :func:`drop_bridges`)."""
+    cols = fitted.columns
+    frame, kind = to_polars(df)
+    if fitted.freq is None or frame.is_empty() or cols.time_col not in frame.columns:
+        return frame, kind, set()
+    long = as_long_frame(frame, cols.id_col, cols.time_col)
+    first = long.group_by(cols.id_col).agg(pl.col(cols.time_col).min())
+    position = {key: j for j, key in enumerate(fitted.ids.tolist())}
+    rows, times, bridged = [], [], set()
+    for key, start in first.iter_rows():
+        j = position.get(key)
+        if j is None:
+            continue  # not a fitted series: continue_series names it
+        last_row = int(fitted.indptr[j + 1]) - 1
+        last = fitted.times[last_row]
+        expected = fitted.freq.after(np.array([last]), 1)[0]
+        start = np.datetime64(start, "us") if fitted.times.dtype.kind == "M" else start
+        if start <= expected:
+            continue  # continues (or overlaps: continue_series decides)
+        row = {cols.id_col: key, cols.target_col: float(fitted.target[last_row])}
+        times.append(last)
+        for j_col, name in enumerate(cols.past):
+            row[name] = float(fitted.past[last_row, j_col])
+        for j_col, name in enumerate(cols.future):
+            if name in cols.given_future:
+                row[name] = float(fitted.future[last_row, j_col])
+        rows.append(row)
+        bridged.add(key)
+    if not rows:
+        return frame, kind, set()
+    anchors = pl.DataFrame(rows).with_columns(
+        pl.Series(cols.time_col, np.array(times)).cast(long[cols.time_col].dtype))
+    keep = [c for c in long.columns if c in anchors.columns or c == cols.time_col]
+    return pl.concat([anchors, long.select(keep)], how="diagonal_relaxed"), kind, bridged
+
+
+def drop_bridges(data: SeriesData, bridged: set) -> SeriesData:
+    """``data`` without the first row of each series in ``bridged`` (the anchors
+    :func:`bridge_gaps` added)."""
+    if not bridged:
+        return data
+    drop = np.zeros(int(data.indptr[-1]), dtype=bool)
+    lengths = data.lengths.copy()
+    for j, key in enumerate(data.ids.tolist()):
+        if key in bridged:
+            drop[data.indptr[j]] = True
+            lengths[j] -= 1
+    return _take_rows(data, np.flatnonzero(~drop), lengths)
 
 
 def append_observations(fitted: SeriesData, new: SeriesData, codes: np.ndarray,
