@@ -387,3 +387,20 @@ def pickle_copy(model):
     import copy
 
     return copy.deepcopy(model)
+
+
+def test_a_polars_backtest_of_dates_returns_dates():
+    """Round two, item 5: a polars backtest returned Datetime for Date input, so joins
+    back to the input failed."""
+    import polars as pl
+
+    df = pl.from_pandas(_gappy_stores().drop(columns="promo")).with_columns(
+        pl.col("day").cast(pl.Date)).filter(pl.col("store") == "b")
+    model = XLSTMForecaster(lookback=14, horizon=7, d_model=8, num_heads=2, max_epochs=1,
+                            batches_per_epoch=2, id_col="store", time_col="day",
+                            target_col="sales", fill_missing="nan", progress_bar=False,
+                            random_state=0)
+    result = model.backtest(df, n_windows=2)
+    assert result["day"].dtype == pl.Date and result["cutoff"].dtype == pl.Date
+    joined = result.join(df, on=["store", "day"], how="inner", suffix="_input")
+    assert joined.height == result["sales"].is_not_null().sum() == 13  # day 108 is missing

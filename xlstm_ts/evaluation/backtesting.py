@@ -94,6 +94,7 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
     if not hasattr(model, "network_"):
         model = clone(model)
     frame, kind = to_polars(df)
+    dates = model.time_col in frame.columns and frame[model.time_col].dtype == pl.Date
     # parsed times, so forecasts (datetimes) join the actuals even for string dates
     frame = as_long_frame(frame, model.id_col, model.time_col).sort(model.id_col,
                                                                     model.time_col)
@@ -139,6 +140,8 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
     out = pl.concat(results).select(model.id_col, model.time_col, "cutoff", model.target_col,
                                     pl.exclude(model.id_col, model.time_col, "cutoff",
                                                model.target_col))
+    if dates:  # dates in, dates out: joins back to the caller's frame
+        out = out.with_columns(pl.col(model.time_col, "cutoff").cast(pl.Date))
     return from_polars(out, kind)
 
 
