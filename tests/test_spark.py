@@ -65,6 +65,8 @@ def test_predict_spark_rejects_bad_input(spark, panel_model):
         predict_spark(spark.createDataFrame(df.drop(columns=["y"])), str(path))
     with pytest.raises(ValueError, match="horizon"):
         predict_spark(spark.createDataFrame(df), str(path), horizon=0)
+    with pytest.raises(TypeError, match="horizon must be a positive int"):
+        predict_spark(spark.createDataFrame(df), str(path), horizon=True)
 
 
 def test_cli_predict_on_spark(spark, panel_model, tmp_path):

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+from ._checks import check_positive_int
 from .data.frames import PRED_COL, quantile_column
 from .forecaster import XLSTMForecaster
 from .tracking import load
@@ -73,10 +74,9 @@ def predict_spark(spark_df, model_uri: str, *, horizon: int | None = None,
     if not isinstance(spark_df, DataFrame):
         raise TypeError(f"spark_df must be a pyspark.sql.DataFrame. Got "
                         f"{type(spark_df).__name__}.")
-    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
-        raise ValueError(f"horizon must be a positive int or None. Got {horizon!r}.")
-    if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
-        raise ValueError(f"num_batches must be a positive int or None. Got {num_batches!r}.")
+    for name, value in (("horizon", horizon), ("num_batches", num_batches)):
+        if value is not None:
+            check_positive_int(name, value)  # True is not a horizon
     model = _load(str(model_uri))  # on the driver: fails early, gives the output columns
     fields = {f.name: f for f in spark_df.schema.fields}
     for role, name in (("id_col", model.id_col), ("time_col", model.time_col),
