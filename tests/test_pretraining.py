@@ -19,6 +19,7 @@ from xlstm_ts.pretraining.synthetic import (
     intermittent,
     level_shifts,
     multi_seasonal,
+    seasonal_profile,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,8 @@ def test_generators_hold_their_structure():
         rng = np.random.default_rng(seed)
         seasonal = multi_seasonal(rng, 1000)
         assert max(_acf(seasonal, p) for p in PERIODS) > 0.3
+        profile = seasonal_profile(rng, 1000)  # one cycle repeats almost exactly
+        assert max(_acf(profile, p) for p in (7, 12, 24, 48, 96, 168)) > 0.5
         demand = intermittent(rng, 1000)
         assert (demand >= 0).all() and np.array_equal(demand, np.round(demand))
         assert (demand == 0).mean() > 0.4

@@ -4,8 +4,9 @@
 - :func:`kernel_synth`: a Gaussian-process draw whose kernel is a random sum or
   product of periodic, linear, RBF, rational-quadratic and white-noise kernels
   (KernelSynth, as in the Chronos paper);
-- :func:`trend_with_breaks`, :func:`multi_seasonal`, :func:`intermittent`,
-  :func:`level_shifts`, :func:`heteroscedastic`: structures forecasters meet;
+- :func:`trend_with_breaks`, :func:`multi_seasonal`, :func:`seasonal_profile`,
+  :func:`intermittent`, :func:`level_shifts`, :func:`heteroscedastic`: structures
+  forecasters meet;
 - :func:`tsmixup`: a random convex mixture of standardised windows of real series.
 """
 
@@ -74,6 +75,34 @@ def multi_seasonal(rng: np.random.Generator, length: int) -> np.ndarray:
     return y + rng.normal(0, 0.2, length)
 
 
+def _cycle(rng: np.random.Generator, t: np.ndarray, period: int, harmonics: int) -> np.ndarray:
+    """A random periodic shape: ``harmonics`` harmonics of ``period`` with amplitudes
+    decaying as a random power of their order (many: sharp peaks; few: smooth)."""
+    decay = rng.uniform(0.5, 2.0)
+    y = np.zeros(len(t))
+    for h in range(1, harmonics + 1):
+        y += rng.normal(0, h ** -decay) * np.sin(2 * np.pi * h * t / period
+                                                 + rng.uniform(0, 2 * np.pi))
+    return y / (y.std() + 1e-8)
+
+
+def seasonal_profile(rng: np.random.Generator, length: int) -> np.ndarray:
+    """A cycle of arbitrary shape repeated almost exactly (a daily load curve),
+    modulated by a slower cycle (a week of days), on a slowly drifting level,
+    additive or multiplicative, with little noise."""
+    t = np.arange(length)
+    period = int(rng.choice((7, 12, 24, 24, 48, 96, 168)))
+    cycle = _cycle(rng, t, period, int(rng.integers(1, max(2, period // 2) + 1)))
+    slow = 1 + rng.uniform(0, 0.5) * _cycle(rng, t, 7 * period, 3)
+    level = np.cumsum(rng.normal(0, 0.02, length)) + rng.normal(0, 0.002) * t
+    amplitude = rng.uniform(0.3, 3.0)
+    if rng.random() < 0.5:  # the cycle grows with the level
+        y = (5 + level) * (1 + 0.15 * amplitude * cycle * slow)
+    else:
+        y = level + amplitude * cycle * slow
+    return y + rng.normal(0, rng.uniform(0.01, 0.2) * amplitude, length)
+
+
 def intermittent(rng: np.random.Generator, length: int) -> np.ndarray:
     """Demand that is zero most of the time: Bernoulli occurrences of gamma sizes."""
     occurs = rng.random(length) < rng.uniform(0.05, 0.5)
@@ -113,5 +142,6 @@ def tsmixup(rng: np.random.Generator, length: int, pool: list[np.ndarray]) -> np
 
 
 GENERATORS = {"kernel_synth": kernel_synth, "trend_with_breaks": trend_with_breaks,
-              "multi_seasonal": multi_seasonal, "intermittent": intermittent,
+              "multi_seasonal": multi_seasonal, "seasonal_profile": seasonal_profile,
+              "intermittent": intermittent,
               "level_shifts": level_shifts, "heteroscedastic": heteroscedastic}
