@@ -210,6 +210,7 @@ def _complement(quantiles: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
 
 
 def flipped(s: SeriesInput) -> SeriesInput:
+    """The series negated (target and covariates): the input of sign-flip averaging."""
     def neg(x):
         return None if x is None else -x
 
