@@ -537,3 +537,43 @@ def test_the_kept_start_is_solved_again_with_validation_windows_unless_data_is_s
         assert not torch.allclose(final, start, atol=1e-4)
     else:
         assert maps == []
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_and_many_escalate():
+    """Issue 48, item 6: the skipping of non-finite gradient steps and its escalation
+    were untested."""
+    from xlstm_ts.training.module import ForecastModule, OptimConfig
+
+    module = ForecastModule(NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2,
+                                          patch_len=8, patch_stride=8), OptimConfig())
+    module.on_train_start()
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def gradients(bad: bool):
+        for k, p in enumerate(params):
+            p.grad = torch.full_like(p, float("nan") if bad and k == 0 else 0.5)
+
+    gradients(bad=False)
+    module.on_before_optimizer_step(None)  # finite: the step goes ahead untouched
+    assert module.skipped_steps == 0 and all(p.grad is not None for p in params)
+    gradients(bad=True)
+    module.on_before_optimizer_step(None)  # one NaN anywhere: no parameter moves
+    assert module.skipped_steps == 1 and all(p.grad is None for p in params)
+    for _ in range(9):  # up to 10 skips (or 5% of the steps) are tolerated
+        gradients(bad=True)
+        module.on_before_optimizer_step(None)
+    gradients(bad=True)
+    with pytest.raises(FloatingPointError, match="11 of 1 training steps had non-finite"):
+        module.on_before_optimizer_step(None)
+
+
+def test_the_blend_choice_keeps_the_network_only_when_it_earns_it():
+    """Issue 48, item 6: the keep/blend decision both ways, ties to the start."""
+    from xlstm_ts.training.blend import BLEND_WEIGHTS, choose_blend
+
+    assert choose_blend(BLEND_WEIGHTS, [1.0, 0.9, 0.8, 0.7, 0.6]) == 1.0  # the network kept
+    assert choose_blend(BLEND_WEIGHTS, [0.6, 0.7, 0.8, 0.9, 1.0]) == 0.0  # the start kept
+    assert choose_blend(BLEND_WEIGHTS, [1.0, 0.5, 0.7, 0.5, 0.9]) == 0.25  # ties: less network
+    assert choose_blend(BLEND_WEIGHTS, [0.5] * 5) == 0.0
+    assert choose_blend(BLEND_WEIGHTS, [float("nan"), 0.9, float("nan"), 0.8, 2.0]) == 0.75
+    assert choose_blend(BLEND_WEIGHTS, [float("inf")] * 5) == 0.0  # no windows: the start

@@ -73,6 +73,16 @@ def blend_val_mse(trained: nn.Module, start: nn.Module, val, variance: torch.Ten
 
 
 @torch.no_grad()
+def choose_blend(weights, errors) -> float:
+    """The share of the trained network with the lowest validation error; among equal
+    errors the smallest share (ties go to the linear start: the network must earn its
+    place). ``weights`` ascending, as :func:`blend_weights` gives them."""
+    errors = np.asarray(errors, dtype=np.float64)
+    best = np.nanmin(errors) if np.isfinite(errors).any() else np.inf
+    return float(weights[int(np.flatnonzero(errors == best)[0])]) if np.isfinite(best) \
+        else float(weights[0])
+
+
 def keep_covariate_effect(trained: nn.Module, start: nn.Module) -> None:
     """Give ``start`` the trained step-wise effect of the future covariates, so that
     the blend mixes the lookback's maps only: the linear start knows no covariates,

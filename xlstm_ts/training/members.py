@@ -8,12 +8,17 @@ import os
 from dataclasses import dataclass, replace
 
 import lightning as L
-import numpy as np
 from torch import nn
 
 from ..data import SeriesData, covariate_moments
 from ..models import NetworkConfig, build_network
-from .blend import blend_val_mse, blend_weights, fold_blend, keep_covariate_effect
+from .blend import (
+    blend_val_mse,
+    blend_weights,
+    choose_blend,
+    fold_blend,
+    keep_covariate_effect,
+)
 from .datamodule import WindowDataModule
 from .history import LossHistory
 from .linear_start import (
@@ -127,7 +132,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
             weights = blend_weights(module.net)
             errors = blend_val_mse(module.net, start, datamodule.val, variance, weights,
                                    rows=datamodule.monitored)
-            blend = weights[int(np.argmin(errors))]  # ties go to the start
+            blend = choose_blend(weights, errors)
             fold_blend(module.net, start, blend)
             if blend < 1.0 and refit_start:
                 if refit is None:  # the start solved again with the validation windows
