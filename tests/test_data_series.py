@@ -392,7 +392,7 @@ def test_calendar_features_follow_the_callers_wall_clock_across_daylight_saving(
 def test_a_streamed_step_appends_as_the_general_row_plan_does(added, keep):
     """Every series getting the same number of new rows takes the grid path of
     append_observations; it must equal the general row plan in every field."""
-    from xlstm_ts.data.series import _append_rows, _uniform_step
+    from xlstm_ts.data.append import _append_rows, _uniform_step
 
     def frame(start, stop):
         return pd.DataFrame([{"unique_id": f"s{j}", "ds": t, "y": 10.0 * j + t,

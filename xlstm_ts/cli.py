@@ -244,7 +244,7 @@ def cmd_predict(args) -> int:
     import polars as pl
 
     from .data.frames import to_polars
-    from .data.series import as_long_frame
+    from .data.times import as_long_frame
 
     config, s = _predict_settings(args)
     if args.engine == "spark":

@@ -47,10 +47,10 @@ from .data import (
     prepare_series,
     time_split_regions,
 )
+from .data.append import bridge_gaps, drop_bridges
 from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
 from .data.lazy import is_lazy_source, scan_source, stage_panel
-from .data.series import bridge_gaps, drop_bridges
 from .evaluation import backtesting
 from .models import NetworkConfig, check_network_shape
 from .models.tirex2 import load_checkpoint

@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from ._ranks import is_rank_zero
 from ._version import __version__
 from .data.frames import PRED_COL, to_polars
-from .data.series import as_long_frame
+from .data.times import as_long_frame
 from .evaluation.plotting import plot_backtest, plot_forecast, plot_training
 from .forecaster import XLSTMForecaster
 from .persistence import jsonable

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from .frames import from_polars, to_polars
-from .series import as_long_frame
+from .times import as_long_frame
 
 
 def channel_names(n_channels: int) -> list[str]:

@@ -21,7 +21,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from .series import SeriesData, prepare_series
+from .panel import SeriesData
+from .series import prepare_series
 
 BATCH_SERIES = 2000  # series validated and written per shard
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, RandomSampler
 
 from .._checks import check_positive_int
-from .series import SeriesData
+from .panel import SeriesData
 
 # Standard long-horizon ETT protocol borders in hourly rows (times 4 for 15-minute data).
 ETT_BORDERS = {"train": (0, 8640), "val": (8640, 11520), "test": (11520, 14400)}

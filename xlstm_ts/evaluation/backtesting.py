@@ -16,7 +16,7 @@ from sklearn.base import clone
 from .._checks import check_positive_int
 from ..data.frames import PRED_COL, from_polars, to_polars
 from ..data.freq import infer_frequency
-from ..data.series import as_long_frame
+from ..data.times import as_long_frame
 from .metrics import evaluate
 
 

@@ -14,7 +14,8 @@ from sklearn.exceptions import NotFittedError
 
 from .._checks import check_positive_int
 from ..data.frames import PRED_COL, FrameLike, from_polars
-from ..data.series import SeriesData, prepare_series
+from ..data.panel import SeriesData
+from ..data.series import prepare_series
 
 
 class _Baseline:
