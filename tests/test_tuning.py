@@ -19,8 +19,9 @@ def test_pruned_trials_train_fewer_epochs(df, tmp_path):
     space = {"learning_rate": {"type": "float", "low": 1e-5, "high": 3e-2, "log": True},
              "d_model": {"type": "categorical", "choices": [16, 32]},
              "n_slstm": {"type": "int", "low": 0, "high": 1}}
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = tune(df, space, n_trials=6, refit=True, storage=tmp_path / "study.db",
-                  study_name="prune", **FIXED)
+                  study_name="prune", tracking={"uri": store, "experiment": "prune"}, **FIXED)
     states = {t.number: t.state for t in result.study.trials}
     pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -34,6 +35,14 @@ def test_pruned_trials_train_fewer_epochs(df, tmp_path):
     assert refit.learning_rate == best["learning_rate"] and refit.d_model == best["d_model"]
     assert refit.slstm_at == ((0,) if best["n_slstm"] == 1 else ())  # one of two blocks: 0
     assert all(getattr(refit, k) == v for k, v in FIXED.items() if k != "progress_bar")
+    # round two, item 12: a pruned trial's MLflow run is KILLED and tagged, not FAILED
+    import mlflow
+
+    runs = mlflow.MlflowClient(tracking_uri=store).search_runs(
+        [mlflow.MlflowClient(tracking_uri=store).get_experiment_by_name("prune").experiment_id])
+    status = {r.info.run_name: (r.info.status, r.data.tags.get("optuna.pruned")) for r in runs}
+    assert {status[f"trial-{t.number}"] for t in pruned} == {("KILLED", "true")}, status
+    assert {status[f"trial-{t.number}"][0] for t in complete} == {"FINISHED"}
 
 
 def test_same_study_name_continues_the_study(df, tmp_path):

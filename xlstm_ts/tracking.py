@@ -285,8 +285,8 @@ def tracked_fit(model: XLSTMForecaster, df, static_df=None, val_size: int | None
         params = _params(model)
         mlflow.log_params(params)
         mlflow.set_tags({**package_versions(), "git_commit": git_commit() or "unknown"})
+        model.run_id_ = mlflow.active_run().info.run_id  # also when the fit stops early
         model.fit(df, static_df, val_size, callbacks=[EpochMetrics()], **fit_options)
-        model.run_id_ = mlflow.active_run().info.run_id
         try:
             mlflow.log_params(data_summary(model.data_))
             if model.config_ is not None:  # a window network (not a pretrained one)

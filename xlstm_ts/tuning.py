@@ -324,8 +324,16 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
         callbacks = [*(params.pop("callbacks", None) or ()), OptunaPruning(trial)]
         try:
             model = XLSTMForecaster(**params, callbacks=callbacks)
-            tracking_lib.tracked_fit(model, history, static_df=static_df, tracking=tracking,
-                                     log_model=False, run_name=f"trial-{trial.number}")
+            try:
+                tracking_lib.tracked_fit(model, history, static_df=static_df,
+                                         tracking=tracking, log_model=False,
+                                         run_name=f"trial-{trial.number}")
+            except optuna.TrialPruned:
+                if tracking is not None:  # a pruned trial did not fail: its run was stopped
+                    client = mlflow.MlflowClient()
+                    client.set_tag(model.run_id_, "optuna.pruned", "true")
+                    client.set_terminated(model.run_id_, status="KILLED")
+                raise
             trial.set_user_attr("epochs_trained", model.epochs_trained_)
             score = forecast_error(model, df, metric=metric, static_df=static_df)
             if tracking is not None:
