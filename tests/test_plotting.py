@@ -46,6 +46,8 @@ def test_forecast_plot_with_intervals_and_actuals(model_and_data):
     # polars frames give the same picture
     fig_pl = plot_forecast(pl.from_pandas(train), pl.from_pandas(forecasts), ids=["s1"])
     assert len(fig_pl.axes) == 1 and fig_pl.axes[0].get_title(loc="left") == "s1"
+    # issue 49, item 12: a notebook shows the figure as an image (it showed "<Figure ...>")
+    assert fig_pl._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_forecast_plot_draws_conformal_bands(model_and_data):

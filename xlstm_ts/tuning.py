@@ -347,11 +347,11 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
             raise
         return score
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial instead
     study = optuna.create_study(
         storage=_storage(storage), study_name=study_name, direction=direction,
         pruner=_pruner(pruner, fixed.get("max_epochs", XLSTMForecaster().max_epochs)),
         sampler=_sampler(sampler, sampler_seed), load_if_exists=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial instead
     study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
                    catch=_CAUGHT, callbacks=[_log_trial(metric)])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

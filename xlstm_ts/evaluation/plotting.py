@@ -18,6 +18,18 @@ from matplotlib.figure import Figure
 
 from ..data.frames import PRED_COL, to_polars
 
+
+class ShownFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` that a notebook shows as an image when it is
+    a cell's value: figures built without pyplot have no backend that would."""
+
+    def _repr_png_(self) -> bytes:
+        from io import BytesIO
+
+        buffer = BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
 _HISTORY, _ACTUAL, _FORECAST = "0.35", "0.1", "C0"
 
 
@@ -78,7 +90,7 @@ def plot_forecast(history, forecasts, actuals=None, ids: Sequence | None = None,
     if not chosen:
         raise ValueError("forecasts holds no series to plot.")
     pairs = _interval_pairs(fc.columns)
-    fig = Figure(figsize=figsize or (10, 2.4 * len(chosen)), layout="constrained")
+    fig = ShownFigure(figsize=figsize or (10, 2.4 * len(chosen)), layout="constrained")
     axes = fig.subplots(len(chosen), 1, squeeze=False)[:, 0]
     for ax, sid in zip(axes, chosen, strict=True):
         f = fc[fc[id_col] == sid]
@@ -115,7 +127,7 @@ def plot_backtest(backtest, *, id_col: str = "unique_id", target_col: str = "y",
     by_step = bt.groupby("step").err.agg(mae=lambda e: e.abs().mean(),
                                          rmse=lambda e: float(np.sqrt((e ** 2).mean())))
     by_cutoff = bt.groupby("cutoff").err.agg(lambda e: e.abs().mean())
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = ShownFigure(figsize=figsize, layout="constrained")
     left, right = fig.subplots(1, 2)
     left.plot(by_step.index, by_step.mae, marker=".", label="MAE")
     left.plot(by_step.index, by_step.rmse, marker=".", label="RMSE")
@@ -137,7 +149,7 @@ def plot_training(loss_history: Mapping[str, Sequence[float]] | object,
     if not isinstance(curves, Mapping) or not curves.get("epoch"):
         raise ValueError("plot_training needs a fitted forecaster or its loss_history_ "
                          "({'epoch': [...], 'train_loss': [...], 'val_loss': [...]}).")
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = ShownFigure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     for name in ("train_loss", "val_loss"):
         values = curves.get(name) or []
