@@ -106,6 +106,19 @@ def _windows(frame: pd.DataFrame, per_hour: int, split, lookback: int, horizon: 
     return (x - mean) / std, (y - mean) / std, mean, std
 
 
+def _solve_ridge(X: np.ndarray, Y: np.ndarray, penalty: float) -> np.ndarray:
+    """(L + 1, H) ridge map from lookbacks X (n, L) plus an unpenalised intercept."""
+    X1 = np.hstack([X, np.ones((len(X), 1))])
+    reg = penalty * np.eye(X1.shape[1])
+    reg[-1, -1] = 0.0
+    return np.linalg.solve(X1.T @ X1 + reg, X1.T @ Y)
+
+
+def _ridge_errors(W: np.ndarray, X: np.ndarray, Y: np.ndarray, scale) -> np.ndarray:
+    """Errors of the map W in the protocol's units (window errors times ``scale``)."""
+    return (np.hstack([X, np.ones((len(X), 1))]) @ W - Y) * scale
+
+
 def run_ridge(frame: pd.DataFrame, per_hour: int, lookback: int, horizon: int) -> dict:
     """The linear floor: closed-form ridge from the window-normalised lookback to the
     horizon, shared by all channels, its penalty chosen on validation MSE."""
@@ -113,18 +126,14 @@ def run_ridge(frame: pd.DataFrame, per_hour: int, lookback: int, horizon: int) -
     X, Y, _, _ = _windows(frame, per_hour, "train", lookback, horizon)
     Xv, Yv, _, sv = _windows(frame, per_hour, "val", lookback, horizon)
     Xt, Yt, _, st = _windows(frame, per_hour, "test", lookback, horizon)
-    X1 = np.hstack([X, np.ones((len(X), 1))])
-    gram, cross = X1.T @ X1, X1.T @ Y
     best = None
     for penalty in (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4):
-        reg = penalty * np.eye(gram.shape[0])
-        reg[-1, -1] = 0.0
-        W = np.linalg.solve(gram + reg, cross)
-        val = float((((np.hstack([Xv, np.ones((len(Xv), 1))]) @ W - Yv) * sv) ** 2).mean())
+        W = _solve_ridge(X, Y, penalty)
+        val = float((_ridge_errors(W, Xv, Yv, sv) ** 2).mean())
         if best is None or val < best[0]:
             best = (val, penalty, W)
     val, penalty, W = best
-    err = (np.hstack([Xt, np.ones((len(Xt), 1))]) @ W - Yt) * st
+    err = _ridge_errors(W, Xt, Yt, st)
     return {"mse": float((err ** 2).mean()), "mae": float(np.abs(err).mean()),
             "val_mse": val, "penalty": penalty, "seconds": time.perf_counter() - start}
 
@@ -146,26 +155,19 @@ def run_fair_ridge(frame: pd.DataFrame, per_hour: int, lookback: int, horizon: i
     Xv, Yv, _, sv = _windows(frame, per_hour, (fit_end - val_size, fit_end), lookback, horizon)
     Xt, Yt, _, st = _windows(frame, per_hour, ett_regions(per_hour)["test"], lookback, horizon)
 
-    def solve(Xs, Ys, penalty):
-        X1 = np.hstack([Xs, np.ones((len(Xs), 1))])
-        reg = penalty * np.eye(X1.shape[1])
-        reg[-1, -1] = 0.0
-        return np.linalg.solve(X1.T @ X1 + reg, X1.T @ Ys)
+    def score(penalty):
+        return float((_ridge_errors(_solve_ridge(X, Y, penalty), Xv, Yv, sv) ** 2).mean())
 
-    def score(W, Xs, Ys, scale):
-        return float((((np.hstack([Xs, np.ones((len(Xs), 1))]) @ W - Ys) * scale) ** 2).mean())
-
-    grid = list(PENALTY_GRID)
-    errors = {p: score(solve(X, Y, p), Xv, Yv, sv) for p in grid}
+    errors = {p: score(p) for p in PENALTY_GRID}
     while min(errors, key=errors.get) in (min(errors), max(errors)):  # at an end: widen
         edge = min(errors, key=errors.get)
         extra = edge / 10 if edge == min(errors) else edge * 10
         if extra < 1e-8 or extra > 1e12:
             break
-        errors[extra] = score(solve(X, Y, extra), Xv, Yv, sv)
+        errors[extra] = score(extra)
     penalty = min(errors, key=errors.get)
-    W = solve(np.vstack([X, Xv]), np.vstack([Y, Yv]), penalty)
-    err = (np.hstack([Xt, np.ones((len(Xt), 1))]) @ W - Yt) * st
+    W = _solve_ridge(np.vstack([X, Xv]), np.vstack([Y, Yv]), penalty)
+    err = _ridge_errors(W, Xt, Yt, st)
     return {"mse": float((err ** 2).mean()), "mae": float(np.abs(err).mean()),
             "val_mse": errors[penalty], "penalty": penalty, "lookback": lookback,
             "val_size": val_size, "seconds": time.perf_counter() - start}

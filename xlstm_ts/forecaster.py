@@ -47,7 +47,7 @@ from .data import (
     prepare_series,
     time_split_regions,
 )
-from .data.append import bridge_gaps, drop_bridges
+from .data.append import bridge_gaps, drop_bridges, starts_after_gap
 from .data.channels import add_channel_columns, channel_names
 from .data.frames import PRED_COL, from_polars, quantile_column
 from .data.lazy import is_lazy_source, scan_source, stage_panel
@@ -671,11 +671,12 @@ class XLSTMForecaster(BaseEstimator):
         self._check_fitted()
         BOOL("skip_seen", skip_seen)
         BOOL("compile", compile)
-        bridged = set()
-        if self.fill_missing is not None:  # a gap since the last absorbed step: the gap rule
-            df, _, bridged = bridge_gaps(self.data_, df)
-        new = drop_bridges(self._prepare(df, None, self.data_.static_categories,
-                                         self.data_.freq), bridged)
+        new = self._prepare(df, None, self.data_.static_categories, self.data_.freq)
+        if self.fill_missing is not None and starts_after_gap(self.data_, new):
+            # a gap since the last absorbed step: filled by the gap rule, as inside the data
+            frame, _, bridged = bridge_gaps(self.data_, df)
+            new = drop_bridges(self._prepare(frame, None, self.data_.static_categories,
+                                             self.data_.freq), bridged)
         if self.network in PRETRAINED_NETWORKS:
             self.data_, state = pretrained.absorb(self.network_, self.data_, new,
                                                   getattr(self, "stream_state_", None),

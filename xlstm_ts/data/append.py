@@ -63,6 +63,23 @@ def continue_series(fitted: SeriesData, new: SeriesData, *,
     return new, codes, skipped
 
 
+def starts_after_gap(fitted: SeriesData, new: SeriesData) -> bool:
+    """Whether a series of ``new`` that ``fitted`` holds starts later than one step after
+    its last absorbed time (what :func:`bridge_gaps` bridges); vectorised, for the
+    update path."""
+    if fitted.freq is None or not new.n_series:
+        return False
+    if np.array_equal(new.ids, fitted.ids):
+        codes = np.arange(fitted.n_series)
+    else:
+        position = {key: j for j, key in enumerate(fitted.ids.tolist())}
+        codes = np.array([position.get(key, -1) for key in new.ids.tolist()])
+    known = codes >= 0
+    expected = fitted.freq.after(fitted.last_times()[codes[known]], 1)
+    first = new.times[new.indptr[:-1]][known]
+    return bool((first > expected.astype(first.dtype)).any())
+
+
 def bridge_gaps(fitted: SeriesData, df: FrameLike) -> tuple[pl.DataFrame, FrameKind, set]:
     """New rows ``df`` (the fitted columns) with, before each fitted series whose rows
     start later than one step after its last absorbed time, that last absorbed row (its

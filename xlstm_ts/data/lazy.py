@@ -141,8 +141,9 @@ def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rank() -> tuple[int, int]:
-    """(rank, world size) of this process in a distributed run (0, 1 outside one)."""
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in a distributed run (0, 1 outside one): the
+    shards each process of a data-parallel run reads depend on it."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -183,7 +184,7 @@ class PanelWindows(torch.utils.data.IterableDataset):
         self.per_shard, self.passes = per_shard, 0
 
     def __iter__(self):
-        rank, world = _rank()
+        rank, world = process_rank()
         every = self.staged.shards
         shards = every[rank::world] or [every[rank % len(every)]]
         rng = np.random.default_rng([self.seed, rank, self.passes])
@@ -200,12 +201,6 @@ class PanelWindows(torch.utils.data.IterableDataset):
                 end = int(rng.integers(self.min_history, len(s) - self.val - self.horizon + 1))
                 produced += 1
                 yield _window(s, end, self.lookback, self.horizon)
-
-    def usable(self) -> bool:
-        """Whether any series holds a training window."""
-        return any(len(s) - self.val - self.horizon >= self.min_history
-                   for shard in self.staged.shards
-                   for s in _shard_series(self.staged.folder, shard))
 
 
 def validation_windows(staged: StagedPanel, lookback: int, horizon: int, val: int,

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from ..data.lazy import process_rank
 from .synthetic import GENERATORS, tsmixup
 
 EXCLUDED = ("m4_hourly", "m3_yearly")  # zero-shot yardsticks: never in a corpus
@@ -96,13 +97,6 @@ def write_corpus(folder: str | os.PathLike, *, synthetic_series: int, length: in
     return manifest
 
 
-def _rank() -> tuple[int, int]:
-    """(rank, world size) of this process in a distributed run (0, 1 outside one)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 def sample_window(rng: np.random.Generator, values: np.ndarray, context_len: int,
                   future_len: int, min_context: int) -> tuple[np.ndarray, np.ndarray]:
     """A random (history (context_len,), target (future_len,)) window of ``values``:
@@ -135,7 +129,7 @@ class CorpusWindows(torch.utils.data.IterableDataset):
 
     def mine(self) -> list[str]:
         """The shards of this process and worker."""
-        rank, world = _rank()
+        rank, world = process_rank()
         info = torch.utils.data.get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         slot, slots = rank * workers + worker, world * workers
@@ -143,7 +137,7 @@ class CorpusWindows(torch.utils.data.IterableDataset):
             or self.shards[slot % len(self.shards):][:1]
 
     def __iter__(self):
-        rank, _ = _rank()
+        rank, _ = process_rank()
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, rank, 0 if info is None else info.id])
         shards = self.mine()

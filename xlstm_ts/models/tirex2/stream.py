@@ -144,10 +144,10 @@ class TiRex2Stream:
             if done >= horizon:
                 return pieces
             # the median joins the history as if observed; past-only covariates unknown
-            rows = torch.bincount(self.group, minlength=len(self.targets))
+            rows = self._rows_per_series()
             stream = stream.update(net, [
                 SeriesInput(b[:, cfg.median_index],
-                            b.new_full((int(rows[k]) - len(b), b.shape[-1]), float("nan")))
+                            b.new_full((rows[k] - len(b), b.shape[-1]), float("nan")))
                 for k, b in enumerate(block)])
 
     def _block(self, net: TiRex2Network, horizon: int, band: BandConfig) -> list:
@@ -193,19 +193,23 @@ class TiRex2Stream:
             self.phases.pop(next(iter(self.phases)))
         return self
 
+    def _rows_per_series(self) -> list[int]:
+        """Rows (targets and past covariates) of each series, originals only."""
+        return torch.bincount(self.group, minlength=len(self.targets))[:len(self.targets)].tolist()
+
     def _raw_rows(self, new: list[SeriesInput]) -> torch.Tensor:
         """The new steps as rows (R_original, n) in the stream's row order."""
         n_series = len(self.targets)
         if len(new) != n_series:
             raise ValueError(f"update() needs new steps for each of the {n_series} streamed "
                              f"series, in order; got {len(new)}.")
-        rows = []
+        rows, held = [], self._rows_per_series()
         for k, s in enumerate(new):
             parts = [s.target] + ([] if s.past_covariates is None else [s.past_covariates])
             rows.append(torch.cat([p.float().cpu() for p in parts]))
-            if rows[-1].shape[0] != int((self.group == k).sum()):
+            if rows[-1].shape[0] != held[k]:
                 raise ValueError(f"series {k}: {rows[-1].shape[0]} rows of new steps, but "
-                                 f"the stream holds {int((self.group == k).sum())}.")
+                                 f"the stream holds {held[k]}.")
         steps = {r.shape[1] for r in rows}
         if len(steps) != 1 or 0 in steps:
             raise ValueError(f"update() needs the same number (at least 1) of new steps for "
