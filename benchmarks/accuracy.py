@@ -67,11 +67,46 @@ def _ett_frame(name: str) -> tuple[pd.DataFrame, int]:
     return long.rename(columns={"date": "ds"})[["unique_id", "ds", "y"]], per_hour
 
 
+QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the scaled quantile loss's
+BANDS = (20, 40, 60, 80, 95)  # predict(level=...): their ends are QUANTILES, and 95%
+
+
+def band_scores(y: np.ndarray, point: np.ndarray, bands: dict | None) -> dict:
+    """Scaled quantile loss over ``QUANTILES`` (GIFT-Eval's CRPS proxy) and the 80% /
+    95% coverage, from the point forecast and the ``bands`` {level: (low, high)} (all
+    arrays like ``y``); a point forecast (``bands`` None) scores every level at the
+    point and no coverage."""
+    from xlstm_ts.evaluation.metrics import scaled_quantile_loss
+
+    if bands is None:
+        q = np.repeat(point[..., None], len(QUANTILES), -1)
+        return {"sql": scaled_quantile_loss(y, q, QUANTILES)}
+    lows = [bands[round(100 * (1 - 2 * p))][0] for p in QUANTILES[:4]]
+    highs = [bands[round(100 * (2 * p - 1))][1] for p in QUANTILES[5:]]
+    q = np.stack([*lows, point, *highs], -1)
+    seen = ~np.isnan(y)
+    inside = {lv: ((y >= lo) & (y <= hi))[seen].mean() for lv, (lo, hi) in bands.items()}
+    return {"sql": scaled_quantile_loss(y, q, QUANTILES),
+            "coverage80": float(inside[80]), "coverage95": float(inside[95])}
+
+
+def frame_band_scores(merged: pd.DataFrame) -> dict:
+    """:func:`band_scores` of a forecast frame joined to its actuals ``y`` (bands from
+    ``predict(level=BANDS)`` where present)."""
+    y, point = merged["y"].to_numpy(), merged["y_pred"].to_numpy()
+    if "y_pred_lo80" not in merged:
+        return band_scores(y, point, None)
+    return band_scores(y, point, {lv: (merged[f"y_pred_lo{lv}"].to_numpy(),
+                                       merged[f"y_pred_hi{lv}"].to_numpy()) for lv in BANDS})
+
+
 @torch.no_grad()
 def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "test") -> dict:
     """MSE and MAE over every window (stride 1) of every channel whose horizon lies in
     ``split`` ("val", "test" or a ``(lo, hi)`` row region), in the train-standardised
-    units of the protocol."""
+    units of the protocol; with the model's calibrated bands, their scaled quantile loss
+    and coverage (:func:`band_scores`)."""
+    from xlstm_ts.calibration import spread
     from xlstm_ts.data import WindowDataset, ett_regions
 
     data = model._prepare(frame)
@@ -79,7 +114,9 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "tes
     region = ett_regions(per_hour)[split] if isinstance(split, str) else split
     test = WindowDataset(data, lookback, model.horizon, region=region)
     net = model.network_.eval()
+    calibration = getattr(model, "interval_calibration_", None)
     sq, ab, count = 0.0, 0.0, 0
+    ys, points, scales = [], [], []
     for start in range(0, len(test), 1024):
         batch = test[np.arange(start, min(start + 1024, len(test)))]
         params, stats = net(batch)
@@ -88,7 +125,14 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "tes
         sq += float((err ** 2).sum())
         ab += float(err.abs().sum())
         count += err.numel()
-    return {"mse": sq / count, "mae": ab / count, "windows": len(test)}
+        ys.append(batch["target"].double().numpy())
+        points.append(pred.double().numpy())
+        scales.append(spread(batch["history"].numpy(), batch["history_mask"].numpy()))
+    scores = {"mse": sq / count, "mae": ab / count, "windows": len(test)}
+    y, point = np.concatenate(ys), np.concatenate(points)
+    bands = None if calibration is None else {
+        lv: calibration.band(point, np.concatenate(scales), lv) for lv in BANDS}
+    return {**scores, **band_scores(y, point, bands)}
 
 
 def _windows(frame: pd.DataFrame, per_hour: int, split, lookback: int, horizon: int):
@@ -301,7 +345,8 @@ def run_m4(args) -> None:
 
     def score(forecast):
         merged = forecast.merge(test, on=["unique_id", "ds"])
-        return evaluate(merged, metrics=("smape", "mase"), train_df=train, season=24)
+        return {**evaluate(merged, metrics=("smape", "mase"), train_df=train, season=24),
+                **frame_band_scores(merged)}
 
     results = {}
     start = time.perf_counter()
@@ -326,7 +371,7 @@ def run_m4(args) -> None:
                                 **overrides).fit(train)
         label = " ".join(args.set) or _defaults_label(model)
         results[f"xlstm-ts {label} seed {seed}"] = (
-            {**score(model.predict()),
+            {**score(model.predict(level=BANDS)),
              "correction_share": getattr(model, "correction_share_", None)},
             time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
@@ -398,7 +443,8 @@ def run_m3(args) -> None:
 
     def score(forecast):
         merged = forecast.merge(test, on=["unique_id", "ds"])
-        return evaluate(merged, metrics=("smape", "mase"), train_df=train, season=1)
+        return {**evaluate(merged, metrics=("smape", "mase"), train_df=train, season=1),
+                **frame_band_scores(merged)}
 
     results = {"naive": (score(Naive().fit(train).predict(6)), 0.0)}
     for seed in args.seeds:
@@ -406,7 +452,7 @@ def run_m3(args) -> None:
         model = XLSTMForecaster(horizon=6, progress_bar=False, random_state=seed,
                                 **_overrides(args.set)).fit(train)
         label = " ".join(args.set) or _defaults_label(model)
-        results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict()),
+        results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict(level=BANDS)),
                                                      time.perf_counter() - start)
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M3-Yearly", "model": name, "split": _split_name(args),

@@ -153,30 +153,39 @@ def test_predict_before_fit_raises():
         XLSTMForecaster().predict()
 
 
-def test_conformal_intervals_cover_held_out_data(split, tmp_path):
+def test_bands_are_calibrated_by_default_and_by_conformalize(split, tmp_path):
+    """Issue 47, item 6: a default (point-head) fit serves bands calibrated on its
+    validation windows; conformalize re-calibrates on later data. Each band is the
+    point forecast plus the series' spread times the stored error quantiles."""
+    from xlstm_ts.calibration import spread
+
     train, test = split
     model = XLSTMForecaster(**FAST).fit(train.groupby("unique_id").head(24 * 20))
-    with pytest.raises(ValueError, match="call conformalize"):
-        model.predict(level=(80,))
+    assert model.interval_calibration_.source == "validation"
+    assert (model.interval_calibration_.n_errors > 0).all()
+    with pytest.raises(ValueError, match="call conformalize"):  # the head's quantiles
+        XLSTMForecaster(**FAST, intervals="head").fit(train).predict(level=(80,))
     model.conformalize(train, n_windows=4)
-    assert model.conformal_errors_.shape == (6 * 4, 24)
+    calibration = model.interval_calibration_
+    assert calibration.source == "backtest" and (calibration.n_errors == 6 * 4).all()
     out = model.predict(df=train, level=(80, 95)).merge(test, on=["unique_id", "ds"])
+    history = np.stack([g.y.to_numpy()[-FAST["lookback"]:]
+                        for _, g in train.groupby("unique_id")])
+    scale = spread(history, np.ones_like(history, dtype=bool))
     for level, low in ((80, 0.65), (95, 0.85)):
         inside = (out.y >= out[f"y_pred_lo{level}"]) & (out.y <= out[f"y_pred_hi{level}"])
         assert low <= inside.mean() <= 1.0
-        # the half-width at step h is the ceil((n + 1) * level)-th smallest of the n
-        # calibration errors at h: check it against the stored errors, not just coverage
-        errors = np.sort(model.conformal_errors_, axis=0)
-        n = errors.shape[0]
-        rank = min(int(np.ceil((n + 1) * level / 100)), n) - 1
-        half = (out[f"y_pred_hi{level}"] - out["y_pred"]).to_numpy().reshape(6, 24)
-        np.testing.assert_allclose(half, np.tile(errors[rank], (6, 1)), rtol=1e-9)
-        assert (half < 10 * np.abs(model.conformal_errors_).max()).all()
-    assert (out["y_pred_hi95"] - out["y_pred_lo95"] >= out["y_pred_hi80"] - out["y_pred_lo80"]
+        upper = (out[f"y_pred_hi{level}"] - out["y_pred"]).to_numpy().reshape(6, 24)
+        np.testing.assert_allclose(upper / scale[:, None], np.tile(
+            calibration.halfwidth(level, 24), (6, 1)), rtol=1e-6)  # float32 data
+        np.testing.assert_allclose(out["y_pred"] - out[f"y_pred_lo{level}"],
+                                   out[f"y_pred_hi{level}"] - out["y_pred"], rtol=1e-9)
+    assert (out["y_pred_hi95"] - out["y_pred_lo95"] > out["y_pred_hi80"] - out["y_pred_lo80"]
             ).all()
     model.save(tmp_path / "m")
-    again = XLSTMForecaster.load(tmp_path / "m").predict(level=(80,))
-    pd.testing.assert_frame_equal(again, model.predict(level=(80,)))
+    again = XLSTMForecaster.load(tmp_path / "m")
+    assert again.interval_calibration_.source == "backtest"
+    pd.testing.assert_frame_equal(again.predict(level=(80,)), model.predict(level=(80,)))
 
 
 def test_backtest_windows_cutoffs_and_actuals(split):
@@ -285,7 +294,8 @@ def test_undercovering_quantile_bands_are_served_with_a_warning(split, tmp_path)
 
     train, _ = split
     model = XLSTMForecaster(**{**FAST, "max_epochs": 1, "batches_per_epoch": 2},
-                            head="quantile", quantiles=(0.1, 0.5, 0.9)).fit(train)
+                            head="quantile", quantiles=(0.1, 0.5, 0.9),
+                            intervals="head").fit(train)
     covered = model.interval_coverage_[80.0]
     assert covered < 0.75  # two training batches: the band has not widened yet
     with pytest.warns(UndercoverageWarning, match=rf"covered {covered:.1%}.*conformalize"):

@@ -160,8 +160,10 @@ def test_conformalized_bands_beyond_the_networks_quantiles(checkpoint):
     model = _model(checkpoint, finetune=None).fit(df[df["ds"] < df["ds"].min()
                                                      + pd.Timedelta(hours=120)])
     model.conformalize(df, n_windows=3)
-    out = model.predict(df, level=(95,))
-    assert (out["y_pred_hi95"] > out["y_pred"]).all() and (out["y_pred_lo95"] < out["y_pred"]).all()
+    assert model.interval_calibration_.source == "backtest"
+    out = model.predict(df, level=(80, 95))  # 95: past the network's quantiles (0.1-0.9)
+    assert (out["y_pred_lo95"] < out["y_pred_lo80"]).all()
+    assert (out["y_pred_hi80"] < out["y_pred_hi95"]).all()
 
 
 def test_cli_fits_and_predicts_with_a_pretrained_config(checkpoint, tmp_path):

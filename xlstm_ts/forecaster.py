@@ -39,6 +39,7 @@ from ._checks import (
     check_params,
     check_positive_int,
 )
+from .calibration import BandCalibration
 from .data import (
     SeriesData,
     check_compatible,
@@ -147,6 +148,14 @@ class XLSTMForecaster(BaseEstimator):
             better on M4 Hourly and about level on M3 Yearly; the blend with the start
             is still chosen on squared error (``benchmarks/results/accuracy-ett.md``).
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
+        intervals: where ``predict(level=...)`` bands come from. ``"calibrated"``
+            (default): the fit measures the point forecast's errors on its validation
+            windows, in units of each window's spread, and serves their quantiles as
+            bands for any head (:mod:`xlstm_ts.calibration`; ``interval_calibration_``);
+            without validation windows the head's own quantiles serve, as with
+            ``"head"``, which always serves them (and warns when they covered the
+            validation windows more than 5 points below nominal).
+            :meth:`conformalize` calibrates again on later data either way.
         learning_rate: AdamW's peak rate. None: 3e-3, or 1e-2 when the fit has
             covariates (future-known, past, calendar or static), whose effects only the
             xLSTM learns and which 3e-3 learned too slowly; chosen on validation splits
@@ -203,7 +212,8 @@ class XLSTMForecaster(BaseEstimator):
                  patch_len: int | None = None,
                  patch_stride: int | None = None, season_length: int | None = None,
                  head: str = "point", loss: str = "mae",
-                 quantiles: tuple = (0.1, 0.5, 0.9), learning_rate: float | None = None,
+                 quantiles: tuple = (0.1, 0.5, 0.9), intervals: str = "calibrated",
+                 learning_rate: float | None = None,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int | None = None,
                  val_size: int | None = None, patience: int = 5,
@@ -233,6 +243,7 @@ class XLSTMForecaster(BaseEstimator):
         self.head = head
         self.loss = loss
         self.quantiles = quantiles
+        self.intervals = intervals
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.schedule = schedule
@@ -418,6 +429,12 @@ class XLSTMForecaster(BaseEstimator):
             self.interval_coverage_ = inference.band_coverage(
                 self.network_, data, shape.lookback, self.horizon, regions["val"],
                 config.quantiles)
+        self.__dict__.pop("interval_calibration_", None)
+        if self.intervals == "calibrated" and val:
+            errors = inference.held_out_errors(self.network_, data, shape.lookback,
+                                               self.horizon, regions["val"], shape.min_history)
+            if np.isfinite(errors).any():
+                self.interval_calibration_ = BandCalibration.from_errors(errors, "validation")
         return self
 
     # ------------------------------------------------------------------ predict
@@ -429,9 +446,10 @@ class XLSTMForecaster(BaseEstimator):
 
         Longer horizons than trained are rolled out recursively, feeding point forecasts
         back as history. ``future_df`` supplies future-known covariates. ``level`` (e.g.
-        ``(80, 95)``) adds the band ``y_pred_lo{level}`` / ``y_pred_hi{level}``: conformal,
-        calibrated by :meth:`conformalize`, when it was called; otherwise the head's own
-        quantiles where they hold both ends (``(0.1, 0.9)`` for 80).
+        ``(80, 95)``) adds the band ``y_pred_lo{level}`` / ``y_pred_hi{level}``:
+        calibrated on the fit's validation windows (``intervals="calibrated"``) or by
+        :meth:`conformalize`, any level; otherwise the head's own quantiles where they
+        hold both ends (``(0.1, 0.9)`` for 80).
         """
         if self.network in PRETRAINED_NETWORKS:
             return self._predict_pretrained(df, future_df, horizon, static_df, level)
@@ -462,7 +480,7 @@ class XLSTMForecaster(BaseEstimator):
             for j, q in enumerate(self.config_.quantiles):
                 columns[quantile_column(q)] = _float64(quant[..., j])
         self._warn_undercovered(level if bands is not None else ())
-        self._add_bands(columns, level, horizon, data.n_series, lambda lv: (
+        self._add_bands(columns, level, horizon, data, lambda lv: (
             columns[quantile_column(q)] for q in bands[lv]))
         inference.check_finite(columns[PRED_COL], data, horizon)
         # a frame of Series: ~2x cheaper than from a dict of arrays (streamed predicts)
@@ -557,7 +575,7 @@ class XLSTMForecaster(BaseEstimator):
             net = tuned.network
             self.finetuned_ = not tuned.kept_pretrained
             self.epochs_trained_, self.loss_history_ = tuned.epochs, tuned.history
-        for carried in ("stream_state_", "_streamed", "conformal_errors_"):
+        for carried in ("stream_state_", "_streamed", "interval_calibration_"):
             self.__dict__.pop(carried, None)
         self.network_, self.data_, self.freq_, self.config_ = net, data, data.freq, None
         self.val_size_, self.n_models_ = val, 1
@@ -582,7 +600,7 @@ class XLSTMForecaster(BaseEstimator):
             net, data = self._pretrained_network(), self._prepare(df)
             fitted = data
         ahead = future_covariates(fitted, data, future_df, horizon)
-        bands = {} if hasattr(self, "conformal_errors_") else {  # else conformal bands
+        bands = {} if hasattr(self, "interval_calibration_") else {  # else calibrated
             lv: ((1 - lv / 100) / 2, (1 + lv / 100) / 2) for lv in level}
         wanted = tuple(dict.fromkeys([*self.quantiles, *(q for b in bands.values() for q in b)]))
         stream = getattr(self, "stream_state_", None) if df is None else None
@@ -591,7 +609,7 @@ class XLSTMForecaster(BaseEstimator):
                    self.time_col: data.future_times(horizon), PRED_COL: _float64(point)}
         for j, q in enumerate(self.quantiles):
             columns[quantile_column(q)] = _float64(quant[..., j])
-        self._add_bands(columns, level, horizon, data.n_series, lambda lv: (
+        self._add_bands(columns, level, horizon, data, lambda lv: (
             _float64(quant[..., wanted.index(q)]) for q in bands[lv]))
         inference.check_finite(columns[PRED_COL], data, horizon)
         return from_polars(pl.DataFrame([pl.Series(k, v) for k, v in columns.items()]),
@@ -599,16 +617,20 @@ class XLSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------ streaming
 
-    def _add_bands(self, columns: dict, level, horizon: int, n_series: int, head_band) -> None:
-        """``y_pred_lo{level}`` / ``y_pred_hi{level}`` into ``columns``: conformal, around
-        the point forecast, where :meth:`conformalize` was called; else the network's own
-        band, ``head_band(level)`` -> (low, high) arrays."""
-        conformal = getattr(self, "conformal_errors_", None)
+    def _add_bands(self, columns: dict, level, horizon: int, data: SeriesData,
+                   head_band) -> None:
+        """``y_pred_lo{level}`` / ``y_pred_hi{level}`` into ``columns``: calibrated
+        around the point forecast where ``interval_calibration_`` is set (by the fit's
+        validation windows or :meth:`conformalize`); else the network's own band,
+        ``head_band(level)`` -> (low, high) arrays."""
+        calibration = getattr(self, "interval_calibration_", None)
+        scale = (inference.last_spread(data, self.context_steps_)
+                 if calibration is not None and level else None)
         for lv in level:
-            if conformal is not None:
-                half = np.tile(backtesting.conformal_halfwidth(conformal, float(lv), horizon),
-                               n_series)
-                low, high = columns[PRED_COL] - half, columns[PRED_COL] + half
+            if calibration is not None:
+                low, high = calibration.band(columns[PRED_COL].reshape(data.n_series, horizon),
+                                             scale, float(lv))
+                low, high = low.reshape(-1), high.reshape(-1)
             else:
                 low, high = head_band(lv)
             columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
@@ -627,8 +649,8 @@ class XLSTMForecaster(BaseEstimator):
                     f"bands, or train longer.", UndercoverageWarning, stacklevel=3)
 
     def _band_quantiles(self, level) -> dict | None:
-        """None for conformal bands; else each level's (low, high) head quantiles."""
-        if not level or hasattr(self, "conformal_errors_"):
+        """None for calibrated bands; else each level's (low, high) head quantiles."""
+        if not level or hasattr(self, "interval_calibration_"):
             return None
         held = [] if self.head == "point" else list(self.config_.quantiles)
         bands = {}
@@ -739,19 +761,23 @@ class XLSTMForecaster(BaseEstimator):
         return -backtesting.forecast_error(self, df, metric, static_df)
 
     def conformalize(self, df, n_windows: int = 5, step: int | None = None, static_df=None):
-        """Calibrate split-conformal intervals on backtest residuals of the fitted model.
+        """Calibrate the bands of ``predict(level=...)`` on backtest errors of the fitted
+        model (split-conformal prediction), replacing ``interval_calibration_``.
 
-        Runs :meth:`backtest` (no refit) on ``df`` and keeps the absolute errors per
-        horizon step. Calibrate on data after the training span (fit on an earlier cut,
-        conformalize on the full frame): errors on windows the model was fitted on are
-        too small, give intervals too narrow, and raise an ``InSampleWarning``.
-        Afterwards ``predict(level=...)`` adds symmetric intervals
-        ``y_pred_lo{level}`` / ``y_pred_hi{level}`` whose half-width at step h is the
-        finite-sample-corrected ``level`` quantile of those errors.
+        Runs :meth:`backtest` (no refit) on ``df`` and keeps each window's signed errors
+        per horizon step, divided by the spread of the history it was forecast from
+        (:mod:`xlstm_ts.calibration`). Calibrate on data after the training span (fit
+        on an earlier cut, conformalize on the full frame): errors on windows the model
+        was fitted on are too small, give bands too narrow, and raise an
+        ``InSampleWarning``. Bands of any level follow, for every head.
         """
         self._check_fitted()
-        self.conformal_errors_ = backtesting.conformal_errors(self, df, n_windows, step,
-                                                              static_df)
+        errors = backtesting.conformal_errors(self, df, n_windows, step, static_df)
+        if not np.isfinite(errors).any():
+            raise ValueError("conformalize found no actual after its cutoffs to measure "
+                             "errors on: pass data that extends past the forecast origins "
+                             "(n_windows windows of the horizon at the end of each series).")
+        self.interval_calibration_ = BandCalibration.from_errors(errors, "backtest")
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -769,7 +795,7 @@ class XLSTMForecaster(BaseEstimator):
         persistence.save_model(
             path, params, self.config_, self.network_, self.data_,
             loss_history=getattr(self, "loss_history_", None),
-            conformal_errors=getattr(self, "conformal_errors_", None),
+            calibration=getattr(self, "interval_calibration_", None),
             stream_state=getattr(self, "stream_state_", None),
             extra=({"finetuned": self.finetuned_} if self.config_ is None else
                    {"correction_share": list(getattr(self, "correction_share_", [])),
@@ -796,8 +822,8 @@ class XLSTMForecaster(BaseEstimator):
         model.freq_ = saved.data.freq
         if saved.loss_history:
             model.loss_history_ = saved.loss_history
-        if saved.conformal_errors is not None:
-            model.conformal_errors_ = saved.conformal_errors
+        if saved.calibration is not None:
+            model.interval_calibration_ = saved.calibration
         if saved.stream_state is not None:
             model.stream_state_ = saved.stream_state
         return model

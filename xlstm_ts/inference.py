@@ -164,24 +164,31 @@ def rollout(net, data: SeriesData, lookback: int, horizon: int, trained_horizon:
 
 
 @torch.inference_mode()
+def _held_out_batches(data: SeriesData, lookback: int, horizon: int, region,
+                      max_windows: int, min_history: int | None = None):
+    """Batches of the windows whose horizons lie in ``region`` (with at least
+    ``min_history`` real history steps; default the whole lookback): at most
+    ``max_windows`` of them, evenly spread."""
+    from .data import WindowDataset
+
+    windows = WindowDataset(data, lookback, horizon, region=region, min_history=min_history)
+    rows = np.unique(np.linspace(0, len(windows) - 1, min(len(windows), max_windows))
+                     .astype(np.int64)) if len(windows) else np.zeros(0, dtype=np.int64)
+    for start in range(0, len(rows), PREDICT_CHUNK):
+        yield windows[rows[start:start + PREDICT_CHUNK]]
+
+
+@torch.inference_mode()
 def band_coverage(net, data: SeriesData, lookback: int, horizon: int, region,
                   quantiles: tuple[float, ...], max_windows: int = 8192) -> dict[float, float]:
     """Share of the observed targets of the windows whose horizons lie in ``region``
     (at most ``max_windows`` of them, evenly spread) inside each central band the
     head's ``quantiles`` hold: {nominal level in percent: coverage}."""
-    from .data import WindowDataset
-
-    windows = WindowDataset(data, lookback, horizon, region=region)
-    if not len(windows):
-        return {}
-    rows = np.unique(np.linspace(0, len(windows) - 1, min(len(windows), max_windows))
-                     .astype(np.int64))
     pairs = [(lo, hi) for lo in quantiles for hi in quantiles
              if lo < 0.5 < hi and abs(lo + hi - 1) < 1e-9]
     inside = {pair: 0 for pair in pairs}
     count = 0
-    for start in range(0, len(rows), PREDICT_CHUNK):
-        batch = windows[rows[start:start + PREDICT_CHUNK]]
+    for batch in _held_out_batches(data, lookback, horizon, region, max_windows):
         _, quant = _denormalized(net, *net(batch), quantiles)
         mask, y = batch["target_mask"], batch["target"]
         count += int(mask.sum())
@@ -190,6 +197,35 @@ def band_coverage(net, data: SeriesData, lookback: int, horizon: int, region,
             inside[(lo, hi)] += int(((y >= low) & (y <= high) & mask).sum())
     return {round(100 * (hi - lo), 6): inside[(lo, hi)] / count for lo, hi in pairs} \
         if count else {}
+
+
+@torch.inference_mode()
+def held_out_errors(net, data: SeriesData, lookback: int, horizon: int, region,
+                    min_history: int | None = None, max_windows: int = 8192) -> np.ndarray:
+    """(windows, horizon) signed errors ``(actual - point) / spread`` of the point
+    forecasts of the windows whose horizons lie in ``region`` (those the validation
+    loss scores: at least ``min_history`` real history steps; at most ``max_windows``,
+    evenly spread), each divided by its history's spread
+    (:func:`xlstm_ts.calibration.spread`); NaN where a step was not observed."""
+    from .calibration import spread
+
+    parts = []
+    for batch in _held_out_batches(data, lookback, horizon, region, max_windows,
+                                   min_history):
+        point, _ = _denormalized(net, *net(batch), None)
+        scale = spread(batch["history"].numpy(), batch["history_mask"].numpy())
+        error = (batch["target"] - point).double().numpy() / scale[:, None]
+        parts.append(np.where(batch["target_mask"].numpy(), error, np.nan))
+    return np.concatenate(parts) if parts else np.zeros((0, horizon))
+
+
+def last_spread(data: SeriesData, lookback: int) -> np.ndarray:
+    """(n,) the spread of each series' last ``lookback`` steps: the scale its forecast's
+    calibrated band is measured in."""
+    from .calibration import spread
+
+    window = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
+    return spread(window["history"].numpy(), window["history_mask"].numpy())
 
 
 def check_finite(values: np.ndarray, data: SeriesData, horizon: int) -> None:

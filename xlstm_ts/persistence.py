@@ -2,7 +2,7 @@
 
 ``config.json`` holds the estimator's parameters, the network config and the
 panel's metadata; ``weights.pt`` the network's state dict, ``history.pt`` the last
-``lookback`` steps of every series (and conformal errors), ``stream.pt`` the
+``lookback`` steps of every series (and the interval calibration), ``stream.pt`` the
 carried stream state. A pretrained network (``network="tirex2"``) is saved instead
 as a checkpoint folder ``pretrained/`` (``config.json`` and ``model.safetensors``,
 the fine-tuned weights where ``fit`` fine-tuned) and its history is its context.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 from ._checks import check_params
 from ._io import atomic_directory
 from ._version import __version__
+from .calibration import BandCalibration
 from .data import Columns, Frequency, SeriesData, last_windows
 from .data.freq import KINDS
 from .models import NetworkConfig, build_network
@@ -46,7 +48,7 @@ class SavedModel:
     network: torch.nn.Module
     data: SeriesData
     loss_history: list | None = None
-    conformal_errors: np.ndarray | None = None
+    calibration: BandCalibration | None = None
     stream_state: dict | None = None
     extra: dict | None = None
 
@@ -57,7 +59,7 @@ class DamagedModelError(ValueError):
 
 def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig | None,
                network: torch.nn.Module, data: SeriesData, *,
-               loss_history: list | None = None, conformal_errors: np.ndarray | None = None,
+               loss_history: list | None = None, calibration: BandCalibration | None = None,
                stream_state: dict | None = None, extra: dict | None = None) -> None:
     """Write a model directory at ``path`` (staged, then swapped in); ``config`` None
     for a pretrained network (:class:`TiRex2Network`)."""
@@ -84,8 +86,8 @@ def save_model(path: str | os.PathLike, params: dict, config: NetworkConfig | No
     tensors = {"lengths": torch.from_numpy(data.lengths), "times": torch.from_numpy(times),
                "history": keep["history"], "history_mask": keep["history_mask"],
                "past": keep["past"], "future": keep["future"], "static": data.static}
-    if conformal_errors is not None:
-        tensors["conformal_errors"] = torch.from_numpy(conformal_errors)
+    if calibration is not None:
+        tensors.update({k: torch.from_numpy(v) for k, v in calibration.to_arrays().items()})
 
     def write(staging: Path) -> None:
         if pretrained:
@@ -152,11 +154,19 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
         raise _damaged(path, "history.pt", err) from None
     stream = _load_tensors(path, "stream.pt") if (path / "stream.pt").exists() else None
-    errors = tensors.get("conformal_errors")
+    if "conformal_errors" in tensors:  # written before bands were calibrated in spreads
+        warnings.warn(f"{path}: the conformal errors saved by an older xlstm-ts are not "
+                      f"read; call conformalize(df) again for calibrated bands.",
+                      UserWarning, stacklevel=3)
+    try:
+        calibration = BandCalibration.from_arrays(
+            {k: v.numpy() for k, v in tensors.items() if k.startswith("band_")})
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise _damaged(path, "history.pt", err) from None
     return SavedModel(params=params, config=config, network=network.eval(), data=data,
                       loss_history=document.get("loss_history"),
                       extra=document.get("extra") or {},
-                      conformal_errors=None if errors is None else errors.numpy(),
+                      calibration=calibration,
                       stream_state=stream)
 
 

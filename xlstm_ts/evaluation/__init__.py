@@ -1,4 +1,4 @@
-"""Evaluation: metrics, baselines, backtests with conformal calibration, and plots.
+"""Evaluation: metrics, baselines, backtests and the errors that calibrate bands, and plots.
 
 Sits above the data layer and beside the estimator: the backtest functions drive
 any object with the estimator's ``fit``/``predict`` contract, so nothing here
@@ -9,11 +9,10 @@ from .backtesting import (
     InSampleWarning,
     backtest,
     conformal_errors,
-    conformal_halfwidth,
     forecast_error,
 )
 from .baselines import Drift, Naive, SeasonalNaive
 from .metrics import evaluate
 
 __all__ = ["Drift", "InSampleWarning", "Naive", "SeasonalNaive", "backtest",
-           "conformal_errors", "conformal_halfwidth", "evaluate", "forecast_error"]
+           "conformal_errors", "evaluate", "forecast_error"]

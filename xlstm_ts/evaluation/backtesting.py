@@ -1,4 +1,4 @@
-"""Rolling-origin backtests, scores and split-conformal calibration of a forecaster.
+"""Rolling-origin backtests, scores and the errors that calibrate a forecaster's bands.
 
 The functions take any fitted-or-not estimator with the XLSTMForecaster contract
 (``fit``, ``predict``, ``horizon``, ``id_col``, ``time_col``, ``target_col``);
@@ -14,6 +14,7 @@ import polars as pl
 from sklearn.base import clone
 
 from .._checks import check_positive_int
+from ..calibration import spread_from_moments
 from ..data.frames import PRED_COL, from_polars, to_polars
 from ..data.freq import infer_frequency
 from ..data.times import as_long_frame
@@ -175,29 +176,38 @@ def forecast_error(model, df, metric: str = "mae", static_df=None) -> float:
 
 def conformal_errors(model, df, n_windows: int = 5, step: int | None = None,
                      static_df=None) -> np.ndarray:
-    """(windows x series, horizon) absolute backtest errors of the fitted model, by
-    horizon step (NaN where a window had no actual)."""
+    """(windows x series, horizon) signed backtest errors ``(actual - forecast) /
+    spread`` of the fitted model, by horizon step (NaN where a window had no actual):
+    each divided by the spread of the history its forecast read (the mean absolute
+    change of the last ``context_steps_`` observed values before its cutoff;
+    :func:`xlstm_ts.calibration.spread`)."""
     forecasts = backtest(model, df, n_windows=n_windows, step=step, refit=False,
                          static_df=static_df)
     frame, _ = to_polars(forecasts)
     frame = frame.with_columns(
-        pl.int_range(pl.len()).over(model.id_col, "cutoff").alias("__step"),
-        (pl.col(model.target_col) - pl.col(PRED_COL)).abs().alias("__err"))
+        pl.int_range(pl.len()).over(model.id_col, "cutoff").alias("__step"))
+    history, _ = to_polars(df)
+    history = as_long_frame(history, model.id_col, model.time_col).select(
+        model.id_col, model.time_col, pl.col(model.target_col).cast(pl.Float64)
+        .fill_nan(None).alias("__y"))
+    cutoffs = frame.select(model.id_col, pl.col("cutoff").cast(history[model.time_col].dtype)
+                           ).unique(maintain_order=True)
+    recent = (cutoffs.join(history, on=model.id_col)
+              .filter(pl.col(model.time_col) <= pl.col("cutoff")).drop_nulls("__y")
+              .sort(model.id_col, "cutoff", model.time_col)
+              .group_by(model.id_col, "cutoff", maintain_order=True)
+              .agg(pl.col("__y").tail(model.context_steps_).diff().abs().mean().alias("__change"),
+                   pl.col("__y").tail(model.context_steps_).abs().mean().alias("__mag")))
+    spreads = recent.with_columns(pl.Series("__spread", spread_from_moments(
+        recent["__change"].fill_null(0.0).to_numpy(),
+        recent["__mag"].fill_null(0.0).to_numpy())))
+    frame = frame.with_columns(pl.col("cutoff").cast(history[model.time_col].dtype)).join(
+        spreads.select(model.id_col, "cutoff", "__spread"), on=[model.id_col, "cutoff"],
+        how="left", maintain_order="left")
+    frame = frame.with_columns(((pl.col(model.target_col) - pl.col(PRED_COL))
+                                / pl.col("__spread")).alias("__err"))
     errors = np.full((frame.height // model.horizon, model.horizon), np.nan)
     for h in range(model.horizon):
-        err = frame.filter(pl.col("__step") == h)["__err"].to_numpy()
+        err = frame.filter(pl.col("__step") == h)["__err"].fill_null(np.nan).to_numpy()
         errors[: len(err), h] = err
     return errors
-
-
-def conformal_halfwidth(errors: np.ndarray, level: float, horizon: int) -> np.ndarray:
-    """(horizon,) half-widths: the finite-sample-corrected ``level`` (percent) quantile of
-    each step's errors; steps beyond the calibrated horizon reuse the last one."""
-    widths = []
-    for h in range(errors.shape[1]):
-        e = np.sort(errors[:, h][~np.isnan(errors[:, h])])
-        rank = min(int(np.ceil((len(e) + 1) * level / 100.0)), len(e)) - 1
-        widths.append(e[max(rank, 0)])
-    widths = np.array(widths)
-    return np.concatenate([widths, np.full(max(horizon - len(widths), 0), widths[-1])])[
-        :horizon]
