@@ -182,6 +182,9 @@ def test_bands_are_calibrated_by_default_and_by_conformalize(split, tmp_path):
                                    out[f"y_pred_hi{level}"] - out["y_pred"], rtol=1e-9)
     assert (out["y_pred_hi95"] - out["y_pred_lo95"] > out["y_pred_hi80"] - out["y_pred_lo80"]
             ).all()
+    windows = model.backtest(train, n_windows=1, level=(80,))  # bands as predict's
+    assert ((windows["y_pred_lo80"] < windows["y_pred"])
+            & (windows["y_pred"] < windows["y_pred_hi80"])).all()
     model.save(tmp_path / "m")
     again = XLSTMForecaster.load(tmp_path / "m")
     assert again.interval_calibration_.source == "backtest"

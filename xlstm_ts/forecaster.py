@@ -728,7 +728,8 @@ class XLSTMForecaster(BaseEstimator):
     # ------------------------------------------------------------------ evaluation
 
     def backtest(self, df, n_windows: int = 3, step: int | None = None,
-                 refit: bool | int = False, static_df=None, baseline: str | None = None):
+                 refit: bool | int = False, static_df=None, baseline: str | None = None,
+                 level: tuple[float, ...] = ()):
         """Rolling-origin evaluation on the long frame ``df``.
 
         The last ``n_windows`` cutoffs of every series are ``step`` (default: horizon)
@@ -743,9 +744,11 @@ class XLSTMForecaster(BaseEstimator):
         with ``baseline="seasonal_naive"`` (or ``"naive"``) also that baseline's
         forecast from the same history, in a column of its name (the season: the
         data's first usual cycle, e.g. 24 for hourly data; naive where there is none).
+        ``level`` adds each window's bands, as :meth:`predict` gives them.
         :func:`xlstm_ts.tracking.tracked_backtest` also logs the errors to MLflow.
         """
-        return backtesting.backtest(self, df, n_windows, step, refit, static_df, baseline)
+        return backtesting.backtest(self, df, n_windows, step, refit, static_df, baseline,
+                                    level)
 
     def score(self, df, metric: str = "mae", static_df=None) -> float:
         """Minus the ``metric`` (``"mae"``, ``"mse"``, ``"rmse"``, ``"smape"``) of the

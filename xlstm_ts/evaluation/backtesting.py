@@ -76,10 +76,11 @@ BASELINES = ("naive", "seasonal_naive")
 
 
 def backtest(model, df, n_windows: int = 3, step: int | None = None,
-             refit: bool | int = False, static_df=None, baseline: str | None = None):
+             refit: bool | int = False, static_df=None, baseline: str | None = None,
+             level: tuple[float, ...] = ()):
     """Forecasts at the last ``n_windows`` cutoffs of every series with ``cutoff`` and
-    the actual target, and the ``baseline``'s forecast from the same history (a column
-    of that name); see :meth:`XLSTMForecaster.backtest`.
+    the actual target, the ``baseline``'s forecast from the same history (a column
+    of that name) and the bands of each ``level``; see :meth:`XLSTMForecaster.backtest`.
 
     An unfitted ``model`` is cloned first, so the caller's estimator stays unfitted.
     Windows whose actuals the model was fitted on raise an :class:`InSampleWarning`.
@@ -122,7 +123,8 @@ def backtest(model, df, n_windows: int = 3, step: int | None = None,
         future = (_future_rows(model, freq, cutoffs, actual)
                   if (model.future_covariates or model.calendar) else None)
         forecast, _ = to_polars(model.predict(df=history, future_df=future,
-                                              static_df=static_df))
+                                              static_df=static_df,
+                                              **({"level": level} if level else {})))
         forecast = forecast.with_columns(pl.col(model.time_col).cast(
             actual[model.time_col].dtype))
         if baseline is not None:
