@@ -465,6 +465,11 @@ def run_m3(args) -> None:
 
 
 SETUPS = {  # what each --setup label ran; newest first in the report
+    "defaults-calibrated-bands": "what a caller passing only the horizon gets with the "
+                                 "defaults of 2026-12-07, third session: the point "
+                                 "forecasts of defaults-2026-12-07, and bands "
+                                 "calibrated on the fit's validation windows "
+                                 "(scaled quantile loss and coverage scored)",
     "defaults-quarter-cycle": "what a caller passing only the horizon gets with the "
                               "defaults of 2026-12-06, newest: as defaults-two-weeks, "
                               "and the long lookback from a quarter of a cycle of "
@@ -572,6 +577,22 @@ def _chosen(run: dict) -> str:
     return f"L={run['lookback']}" + (f" d={point['d_model']}" if "d_model" in point else "")
 
 
+def _shares(runs: list[dict]) -> str:
+    """The network's share of each run (fraction of members keeping the correction)."""
+    shares = [statistics.mean(r["correction_share"]) for r in runs
+              if r.get("correction_share")]
+    return ", ".join(f"{v:.2f}" for v in shares)
+
+
+def _probabilistic(runs: list[dict]) -> str:
+    """'QL | 80% / 95%' cells: scaled quantile loss and coverage where the runs have
+    them (blank for runs made before they were scored)."""
+    ql = [r["sql"] for r in runs if r.get("sql") is not None]
+    cov = [(r["coverage80"], r["coverage95"]) for r in runs if r.get("coverage80") is not None]
+    return (f"{_fmt(ql) if ql else ''} | "
+            + (", ".join(f"{a:.1%} / {b:.1%}" for a, b in cov) if cov else ""))
+
+
 def report(_args) -> None:
     rows = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
     lines = ["# Accuracy", "",
@@ -604,8 +625,8 @@ def report(_args) -> None:
                 continue
             lines += [f"## {dataset}, setup {setup!r}", "", SETUPS[setup] + ".", "",
                       "| horizon | MSE | MAE | seeds | chosen | goal (MSE) | params | epochs "
-                      "| fit s (chosen) |",
-                      "|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                      "| fit s (chosen) | network's share | QL | 80% / 95% covered |",
+                      "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
             goals = TARGETS.get(dataset, {})
             for horizon in sorted({r["horizon"] for r in runs_of}):
                 runs = [r for r in runs_of if r["horizon"] == horizon]
@@ -615,7 +636,8 @@ def report(_args) -> None:
                     f"{', '.join(_chosen(r) for r in runs)} | {goals.get(horizon, '')} | "
                     f"{', '.join(f'{p:,}' for p in sorted({r['params'] for r in runs}))} | "
                     f"{', '.join(str(r['epochs']) for r in runs)} | "
-                    f"{statistics.mean(r['fit_seconds'] for r in runs):.0f} |")
+                    f"{statistics.mean(r['fit_seconds'] for r in runs):.0f} | "
+                    f"{_shares(runs)} | {_probabilistic(runs)} |")
             lines.append("")
     for name, title, goal in (("M4-Hourly", "M4 Hourly (414 series, horizon 48)",
                                "goal: sMAPE <= 11.0, MASE <= 0.95"),
@@ -624,10 +646,12 @@ def report(_args) -> None:
         runs = [r for r in rows if r["dataset"] == name]
         if runs:
             lines += [f"## {title}", "", goal + ".", "",
-                      "| model | sMAPE | MASE | seconds | date |", "|---|---:|---:|---:|---|"]
+                      "| model | sMAPE | MASE | QL | 80% / 95% covered | seconds | date |",
+                      "|---|---:|---:|---|---|---:|---|"]
             for r in runs:
                 lines.append(f"| {r['model']} | {r['smape']:.3f} | {r['mase']:.3f} | "
-                             f"{r['seconds']:.0f} | {r.get('date', '')} |")
+                             f"{_probabilistic([r])} | {r['seconds']:.0f} | "
+                             f"{r.get('date', '')} |")
             lines.append("")
     write_result("accuracy-ett.md", "\n".join(lines) + "\n")
 
