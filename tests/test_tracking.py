@@ -168,3 +168,23 @@ def test_tracked_fit_with_future_covariates_and_string_dates_stores_a_serving_mo
     frame = pd.concat([sales, horizon], ignore_index=True)
     direct = model.predict(df=sales, future_df=horizon.drop(columns=["sales"]))
     np.testing.assert_allclose(served.predict(frame)["y_pred"], direct["y_pred"], rtol=1e-6)
+
+
+def test_pyfunc_serves_csv_input_and_asks_only_for_the_columns_it_reads(tracked, store, df,
+                                                                       tmp_path):
+    """Issue 49, item 9: `mlflow models predict -t csv` failed on the date type (the
+    signature demanded datetimes, a CSV gives strings), and the signature required
+    every column of the fit frame, also those the model does not read."""
+    from xlstm_ts.tracking import log_forecaster
+
+    mlflow.set_tracking_uri(store)
+    history = df.groupby("unique_id").head(24 * 10)
+    with mlflow.start_run(experiment_id=mlflow.set_experiment("signature").experiment_id):
+        uri = log_forecaster(tracked, history.assign(unused=1.0))
+    inputs = mlflow.models.get_model_info(uri).signature.inputs
+    assert inputs.input_names() == ["unique_id", "ds", "y"]
+    history.to_csv(tmp_path / "input.csv", index=False)
+    from_csv = pd.read_csv(tmp_path / "input.csv")  # dates as strings, as the CLI reads them
+    served = mlflow.pyfunc.load_model(uri).predict(from_csv)
+    np.testing.assert_allclose(served["y_pred"], tracked.predict(df=history)["y_pred"],
+                               rtol=1e-6)

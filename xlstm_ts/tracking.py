@@ -194,16 +194,33 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 
 
 def _example(forecaster, history: pd.DataFrame) -> pd.DataFrame:
-    """The pyfunc's input example: the last steps of each series a forecast reads and,
-    for future-known covariates, the last horizon as future rows (target emptied)."""
+    """The pyfunc's input example: the columns the model reads, over the last steps of
+    each series a forecast reads and, for future-known covariates, the last horizon as
+    future rows (target emptied)."""
     given = [c for c in forecaster.future_covariates]
+    read = dict.fromkeys([forecaster.id_col, forecaster.time_col, forecaster.target_col,
+                          *forecaster.past_covariates, *given])
     tail = forecaster.context_steps_ + (forecaster.horizon if given else 0)
-    example = history.groupby(forecaster.id_col).tail(tail).reset_index(drop=True)
+    example = history[[c for c in read if c in history.columns]]
+    example = example.groupby(forecaster.id_col).tail(tail).reset_index(drop=True)
     if given:
         position = example.groupby(forecaster.id_col).cumcount(ascending=False)
         example[forecaster.target_col] = example[forecaster.target_col].astype(float).where(
             position >= forecaster.horizon)
     return example
+
+
+def _signature(forecaster, example: pd.DataFrame, output: pd.DataFrame):
+    """The pyfunc's signature, inferred from ``example`` and ``output``, with the time
+    column's type left open: a CSV's string dates (``mlflow models predict -t csv``) and
+    parsed datetimes are both accepted, as ``predict`` accepts them."""
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inferred = mlflow.models.infer_signature(example, output)
+    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required)
+                     if spec.name == forecaster.time_col else spec
+                     for spec in inferred.inputs.inputs])
+    return mlflow.models.ModelSignature(inputs, inferred.outputs)
 
 
 def log_forecaster(forecaster, history: pd.DataFrame | None = None,
@@ -219,7 +236,7 @@ def log_forecaster(forecaster, history: pd.DataFrame | None = None,
                                                      forecaster.target_col)
             output = forecaster.predict(df=history_part, future_df=None if future is None
                                         else future.drop(columns=[forecaster.target_col]))
-            signature = mlflow.models.infer_signature(example, output)
+            signature = _signature(forecaster, example, output)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).with_name("_mlflow_model.py")),
             artifacts={"forecaster": str(path)},
