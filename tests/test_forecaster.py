@@ -309,3 +309,28 @@ def test_undercovering_quantile_bands_are_served_with_a_warning(split, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndercoverageWarning)
         model.predict(level=(80,))
+
+
+def test_forecasts_of_nonnegative_data_are_floored_at_zero(tmp_path):
+    """Issue 47, item 8: positive series falling toward 0 were forecast below 0 (a MAPE
+    worse than seasonal naive's on low-level series). Data that never went below 0 is
+    floored at 0 by default, bands included; an explicit False keeps the raw forecast."""
+    t = np.arange(24 * 12)
+    df = pd.DataFrame({"unique_id": np.repeat(["a", "b"], len(t)),
+                       "ds": np.tile(pd.date_range("2024-01-01", periods=len(t), freq="h"), 2),
+                       "y": np.concatenate([np.maximum(12 - t / 24, 0.05) + 0.01 * (t % 24),
+                                            np.maximum(30 - t / 9, 0.0)])})
+    small = {"lookback": 48, "horizon": 48, "max_epochs": 1, "batches_per_epoch": 2,
+             "d_model": 8, "num_heads": 2, "progress_bar": False, "random_state": 0}
+    raw = XLSTMForecaster(**small, nonnegative=False).fit(df.iloc[:-40])
+    assert (raw.predict(level=(80,))["y_pred_lo80"] < 0).any()  # the test needs a dip
+    model = XLSTMForecaster(**small).fit(df.iloc[:-40])
+    assert model.nonnegative_ is True
+    out = model.predict(level=(80,))
+    assert (out[["y_pred", "y_pred_lo80", "y_pred_hi80"]] >= 0).all().all()
+    np.testing.assert_allclose(out["y_pred_hi80"], np.maximum(
+        raw.predict(level=(80,))["y_pred_hi80"], 0), rtol=1e-6)
+    model.save(tmp_path / "m")
+    assert XLSTMForecaster.load(tmp_path / "m").nonnegative_ is True
+    signed = df.assign(y=df["y"] - 1.0)  # values below 0: no floor
+    assert XLSTMForecaster(**small).fit(signed.iloc[:-40]).nonnegative_ is False

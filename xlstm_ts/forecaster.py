@@ -148,6 +148,10 @@ class XLSTMForecaster(BaseEstimator):
             better on M4 Hourly and about level on M3 Yearly; the blend with the start
             is still chosen on squared error (``benchmarks/results/accuracy-ett.md``).
         quantiles: levels returned by probabilistic heads (and trained by ``"quantile"``).
+        nonnegative: floor every forecast (point, quantiles, bands) at 0. None (default):
+            when every target value the fit saw is at least 0 (sales, counts, load), as
+            ``nonnegative_`` records; a forecast below 0 of such data is never closer to
+            a nonnegative actual than 0 is.
         intervals: where ``predict(level=...)`` bands come from. ``"calibrated"``
             (default): the fit measures the point forecast's errors on its validation
             windows, in units of each window's spread, and serves their quantiles as
@@ -212,7 +216,8 @@ class XLSTMForecaster(BaseEstimator):
                  patch_len: int | None = None,
                  patch_stride: int | None = None, season_length: int | None = None,
                  head: str = "point", loss: str = "mae",
-                 quantiles: tuple = (0.1, 0.5, 0.9), intervals: str = "calibrated",
+                 quantiles: tuple = (0.1, 0.5, 0.9), nonnegative: bool | None = None,
+                 intervals: str = "calibrated",
                  learning_rate: float | None = None,
                  weight_decay: float = 1e-2, schedule: str = "cosine", warmup: float = 0.05,
                  batch_size: int = 64, max_epochs: int = 20, batches_per_epoch: int | None = None,
@@ -243,6 +248,7 @@ class XLSTMForecaster(BaseEstimator):
         self.head = head
         self.loss = loss
         self.quantiles = quantiles
+        self.nonnegative = nonnegative
         self.intervals = intervals
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -424,6 +430,7 @@ class XLSTMForecaster(BaseEstimator):
         self.member_loss_histories_ = trained.histories
         self.correction_share_ = trained.correction_shares
         self.lookback_ = shape.lookback
+        self.nonnegative_ = self._nonnegative(data)
         self.interval_coverage_ = {}  # the head's central bands on validation windows
         if self.head != "point" and val:
             self.interval_coverage_ = inference.band_coverage(
@@ -482,6 +489,8 @@ class XLSTMForecaster(BaseEstimator):
         self._warn_undercovered(level if bands is not None else ())
         self._add_bands(columns, level, horizon, data, lambda lv: (
             columns[quantile_column(q)] for q in bands[lv]))
+        self._floor(columns, getattr(self, "nonnegative_", None)
+                    if hasattr(self, "network_") else self._nonnegative(data))
         inference.check_finite(columns[PRED_COL], data, horizon)
         # a frame of Series: ~2x cheaper than from a dict of arrays (streamed predicts)
         return from_polars(pl.DataFrame([v.alias(k) if isinstance(v, pl.Series)
@@ -580,6 +589,7 @@ class XLSTMForecaster(BaseEstimator):
         self.network_, self.data_, self.freq_, self.config_ = net, data, data.freq, None
         self.val_size_, self.n_models_ = val, 1
         self.lookback_ = net.config.context_len
+        self.nonnegative_ = self._nonnegative(data)
         return self
 
     def _predict_pretrained(self, df, future_df, horizon, static_df, level):
@@ -611,6 +621,8 @@ class XLSTMForecaster(BaseEstimator):
             columns[quantile_column(q)] = _float64(quant[..., j])
         self._add_bands(columns, level, horizon, data, lambda lv: (
             _float64(quant[..., wanted.index(q)]) for q in bands[lv]))
+        self._floor(columns, getattr(self, "nonnegative_", None)
+                    if hasattr(self, "network_") else self._nonnegative(data))
         inference.check_finite(columns[PRED_COL], data, horizon)
         return from_polars(pl.DataFrame([pl.Series(k, v) for k, v in columns.items()]),
                            data.kind)
@@ -634,6 +646,24 @@ class XLSTMForecaster(BaseEstimator):
             else:
                 low, high = head_band(lv)
             columns[f"{PRED_COL}_lo{lv:g}"], columns[f"{PRED_COL}_hi{lv:g}"] = low, high
+
+    def _nonnegative(self, data: SeriesData) -> bool:
+        """``nonnegative`` resolved on ``data``: as given, else whether every observed
+        target is at least 0."""
+        if self.nonnegative is not None:
+            return bool(self.nonnegative)
+        observed = data.target[data.observed]
+        return bool(len(observed)) and bool((observed >= 0).all())
+
+    def _floor(self, columns: dict, nonnegative: bool | None) -> None:
+        """Floor the forecast columns (point, quantiles, bands) at 0 where
+        ``nonnegative``."""
+        if not nonnegative:
+            return
+        for name, values in columns.items():
+            if name.startswith(PRED_COL) and isinstance(values, np.ndarray) \
+                    and values.dtype.kind == "f":
+                np.maximum(values, 0.0, out=values)
 
     def _warn_undercovered(self, level) -> None:
         """Warn where a band from the head's quantiles covered its validation windows
@@ -800,8 +830,11 @@ class XLSTMForecaster(BaseEstimator):
             loss_history=getattr(self, "loss_history_", None),
             calibration=getattr(self, "interval_calibration_", None),
             stream_state=getattr(self, "stream_state_", None),
-            extra=({"finetuned": self.finetuned_} if self.config_ is None else
-                   {"correction_share": list(getattr(self, "correction_share_", [])),
+            extra=({"finetuned": self.finetuned_,
+                    "nonnegative": getattr(self, "nonnegative_", None)}
+                   if self.config_ is None else
+                   {"nonnegative": getattr(self, "nonnegative_", None),
+                    "correction_share": list(getattr(self, "correction_share_", [])),
                     "interval_coverage": {str(k): v for k, v in
                                           getattr(self, "interval_coverage_", {}).items()}}))
 
@@ -823,6 +856,7 @@ class XLSTMForecaster(BaseEstimator):
             model.interval_coverage_ = {float(k): float(v) for k, v in
                                         (saved.extra.get("interval_coverage") or {}).items()}
         model.freq_ = saved.data.freq
+        model.nonnegative_ = saved.extra.get("nonnegative")  # None: saved before the floor
         if saved.loss_history:
             model.loss_history_ = saved.loss_history
         if saved.calibration is not None:

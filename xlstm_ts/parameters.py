@@ -63,6 +63,7 @@ FORECASTER_CONSTRAINTS = {
     **{name: NoneOr(NETWORK_CONSTRAINTS[name]) for name in ("lookback", "patch_len",
                                                             "patch_stride", "n_models")},
     "season_length": NoneOr(Integer(1)), "intervals": Options(("calibrated", "head")),
+    "nonnegative": NoneOr(BOOL),
     "learning_rate": NoneOr(Real(0.0, None, open="low")), "weight_decay": Real(0.0),
     "schedule": Options(("cosine", "onecycle")), "warmup": Real(0.0, 1.0),
     "batch_size": Integer(1), "max_epochs": Integer(1), "batches_per_epoch": NoneOr(Integer(1)),
