@@ -4,6 +4,7 @@ import optuna
 import pytest
 
 from xlstm_ts import datasets
+from xlstm_ts.data import Frequency
 from xlstm_ts.tuning import default_search_space, load_search_space, tune
 
 FIXED = {"horizon": 24, "lookback": 96, "patch_len": 24, "patch_stride": 12, "max_epochs": 4,
@@ -76,10 +77,23 @@ def test_search_space_from_yaml_and_validation(tmp_path):
         load_search_space({"dropout": {"type": "float", "low": 0.5, "high": 0.1}})
     with pytest.raises(ValueError, match=r"needs type in"):
         load_search_space({"dropout": {"type": "uniform"}})
-    for freq in ("h", "d", "bd", "mo", None):
-        space = default_search_space(freq)
+    hour, day = 3_600_000_000, 86_400_000_000
+    spaces = {name: default_search_space(freq) for name, freq in {
+        "hourly": Frequency("fixed", hour), "daily": Frequency("fixed", day),
+        "weekly": Frequency("fixed", 7 * day), "business": Frequency("business_days", 1),
+        "monthly": Frequency("months", 1), "15 minutes": Frequency("fixed", hour // 4),
+        "index": None}.items()}
+    for space in spaces.values():
         assert all(p <= min(space["lookback"]["choices"]) for p in space["patch_len"]["choices"])
-    assert default_search_space("bd")["patch_len"]["choices"] == [5, 10]  # a week, two
+    shown = {name: (s["lookback"]["choices"], s["patch_len"]["choices"])
+             for name, s in spaces.items()}
+    assert shown["hourly"] == ([96, 168, 336], [8, 16, 24])
+    assert shown["daily"] == ([28, 56, 112], [7, 14])
+    assert shown["business"] == ([20, 40, 80], [5, 10])  # a week, two
+    assert shown["monthly"] == ([24, 36, 48], [6, 12])
+    # weekly data read "7d" -> "d" and got the daily space (issue 48, item 3)
+    assert shown["weekly"] == ([104, 156, 208], [26, 52])
+    assert shown["15 minutes"] == ([384, 672, 1344], [32, 64, 96])
 
 
 def test_tuning_honours_fill_missing_on_gappy_data(df):

@@ -30,10 +30,11 @@ from lightning.pytorch.callbacks import Callback
 
 from . import tracking as tracking_lib
 from ._checks import Integer, NoneOr, Options, Real
-from .data import prepare_series
+from .data import Frequency, prepare_series
 from .data.frames import from_polars, to_polars
 from .evaluation import forecast_error
 from .forecaster import XLSTMForecaster
+from .presets import seasonal_periods
 from .training import best_val_loss
 
 log = logging.getLogger("xlstm_ts.tuning")
@@ -52,17 +53,31 @@ FINETUNE_SPACE = {
 }
 
 
-def default_search_space(freq: str | None = None, network: str | None = None
+def default_search_space(freq: Frequency | None = None, network: str | None = None
                          ) -> dict[str, dict]:
-    """A sensible space for the data's frequency (``"h"``, ``"d"``, ``"bd"`` for
-    business days, ``"mo"`` or None); for ``network="tirex2"`` (fine-tuning a pretrained
-    network) :data:`FINETUNE_SPACE`."""
+    """A sensible space for data of frequency ``freq`` (None: an integer index); for
+    ``network="tirex2"`` (fine-tuning a pretrained network) :data:`FINETUNE_SPACE`.
+
+    Lookbacks and patches follow the data's usual cycles
+    (:func:`xlstm_ts.presets.seasonal_periods`): sub-daily data looks back 4 days to 2
+    weeks in patches of a third to a whole day (hourly: 96-336, patches 8-24); daily
+    and business-day data 4 to 16 weeks in patches of one or two weeks; data with a
+    yearly cycle (weekly, monthly, quarterly) 2 to 4 years in patches of half or a
+    whole year; other data 48-168 steps in patches of 8 or 16."""
     if network == "tirex2":
         return {k: dict(v) for k, v in FINETUNE_SPACE.items()}
-    lookbacks = {"h": [96, 168, 336], "d": [28, 56, 112], "bd": [20, 40, 80],
-                 "mo": [24, 36, 48]}.get(freq or "h", [48, 96, 168])
-    patches = {"h": [8, 16, 24], "d": [7, 14], "bd": [5, 10], "mo": [6, 12]}.get(
-        freq or "h", [8, 16])
+    periods = seasonal_periods(freq)
+    if len(periods) == 2:  # a day and a week of sub-daily steps
+        day, week = periods
+        lookbacks, patches = [4 * day, week, 2 * week], [day // 3, 2 * day // 3, day]
+    elif periods and periods[0] in (5, 7):  # a week of days (or business days)
+        week = periods[0]
+        lookbacks, patches = [4 * week, 8 * week, 16 * week], [week, 2 * week]
+    elif periods:  # a year of weeks, months or quarters
+        year = periods[0]
+        lookbacks, patches = [2 * year, 3 * year, 4 * year], [max(1, year // 2), year]
+    else:
+        lookbacks, patches = [48, 96, 168], [8, 16]
     return {
         "network": {"type": "categorical", "choices": ["patch", "xlstmtime"]},
         "lookback": {"type": "categorical", "choices": lookbacks},
@@ -78,7 +93,7 @@ def default_search_space(freq: str | None = None, network: str | None = None
     }
 
 
-def load_search_space(space: Mapping | str | Path | None, freq: str | None = None,
+def load_search_space(space: Mapping | str | Path | None, freq: Frequency | None = None,
                       network: str | None = None) -> dict:
     """A validated search space from a dict, a YAML file, or the default (for the
     frequency ``freq`` and the fixed ``network``)."""
@@ -314,8 +329,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
                            calendar=tuple(fixed.get("calendar", ())),
                            fill_missing=fixed.get("fill_missing"),
                            target_missing=fixed.get("target_missing", "raise"))
-    freq = None if probe.freq is None else "".join(c for c in str(probe.freq) if c.isalpha())
-    space = load_search_space(search_space, freq, fixed.get("network"))
+    space = load_search_space(search_space, probe.freq, fixed.get("network"))
     history, _ = _split_last(df, horizon, fixed.get("id_col", "unique_id"),
                              fixed.get("time_col", "ds"))
 
