@@ -9,8 +9,7 @@ import torch
 from xlstm_ts import XLSTMForecaster
 from xlstm_ts.data import Frequency
 from xlstm_ts.models import Ensemble, NetworkConfig, build_network
-from xlstm_ts.presets import FINE_PATCH, LONG_LOOKBACK, cycle_length, resolve_window
-from xlstm_ts.training.datamodule import MANY_WINDOWS
+from xlstm_ts.presets import FINE_PATCH, LONG_LOOKBACK, MANY_WINDOWS, cycle_length, resolve_window
 
 
 def _batch(B=5, L=32, H=8, seed=0):
@@ -201,11 +200,11 @@ def test_defaults_fit_short_yearly_series():
 def test_epoch_length_follows_the_documented_rule(monkeypatch):
     """50 batches per epoch, 100 from MANY_WINDOWS training windows on; an explicit
     value is used as given; an epoch never exceeds one pass (but has MIN_BATCHES)."""
-    from xlstm_ts import datasets
+    from xlstm_ts import datasets, presets
     from xlstm_ts.data import prepare_series, time_split_regions
-    from xlstm_ts.training import WindowDataModule, datamodule
+    from xlstm_ts.training import WindowDataModule
 
-    assert [datamodule.default_batches_per_epoch(n) for n in (1, 99_999, 100_000, 10**7)] \
+    assert [presets.default_batches_per_epoch(n) for n in (1, 99_999, 100_000, 10**7)] \
         == [50, 50, 100, 100]
     data = prepare_series(datasets.synthetic(n_series=4, length=3000, seasonalities=(24,)))
     regions = time_split_regions(data, val_size=24)
@@ -216,7 +215,7 @@ def test_epoch_length_follows_the_documented_rule(monkeypatch):
 
     n_windows = len(module().train)
     assert module().batches_per_epoch == 50 and module().steps_per_epoch == 50
-    monkeypatch.setattr(datamodule, "MANY_WINDOWS", n_windows)
+    monkeypatch.setattr(presets, "MANY_WINDOWS", n_windows)
     assert module().batches_per_epoch == 100 and module().steps_per_epoch == 100
     assert module(batches_per_epoch=7).steps_per_epoch == 7
     assert module(batches_per_epoch=10**6).samples == n_windows  # one pass at most

@@ -169,7 +169,7 @@ class XLSTMForecaster(BaseEstimator):
             ``batches_per_epoch`` batches, or one pass's worth when there are fewer windows.
             ``batches_per_epoch=None`` (default): 50, or 100 on panels of at least 100,000
             training windows, which were still improving after 20 epochs of 50
-            (:func:`xlstm_ts.training.datamodule.default_batches_per_epoch`). The value
+            (:func:`xlstm_ts.presets.default_batches_per_epoch`). The value
             used is ``batches_per_epoch_``.
         val_size: validation steps at the end of each series; 0 disables validation
             and early stopping. None (default): a tenth of the median series (at least
@@ -184,7 +184,7 @@ class XLSTMForecaster(BaseEstimator):
             stopping watches and the fit keeps is an exponential moving average of the
             trained weights, updated every step, over about the last two epochs: decay
             ``1 - 1 / (2 * steps per epoch)``, 0.99 at 50 batches per epoch, 0.995 at 100
-            (:func:`xlstm_ts.training.members.ema_decay_for`). A number in [0, 1) sets the
+            (:func:`xlstm_ts.presets.ema_decay_for`). A number in [0, 1) sets the
             decay; None keeps the raw weights of the best epoch (chosen on
             validation splits: ``docs/decisions.md``).
         id_col, time_col, target_col, future_covariates, past_covariates, calendar,

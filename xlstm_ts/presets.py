@@ -66,6 +66,11 @@ LONG_LOOKBACK_SPANS = 10
 # least MANY_WINDOWS training windows and the lookback is at most MAX_LOOKBACK: finer
 # patches pay only with much data. Evidence: docs/decisions.md ("Fine patches").
 FINE_PATCH = 16
+# Epoch length when left to the library: BATCHES_PER_EPOCH batches, twice that on panels
+# of at least MANY_WINDOWS training windows, where 20 epochs of 50 were still improving.
+# Evidence: docs/decisions.md ("Epoch length").
+BATCHES_PER_EPOCH = 50
+MANY_WINDOWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -202,8 +207,6 @@ def resolve_window(lookback: int | None, patch_len: int | None, patch_stride: in
         patch_len = int(np.clip(lookback // 20, 1, max(24, lookback // 21)))
         # training windows as WindowDataset counts them: cutoffs from min_history on
         windows = np.maximum(lengths - needed - min_history + 1, 0).sum()
-        from .training.datamodule import MANY_WINDOWS  # here: loading presets loads no Lightning
-
         if lookback <= MAX_LOOKBACK and windows >= MANY_WINDOWS:
             patch_len = min(patch_len, FINE_PATCH)  # much data: finer patches pay
     if patch_stride is None:
@@ -219,3 +222,19 @@ def pretrained_lookback(context_len: int, patch_size: int, horizon: int) -> int:
     network's full context)."""
     steps = min(max(4 * horizon, patch_size), max(context_len // 4, patch_size))
     return -(-steps // patch_size) * patch_size
+
+
+def default_batches_per_epoch(n_windows: int) -> int:
+    """Batches per epoch for a panel of ``n_windows`` training windows:
+    ``2 * BATCHES_PER_EPOCH`` from ``MANY_WINDOWS`` on, else ``BATCHES_PER_EPOCH``."""
+    return 2 * BATCHES_PER_EPOCH if n_windows >= MANY_WINDOWS else BATCHES_PER_EPOCH
+
+
+def ema_decay_for(steps_per_epoch: int) -> float:
+    """The moving average's decay when left to the library: ``1 - 1 / (2 *
+    steps_per_epoch)``, an average over about the last two epochs (0.99 for 50
+    batches per epoch, 0.995 for 100). Tied to the epoch rather than fixed so that a fit of
+    a few steps per epoch (a single short series) still moves away from its start.
+
+    Evidence: ``docs/decisions.md`` ("Weight averaging")."""
+    return 1.0 - 0.5 / max(1, steps_per_epoch)

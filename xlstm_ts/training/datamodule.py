@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .. import presets
 from ..data import SeriesData, WindowDataset
 
 MIN_BATCHES = 8  # per epoch, however few windows there are
@@ -15,19 +16,6 @@ MIN_BATCHES = 8  # per epoch, however few windows there are
 # a spread subset scores like the whole set: scoring all ~78k of ETTm1's took longer
 # than the epoch's training. The blend with the linear start is weighed on them too.
 MONITOR_WINDOWS = 8192
-# Epoch length when left to the library: BATCHES_PER_EPOCH batches, twice that on panels
-# of at least MANY_WINDOWS training windows, where 20 epochs of 50 were still improving.
-# Evidence: docs/decisions.md ("Epoch length").
-BATCHES_PER_EPOCH = 50
-MANY_WINDOWS = 100_000
-
-
-def default_batches_per_epoch(n_windows: int) -> int:
-    """Batches per epoch for a panel of ``n_windows`` training windows:
-    ``2 * BATCHES_PER_EPOCH`` from ``MANY_WINDOWS`` on, else ``BATCHES_PER_EPOCH``."""
-    return 2 * BATCHES_PER_EPOCH if n_windows >= MANY_WINDOWS else BATCHES_PER_EPOCH
-
-
 class EpochSampler(Sampler[int]):
     """``num_samples`` window indices per process, drawn with replacement, a pure function
     of (seed, epoch): a resumed fit draws exactly what the uninterrupted one would.
@@ -87,9 +75,10 @@ class ShardSampler(Sampler[int]):
 class WindowDataModule(L.LightningDataModule):
     """Windows of ``data``: training horizons in ``train_region``, validation horizons in
     ``val_region`` (None: no validation). ``batches_per_epoch`` batches of random
-    training windows per epoch (None: :func:`default_batches_per_epoch`), at most one
-    pass's worth (but at least ``MIN_BATCHES`` batches); after each epoch the
-    validation windows of :attr:`monitored` are scored."""
+    training windows per epoch (None:
+    :func:`xlstm_ts.presets.default_batches_per_epoch`), at most one pass's worth (but
+    at least ``MIN_BATCHES`` batches); after each epoch the validation windows of
+    :attr:`monitored` are scored."""
 
     def __init__(self, data: SeriesData, lookback: int, horizon: int, *, train_region,
                  val_region=None, batch_size: int = 64, batches_per_epoch: int | None = None,
@@ -105,7 +94,7 @@ class WindowDataModule(L.LightningDataModule):
                 f"horizon ({horizon}) before its validation part. Lower lookback or val_size."
             )
         self.batch_size = batch_size
-        self.batches_per_epoch = (default_batches_per_epoch(len(self.train))
+        self.batches_per_epoch = (presets.default_batches_per_epoch(len(self.train))
                                   if batches_per_epoch is None else batches_per_epoch)
         # an epoch is one pass's worth of draws, capped at batches_per_epoch batches, but
         # at least MIN_BATCHES batches: tiny panels (one 144-point series has ~70 windows)

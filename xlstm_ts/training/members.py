@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import lightning as L
 from torch import nn
 
+from .. import presets
 from ..data import SeriesData, covariate_moments
 from ..models import NetworkConfig, build_network
 from .blend import (
@@ -52,16 +53,6 @@ class Trained:
     batches_per_epoch: int
 
 
-def ema_decay_for(steps_per_epoch: int) -> float:
-    """The moving average's decay when left to the library: ``1 - 1 / (2 *
-    steps_per_epoch)``, an average over about the last two epochs (0.99 for 50
-    batches per epoch, 0.995 for 100). Tied to the epoch rather than fixed so that a fit of
-    a few steps per epoch (a single short series) still moves away from its start.
-
-    Evidence: ``docs/decisions.md`` ("Weight averaging")."""
-    return 1.0 - 0.5 / max(1, steps_per_epoch)
-
-
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
                   has_validation: bool, batch_size: int, batches_per_epoch: int | None,
                   min_history: int, max_epochs: int, seed: int, seasons: tuple = (),
@@ -84,8 +75,9 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
     ``optim`` holds :class:`OptimConfig` fields except ``total_steps`` (counted from
     the epochs' real length). With a ``checkpoint_dir``, member k > 0 checkpoints to
     its subfolder ``member{k}``; ``resume`` needs a single member. ``ema_decay``: see
-    :func:`.trainer.build_trainer`; ``"auto"`` is :func:`ema_decay_for` the epoch length.
-    ``batches_per_epoch`` None: :func:`.datamodule.default_batches_per_epoch` of the
+    :func:`.trainer.build_trainer`; ``"auto"`` is :func:`xlstm_ts.presets.ema_decay_for`
+    the epoch length.
+    ``batches_per_epoch`` None: :func:`xlstm_ts.presets.default_batches_per_epoch` of the
     training windows (the value used is ``Trained.batches_per_epoch``)."""
     if resume and config.n_models > 1:
         raise ValueError("resume=True continues one network; it is not available with "
@@ -123,7 +115,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                              ckpt_path=ckpt_path, max_epochs=max_epochs,
                              has_validation=has_validation,
                              callbacks=[*callbacks, losses],
-                             ema_decay=(ema_decay_for(datamodule.steps_per_epoch)
+                             ema_decay=(presets.ema_decay_for(datamodule.steps_per_epoch)
                                         if ema_decay == "auto" else ema_decay),
                              **trainer_options)
         blend = 1.0

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from .. import presets
 from ..data import SeriesData
 from ..data.lazy import PanelWindows, StagedPanel, validation_windows
 from ..models.tirex2 import TiRex2Network
 from ..models.tirex2.windows import quantile_loss, window_quantiles
-from .datamodule import MONITOR_WINDOWS, WindowDataModule, default_batches_per_epoch
+from .datamodule import MONITOR_WINDOWS, WindowDataModule
 from .history import LossHistory
 from .trainer import fit_module
 
@@ -194,7 +195,8 @@ class StagedWindows(L.LightningDataModule):
                              f"validation part ({val}) + horizon ({horizon}) + 1 step.")
         windows = int(np.clip(room - min_history + 1, 0, None).sum())
         self.batch_size = batch_size
-        self.batches_per_epoch = (default_batches_per_epoch(windows) if batches_per_epoch is None
+        self.batches_per_epoch = (presets.default_batches_per_epoch(windows)
+                                  if batches_per_epoch is None
                                   else batches_per_epoch)
         self.train = PanelWindows(staged, lookback, horizon, val,
                                   self.batches_per_epoch * batch_size, min_history, seed)
