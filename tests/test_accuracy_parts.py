@@ -240,6 +240,31 @@ def test_ensemble_size_follows_the_documented_rule():
     assert members([14] * 60 + [900] * 40, 6, 24) == 5  # short data first
 
 
+def test_the_defaults_of_a_fit_resolve_in_one_call():
+    """Issue 48, item 3: validation size, window, members, learning rate and seasons come
+    from one call; what the caller set is kept."""
+    from xlstm_ts.presets import resolve
+
+    def defaults(lengths, **given):
+        options = {"lookback": None, "patch_len": None, "patch_stride": None, "horizon": 48,
+                   "val_size": None, "n_models": None, "learning_rate": None,
+                   "season_length": None, "freq": FREQS["hourly"], "n_covariates": 0,
+                   **given}
+        return resolve(lengths=np.array(lengths), **options)
+
+    panel = defaults([900] * 120)  # M4 Hourly-like: a horizon of validation, 3 members
+    assert (panel.val_size, panel.short, panel.n_models) == (48, False, 3)
+    assert (panel.learning_rate, panel.seasons) == (3e-3, (24, 168))
+    assert panel.window.lookback == 336  # two weekly cycles
+    system = defaults([14400] * 7, n_covariates=2)  # one system's channels, covariates
+    assert (system.val_size, system.n_models, system.learning_rate) == (1440, 1, 1e-2)
+    given = defaults([900] * 120, val_size=96, n_models=2, learning_rate=0.5,
+                     season_length=12, lookback=96)
+    assert (given.val_size, given.n_models, given.learning_rate, given.seasons) == (
+        96, 2, 0.5, (12,))
+    assert given.window.lookback == 96 and given.window.min_length == 96 + 48 + 96
+
+
 def test_validation_size_follows_the_documented_rule():
     from xlstm_ts.presets import default_val_size
 

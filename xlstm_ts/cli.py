@@ -142,9 +142,7 @@ def cmd_fit(args) -> int:
 
 
 def _best_val(model) -> str:
-    from .training import best_val_loss
-
-    best = best_val_loss(model.loss_history_)
+    best = model.best_val_loss_
     return "" if best is None else f", best val_loss {best:.4g}"
 
 

@@ -57,14 +57,10 @@ from .models import NetworkConfig, check_network_shape
 from .models.tirex2 import load_checkpoint
 from .parameters import FORECASTER_CONSTRAINTS, NETWORK_PARAMS, PRETRAINED_NETWORKS
 from .presets import (
-    WindowShape,
-    default_learning_rate,
-    default_n_models,
+    Resolved,
     default_val_size,
-    mostly_padded,
     pretrained_lookback,
-    resolve_window,
-    seasonal_periods,
+    resolve,
 )
 
 __all__ = ["PRED_COL", "UndercoverageWarning", "XLSTMForecaster", "quantile_column"]
@@ -326,19 +322,23 @@ class XLSTMForecaster(BaseEstimator):
         raises the error fit would raise, else returns the validated panel."""
         self._check_params()
         data = self._prepare(df, static_df)
-        return self._window(data, self._val_size(data))[0]
+        if self.network in PRETRAINED_NETWORKS:
+            return data
+        return check_min_length(data, self._resolve(data).window.min_length)
 
-    def _window(self, data: SeriesData, val: int) -> tuple[SeriesData, WindowShape]:
-        """The panel without too-short series (an error naming them) and the window
-        shape: given values, or the rule of :mod:`xlstm_ts.presets` for None ones."""
-        shape = resolve_window(self.lookback, self.patch_len, self.patch_stride,
-                               horizon=self.horizon, val_size=val, freq=data.freq,
-                               lengths=data.lengths)
-        return check_min_length(data, shape.min_length), shape
+    def _resolve(self, data: SeriesData, val_size: int | None = None) -> Resolved:
+        """The data-fitted defaults of a fit on ``data`` (:func:`xlstm_ts.presets.resolve`):
+        given values kept, None ones by the rules; ``val_size`` overrides the parameter."""
+        return resolve(
+            lookback=self.lookback, patch_len=self.patch_len, patch_stride=self.patch_stride,
+            horizon=self.horizon, val_size=self.val_size if val_size is None else val_size,
+            n_models=self.n_models, learning_rate=self.learning_rate,
+            season_length=self.season_length, freq=data.freq, lengths=data.lengths,
+            n_covariates=data.past.shape[1] + data.future.shape[1] + data.static.shape[1])
 
     def _val_size(self, data: SeriesData, val_size: int | None = None) -> int:
-        """Validation steps per series: the argument, else ``val_size``, else the rule of
-        :func:`xlstm_ts.presets.default_val_size` for ``data``."""
+        """Validation steps per series of a pretrained network's fit: the argument, else
+        ``val_size``, else the rule of :func:`xlstm_ts.presets.default_val_size`."""
         val = self.val_size if val_size is None else val_size
         if val is not None:
             return val
@@ -376,27 +376,22 @@ class XLSTMForecaster(BaseEstimator):
                 return self._fit_staged(df, static_df, val_size, callbacks)
             df = scan_source(df)  # read whole: the window networks train in memory
         data = self._prepare(df, static_df)
-        val = self._val_size(data, val_size)
         if self.network in PRETRAINED_NETWORKS:
-            return self._fit_pretrained(data, val, static_df, callbacks)
-        data, shape = self._window(data, val)
+            return self._fit_pretrained(data, self._val_size(data, val_size), static_df,
+                                        callbacks)
+        resolved = self._resolve(data, val_size)
+        val, shape, learning_rate = resolved.val_size, resolved.window, resolved.learning_rate
+        data = check_min_length(data, shape.min_length)
         regions = time_split_regions(data, val, 0)
-        short = mostly_padded(lookback=shape.lookback, horizon=self.horizon, val_size=val,
-                              lengths=data.lengths)
         config = NetworkConfig(
             **{name: getattr(self, name) for name in NETWORK_PARAMS if name not in (
                 "lookback", "patch_len", "patch_stride", "n_models")},
-            n_models=(default_n_models(lookback=shape.lookback, horizon=self.horizon,
-                                       val_size=val, lengths=data.lengths)
-                      if self.n_models is None else self.n_models),
+            n_models=resolved.n_models,
             lookback=shape.lookback, patch_len=shape.patch_len, patch_stride=shape.patch_stride,
             n_past=data.past.shape[1], n_future=data.future.shape[1],
             n_channels=data.n_series if self.network == "mixer" else 0,
             n_static=data.static.shape[1])
         config = NetworkConfig.from_dict(asdict(config))  # tuples, whatever was passed
-        n_covariates = config.n_past + config.n_future + config.n_static
-        learning_rate = (default_learning_rate(n_covariates) if self.learning_rate is None
-                         else float(self.learning_rate))
         from .training import train_network  # Lightning loads with the first fit, not import
 
         trained = train_network(
@@ -405,9 +400,8 @@ class XLSTMForecaster(BaseEstimator):
                      "warmup": float(self.warmup)}, data, regions,
             has_validation=bool(val), batch_size=self.batch_size,
             batches_per_epoch=self.batches_per_epoch,
-            min_history=shape.min_history, max_epochs=self.max_epochs, refit_start=not short,
-            seasons=(seasonal_periods(data.freq) if self.season_length is None
-                     else (self.season_length,)),
+            min_history=shape.min_history, max_epochs=self.max_epochs,
+            refit_start=not resolved.short, seasons=resolved.seasons,
             seed=0 if self.random_state is None else self.random_state,
             checkpoint_dir=self.checkpoint_dir, resume=resume, ckpt_path=ckpt_path,
             callbacks=[*(self.callbacks or ()), *callbacks], patience=self.patience,
@@ -511,6 +505,15 @@ class XLSTMForecaster(BaseEstimator):
             digest.update(tensor.detach().cpu().contiguous().reshape(-1)
                           .view(torch.uint8).numpy().tobytes())
         return f"xlstm-ts-{digest.hexdigest()[:12]}"
+
+    @property
+    def best_val_loss_(self) -> float | None:
+        """The lowest validation loss of the fit (the weights early stopping kept), None
+        where the fit had no validation (or trained nothing)."""
+        self._check_fitted()
+        losses = [v for v in getattr(self, "loss_history_", {}).get("val_loss", [])
+                  if v is not None]
+        return min(losses) if losses else None
 
     @property
     def context_steps_(self) -> int:

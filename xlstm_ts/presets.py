@@ -238,3 +238,41 @@ def ema_decay_for(steps_per_epoch: int) -> float:
 
     Evidence: ``docs/decisions.md`` ("Weight averaging")."""
     return 1.0 - 0.5 / max(1, steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The data-fitted defaults of one fit, resolved together (:func:`resolve`)."""
+
+    val_size: int  # validation steps per series
+    window: WindowShape
+    short: bool  # most windows left-padded (:func:`mostly_padded`)
+    n_models: int
+    learning_rate: float
+    seasons: tuple[int, ...]  # seasonal-naive periods the linear start offers
+
+
+def resolve(*, lookback: int | None, patch_len: int | None, patch_stride: int | None,
+            horizon: int, val_size: int | None, n_models: int | None,
+            learning_rate: float | None, season_length: int | None,
+            freq: Frequency | None, lengths: np.ndarray, n_covariates: int) -> Resolved:
+    """Every data-fitted default of a fit in one call: what the caller set is kept,
+    None follows this module's rules for data of frequency ``freq`` whose series
+    have ``lengths`` steps, with ``n_covariates`` covariate columns. The epoch length
+    and the weight-average decay depend on the training windows as batched, so the
+    training data module applies :func:`default_batches_per_epoch` and
+    :func:`ema_decay_for` itself."""
+    if val_size is None:
+        val_size = default_val_size(lookback, horizon=horizon, freq=freq, lengths=lengths)
+    window = resolve_window(lookback, patch_len, patch_stride, horizon=horizon,
+                            val_size=val_size, freq=freq, lengths=lengths)
+    short = mostly_padded(lookback=window.lookback, horizon=horizon, val_size=val_size,
+                          lengths=lengths)
+    if n_models is None:
+        n_models = default_n_models(lookback=window.lookback, horizon=horizon,
+                                    val_size=val_size, lengths=lengths)
+    return Resolved(
+        val_size=val_size, window=window, short=short, n_models=n_models,
+        learning_rate=(default_learning_rate(n_covariates) if learning_rate is None
+                       else float(learning_rate)),
+        seasons=seasonal_periods(freq) if season_length is None else (season_length,))

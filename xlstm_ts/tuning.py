@@ -35,7 +35,6 @@ from .data.frames import from_polars, to_polars
 from .evaluation import forecast_error
 from .forecaster import XLSTMForecaster
 from .presets import seasonal_periods
-from .training import best_val_loss
 
 log = logging.getLogger("xlstm_ts.tuning")
 # Virtual parameter: how many of the num_blocks blocks are sLSTM (spread evenly).
@@ -387,7 +386,7 @@ def _tune(df, search_space, n_trials, timeout, metric, direction, storage, study
             client.set_tag(forecaster.run_id_, "optuna.best_trial", str(best.number))
             client.log_metric(forecaster.run_id_, f"best_trial_{metric}", best.value)
     return TuneResult(best.params, best.value, study, forecaster,
-                      None if forecaster is None else best_val_loss(forecaster.loss_history_))
+                      None if forecaster is None else forecaster.best_val_loss_)
 
 
 def _split_last(df, horizon: int, id_col: str, time_col: str):

@@ -9,13 +9,6 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger("xlstm_ts.training")
 
 
-def best_val_loss(history: dict) -> float | None:
-    """The lowest ``val_loss`` of a :class:`LossHistory` record (the weights early
-    stopping restores), None when the fit had no validation."""
-    losses = [v for v in history["val_loss"] if v is not None]
-    return min(losses) if losses else None
-
-
 class LossHistory(Callback):
     """Records ``train_loss`` and ``val_loss`` (None without validation) each epoch."""
 
