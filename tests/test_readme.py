@@ -19,13 +19,15 @@ from xlstm_ts.evaluation import InSampleWarning
 from xlstm_ts.tracking import DEFAULT_URI
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+CELLS = README.parent / "docs" / "cells.md"  # the README's section on the cells, moved out
 
 
 def test_readme_python_blocks_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no python example"
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+    for page in (README, CELLS):
+        blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+        assert blocks, f"{page.name} has no python example"
+        for block in blocks:
+            exec(compile(block, str(page), "exec"), {})
 
 
 def test_readme_fragments_run_in_one_session(tmp_path, monkeypatch):
