@@ -189,3 +189,31 @@ def test_optuna_searches_the_fine_tuning_space(checkpoint):
                   batches_per_epoch=2, batch_size=8, random_state=0)
     assert set(result.best_params) == set(FINETUNE_SPACE)
     assert len(result.study.trials) == 2 and result.forecaster.network == "tirex2"
+
+
+def test_a_fit_calibrates_the_bands_on_its_validation_window(checkpoint):
+    """Issue 47, item 6: fitted (even without fine-tuning), the pretrained network's bands
+    are calibrated on the forecasts of each series' last val_size steps from the
+    history before them; zero-shot predict without fit serves the network's own."""
+    from xlstm_ts.calibration import spread
+    from xlstm_ts.models.tirex2 import SeriesInput, forecast
+
+    df = _panel(n=200, k=12)
+    model = _model(checkpoint, finetune=None, val_size=H).fit(df)
+    calibration = model.interval_calibration_
+    assert calibration.source == "validation" and (calibration.n_errors == 12).all()
+    net = load_checkpoint(checkpoint)  # the errors by hand: series s2
+    y = torch.tensor(df[df.unique_id == "s2"]["y"].to_numpy(), dtype=torch.float32)
+    median = forecast(net, [SeriesInput(y[None, :-H])], H)[0][0][4]
+    history = y[:-H].numpy()[-net.config.context_len:]
+    error = np.abs(y[-H:].numpy() - median.numpy()) / spread(history[None],
+                                                             np.ones((1, len(history)), bool))
+    assert np.all(calibration.offsets[:, 0] <= error + 1e-6)  # the smallest of 12 errors
+    assert np.all(error <= calibration.offsets[:, -1] + 1e-6)  # the largest
+    out = model.predict(level=(80, 95))  # 95: past the network's quantiles
+    assert ((out["y_pred_lo95"] < out["y_pred_lo80"])  # 12 errors: 95% is the largest
+            & (out["y_pred_hi80"] < out["y_pred_hi95"])).all()
+    raw = _model(checkpoint, finetune=None, val_size=H, intervals="head").fit(df)
+    assert not hasattr(raw, "interval_calibration_")
+    with pytest.raises(ValueError, match="outside the range"):
+        raw.predict(level=(95,))

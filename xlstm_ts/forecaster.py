@@ -151,7 +151,10 @@ class XLSTMForecaster(BaseEstimator):
         intervals: where ``predict(level=...)`` bands come from. ``"calibrated"``
             (default): the fit measures the point forecast's errors on its validation
             windows, in units of each window's spread, and serves their quantiles as
-            bands for any head (:mod:`xlstm_ts.calibration`; ``interval_calibration_``);
+            bands for any head (:mod:`xlstm_ts.calibration`; ``interval_calibration_``;
+            ``network="tirex2"``: the forecasts of each series' last ``val_size`` steps
+            from the history before them, fine-tuned or not; a zero-shot ``predict``
+            without ``fit`` serves the network's quantiles);
             without validation windows the head's own quantiles serve, as with
             ``"head"``, which always serves them (and warns when they covered the
             validation windows more than 5 points below nominal).
@@ -593,6 +596,10 @@ class XLSTMForecaster(BaseEstimator):
         self.val_size_, self.n_models_ = val, 1
         self.lookback_ = net.config.context_len
         self.nonnegative_ = self._nonnegative(data)
+        if self.intervals == "calibrated" and val:
+            errors = pretrained.held_out_errors(net, data, val, self.horizon)
+            if np.isfinite(errors).any():
+                self.interval_calibration_ = BandCalibration.from_errors(errors, "validation")
         return self
 
     def _predict_pretrained(self, df, future_df, horizon, static_df, level):

@@ -12,7 +12,14 @@ import logging
 import numpy as np
 import torch
 
-from .data import SeriesData, append_observations, continue_series, every_series_in_order
+from .calibration import spread
+from .data import (
+    SeriesData,
+    append_observations,
+    continue_series,
+    every_series_in_order,
+    last_windows,
+)
 from .models.tirex2 import SeriesInput, TiRex2Network, forecast
 from .models.tirex2.stream import TiRex2Stream
 
@@ -101,3 +108,29 @@ def absorb(net: TiRex2Network, fitted: SeriesData, new: SeriesData, stream: dict
             TiRex2Stream.start(net, series_inputs(fitted, context, None))
         carried = carried.update(net, series_inputs(new, int(steps[0]), None))
     return append_observations(fitted, new, codes, keep=context), carried.to_state()
+
+
+@torch.inference_mode()
+def held_out_errors(net: TiRex2Network, data: SeriesData, val_size: int, horizon: int
+                    ) -> np.ndarray:
+    """(series, min(horizon, val_size)) signed errors ``(actual - median) / spread`` of
+    the forecasts made from each series' history before its last ``val_size`` steps,
+    divided by the spread of that history's last ``context_len`` steps
+    (:func:`xlstm_ts.calibration.spread`); NaN where a step was not observed. Series
+    with fewer than two steps before the cut give no errors."""
+    steps = min(horizon, val_size)
+    cut = data.lengths - val_size
+    keep = cut >= 2
+    if not keep.any() or steps < 1:
+        return np.zeros((0, max(steps, 0)))
+    kept = data.subset(keep)
+    history = kept.head(cut[keep])
+    rows = (kept.indptr[:-1] + cut[keep])[:, None] + np.arange(steps)  # the actuals' rows
+    rows_t = torch.from_numpy(rows)
+    median, _ = forecast_panel(net, history, steps, kept.future[rows_t], (0.5,))
+    error = (kept.target[rows_t] - median).double().numpy()
+    window = last_windows(history, net.config.context_len,
+                          torch.zeros(history.n_series, 0, history.future.shape[1]))
+    error /= spread(window["history"].numpy(), window["history_mask"].numpy())[:, None]
+    return np.where(kept.observed[rows_t].numpy(), error, np.nan)
+

@@ -102,6 +102,13 @@ class SeriesData:
     def lengths(self) -> np.ndarray:
         return np.diff(self.indptr)
 
+    def head(self, steps: np.ndarray) -> SeriesData:
+        """The panel of each series' first ``steps`` (n,) rows (at most its length)."""
+        steps = np.minimum(np.asarray(steps, dtype=np.int64), self.lengths)
+        rows = np.concatenate([np.arange(a, a + m) for a, m in
+                               zip(self.indptr[:-1], steps, strict=True)]).astype(np.int64)
+        return _take_rows(self, rows, steps)
+
     def subset(self, keep: np.ndarray) -> SeriesData:
         """The panel restricted to the series where ``keep`` (n,) is True."""
         lengths = self.lengths
