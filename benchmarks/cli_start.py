@@ -6,6 +6,10 @@ A small model (airline, lookback 36, horizon 12, d_model 16) is fitted once and
 saved; each side then runs ``predict --model M --input airline.csv --output F`` five
 times, alternating; reported: the median wall time and the median peak resident
 memory (the child's high-water mark), and which heavy packages the command imported.
+Then, with this checkout only, the scheduled step: one new month arrives, and either
+the whole history is re-forecast (``predict --input`` the full file) or the new row is
+absorbed (``predict --update --input`` the new row; each run on a fresh copy of the
+model saved before it, so every run absorbs one month).
 
     python benchmarks/cli_start.py [BASELINE_COMMIT]   # -> results/cli-start-cpu.md
 """
@@ -54,6 +58,29 @@ def _run(source: Path, args: list[str]) -> dict:
     return {**row, "wall": wall}
 
 
+def _scheduled_step(df, tmp: Path, model) -> dict:
+    """Wall times of re-forecasting the whole history with one new month against
+    ``--update`` with that month alone (each on a fresh copy of the saved model)."""
+    import shutil
+
+    known, new = df.iloc[:-1], df.iloc[-1:]
+    model.fit(known)
+    model.save(tmp / "known")
+    df.to_csv(tmp / "all.csv", index=False)
+    new.to_csv(tmp / "new.csv", index=False)
+    names = {"re-forecast from the whole file": [], "--update with the new month": []}
+    for _ in range(5):
+        names["re-forecast from the whole file"].append(_run(ROOT, [
+            "predict", "--model", str(tmp / "known"), "--input", str(tmp / "all.csv"),
+            "--output", str(tmp / "full.csv")]))
+        shutil.rmtree(tmp / "copy", ignore_errors=True)
+        shutil.copytree(tmp / "known", tmp / "copy")
+        names["--update with the new month"].append(_run(ROOT, [
+            "predict", "--model", str(tmp / "copy"), "--input", str(tmp / "new.csv"),
+            "--update", "--output", str(tmp / "step.csv")]))
+    return names
+
+
 def main() -> None:
     baseline = sys.argv[1] if len(sys.argv) > 1 else BASELINE
     sys.path.insert(0, str(ROOT))
@@ -76,6 +103,7 @@ def main() -> None:
             for _ in range(5):  # alternating: both sides over the same minutes
                 runs["before"].append(_run(old, args))
                 runs["now"].append(_run(ROOT, args))
+            steps = _scheduled_step(df, tmp, model)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT,
                            check=False, capture_output=True)
@@ -91,6 +119,12 @@ def main() -> None:
                      f"{statistics.median(x['seconds'] for x in r):.2f} | "
                      f"{statistics.median(x['peak_mb'] for x in r):.0f} | "
                      f"{', '.join(r[-1]['heavy']) or 'none'} |")
+    lines += ["", "One new month, this checkout (median of 5 cold runs, alternating):", "",
+              "| command | wall s | in-process s | peak MB |", "|---|---:|---:|---:|"]
+    for name, r in steps.items():
+        lines.append(f"| {name} | {statistics.median(x['wall'] for x in r):.2f} | "
+                     f"{statistics.median(x['seconds'] for x in r):.2f} | "
+                     f"{statistics.median(x['peak_mb'] for x in r):.0f} |")
     write_result("cli-start-cpu.md", "\n".join(lines) + "\n")
     print(json.dumps({k: [round(x["wall"], 2) for x in v] for k, v in runs.items()}))
 
