@@ -135,6 +135,20 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "tes
     return {**scores, **band_scores(y, point, bands)}
 
 
+def _start_scores(model, frame: pd.DataFrame, per_hour: int, split) -> dict | None:
+    """:func:`_scores` of the fitted model's linear start alone (the forecast a share of
+    0 would give; None where the fit had no linear start to measure against)."""
+    import copy
+
+    start = getattr(model, "_start_network", None)
+    if start is None:
+        return None
+    alone = copy.copy(model)
+    alone.network_ = start
+    scores = _scores(alone, frame, per_hour, split)
+    return {"mse": scores["mse"], "mae": scores["mae"]}
+
+
 def _windows(frame: pd.DataFrame, per_hour: int, split, lookback: int, horizon: int):
     """(X (n, L) window-normalised lookbacks, Y (n, H) normalised targets, mean, std) of
     every stride-1 window of every channel whose horizon lies in ``split`` ("train",
@@ -276,6 +290,8 @@ def run_ett(args) -> None:
             best = min(candidates, key=lambda k: candidates[k][0])
             _, model, seconds, lookback, point = candidates[best]
             scores = _scores(model, frame, per_hour, "val" if validation else "test")
+            start_only = _start_scores(model, frame, per_hour,
+                                       "val" if validation else "test")
             if validation:  # fitted on the train rows alone: "val_mse" is out of sample
                 scores = {"scored": "val", **scores}
             row = {"dataset": args.dataset, "setup": args.setup, "horizon": horizon,
@@ -287,7 +303,8 @@ def run_ett(args) -> None:
                    "correction_share": model.correction_share_,
                    "all_fit_seconds": sum(v[2] for v in candidates.values()),
                    "cores": os.cpu_count(), "torch": torch.__version__,
-                   "date": str(date.today()), **scores}
+                   "date": str(date.today()), **scores,
+                   "start_only": start_only}
             print(json.dumps(row), flush=True)
             with open(runs_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -584,6 +601,13 @@ def _shares(runs: list[dict]) -> str:
     return ", ".join(f"{v:.2f}" for v in shares)
 
 
+def _start_alone(runs: list[dict]) -> str:
+    """The MSE of the runs' linear starts alone (blank for runs made before it was
+    scored)."""
+    mse = [r["start_only"]["mse"] for r in runs if r.get("start_only")]
+    return _fmt(mse) if mse else ""
+
+
 def _probabilistic(runs: list[dict]) -> str:
     """'QL | 80% / 95%' cells: scaled quantile loss and coverage where the runs have
     them (blank for runs made before they were scored)."""
@@ -625,8 +649,9 @@ def report(_args) -> None:
                 continue
             lines += [f"## {dataset}, setup {setup!r}", "", SETUPS[setup] + ".", "",
                       "| horizon | MSE | MAE | seeds | chosen | goal (MSE) | params | epochs "
-                      "| fit s (chosen) | network's share | QL | 80% / 95% covered |",
-                      "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| fit s (chosen) | network's share | start alone MSE | QL "
+                      "| 80% / 95% covered |",
+                      "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
             goals = TARGETS.get(dataset, {})
             for horizon in sorted({r["horizon"] for r in runs_of}):
                 runs = [r for r in runs_of if r["horizon"] == horizon]
@@ -637,7 +662,7 @@ def report(_args) -> None:
                     f"{', '.join(f'{p:,}' for p in sorted({r['params'] for r in runs}))} | "
                     f"{', '.join(str(r['epochs']) for r in runs)} | "
                     f"{statistics.mean(r['fit_seconds'] for r in runs):.0f} | "
-                    f"{_shares(runs)} | {_probabilistic(runs)} |")
+                    f"{_shares(runs)} | {_start_alone(runs)} | {_probabilistic(runs)} |")
             lines.append("")
     for name, title, goal in (("M4-Hourly", "M4 Hourly (414 series, horizon 48)",
                                "goal: sMAPE <= 11.0, MASE <= 0.95"),

@@ -1,6 +1,8 @@
 """The parts issue 17 added for accuracy: the linear path, ensembles and the window
 presets (numbers in benchmarks/results/accuracy-ett.md)."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -601,3 +603,23 @@ def test_the_blend_choice_keeps_the_network_only_when_it_earns_it():
     assert choose_blend(BLEND_WEIGHTS, [0.5] * 5) == 0.0
     assert choose_blend(BLEND_WEIGHTS, [float("nan"), 0.9, float("nan"), 0.8, 2.0]) == 0.75
     assert choose_blend(BLEND_WEIGHTS, [float("inf")] * 5) == 0.0  # no windows: the start
+
+
+def test_the_fit_keeps_its_linear_start_alone_to_measure_the_network_against():
+    """Issue 47, item 3: beside each accuracy row the linear start alone: what the
+    forecast would be with a network share of 0 (its correction output is zero), and
+    where validation kept the start the network is that start."""
+    from xlstm_ts import XLSTMForecaster, datasets
+
+    df = datasets.synthetic(3, 24 * 30, seasonalities=(24,), noise=0.3, seed=4)
+    model = XLSTMForecaster(lookback=96, horizon=24, d_model=16, num_heads=2, max_epochs=2,
+                            batches_per_epoch=4, progress_bar=False, random_state=0).fit(df)
+    start = model._start_network
+    assert not start.head.proj.weight.any() and not start.head.proj.bias.any()
+    alone = copy.copy(model)
+    alone.network_ = start
+    same = np.allclose(alone.predict()["y_pred"], model.predict()["y_pred"])
+    assert same == (model.correction_share_ == [0.0])
+    assert XLSTMForecaster(lookback=96, horizon=24, d_model=16, num_heads=2, max_epochs=1,
+                           batches_per_epoch=2, val_size=0, progress_bar=False,
+                           ).fit(df)._start_network is None  # nothing chose a share

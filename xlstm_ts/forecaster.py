@@ -426,6 +426,7 @@ class XLSTMForecaster(BaseEstimator):
         self.loss_history_ = trained.histories[0]
         self.member_loss_histories_ = trained.histories
         self.correction_share_ = trained.correction_shares
+        self._start_network = trained.start  # the linear start alone (benchmarks); not saved
         self.lookback_ = shape.lookback
         self.nonnegative_ = self._nonnegative(data)
         self.interval_coverage_ = {}  # the head's central bands on validation windows

@@ -42,7 +42,9 @@ class Trained:
     histories and metrics of every member, member 0 first. ``correction_shares``: the
     share ``w`` of each member's trained network in its forecast against its linear
     start (:mod:`.blend`; 1.0 without a linear path or validation);
-    ``batches_per_epoch``: the epoch length used."""
+    ``batches_per_epoch``: the epoch length used. ``start``: the linear start alone,
+    as the forecast would be with a share of 0 (None without a linear path or
+    validation): what the network's correction is measured against."""
 
     network: nn.Module
     histories: list[dict]
@@ -51,6 +53,7 @@ class Trained:
     global_rank: int
     correction_shares: list[float]
     batches_per_epoch: int
+    start: nn.Module | None = None
 
 
 def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions: dict, *,
@@ -83,7 +86,7 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         raise ValueError("resume=True continues one network; it is not available with "
                          "n_models > 1. Refit the ensemble, or resume with n_models=1.")
     member_config = replace(config, n_models=1)
-    members, histories, metrics, epochs, shares = [], [], [], [], []
+    members, histories, metrics, epochs, shares, starts = [], [], [], [], [], []
     trainer, linear, variance, refit = None, None, None, None
     covariates = covariate_moments(data)
     for k in range(config.n_models):
@@ -126,11 +129,14 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
                                    rows=datamodule.monitored)
             blend = choose_blend(weights, errors)
             fold_blend(module.net, start, blend)
+            if refit_start and refit is None:  # the start solved again with validation
+                refit = refit_map(start, moments, datamodule.val, variance, choice,
+                                  seed, seasons) - linear_map(start)
             if blend < 1.0 and refit_start:
-                if refit is None:  # the start solved again with the validation windows
-                    refit = refit_map(start, moments, datamodule.val, variance, choice,
-                                      seed, seasons) - linear_map(start)
                 shift_linear(module.net, (1.0 - blend) * refit)
+            if refit_start:
+                shift_linear(start, refit)  # the start alone: what a share of 0 forecasts
+            starts.append(start.cpu().eval())
         if trainer.is_global_zero:
             _log_member(k, config.n_models, losses.history, blend,
                         getattr(module, "skipped_steps", 0))
@@ -140,8 +146,10 @@ def train_network(config: NetworkConfig, optim: dict, data: SeriesData, regions:
         epochs.append(trainer.current_epoch)
         shares.append(float(blend))
     network = members[0] if config.n_models == 1 else build_network(config, members).eval()
+    start_network = None if len(starts) < config.n_models else (
+        starts[0] if config.n_models == 1 else build_network(config, starts).eval())
     return Trained(network, histories, metrics, epochs, trainer.global_rank, shares,
-                   datamodule.batches_per_epoch)
+                   datamodule.batches_per_epoch, start_network)
 
 
 def _log_member(k: int, n_models: int, history: dict, blend: float,
