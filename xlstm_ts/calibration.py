@@ -41,6 +41,17 @@ def spread(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return spread_from_moments(change, magnitude)
 
 
+def last_spread(data, lookback: int) -> np.ndarray:
+    """(n,) the spread of each series' last ``lookback`` steps of ``data`` (a
+    :class:`xlstm_ts.data.SeriesData`): the scale its forecast's band is measured in."""
+    import torch
+
+    from .data import last_windows
+
+    window = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
+    return spread(window["history"].numpy(), window["history_mask"].numpy())
+
+
 def spread_from_moments(change: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
     """The spread of windows of mean absolute change ``change`` and mean magnitude
     ``magnitude`` (both (B,)): the change, or the magnitude where the window does not

@@ -39,7 +39,7 @@ from ._checks import (
     check_params,
     check_positive_int,
 )
-from .calibration import BandCalibration
+from .calibration import BandCalibration, last_spread
 from .data import (
     SeriesData,
     check_compatible,
@@ -647,7 +647,7 @@ class XLSTMForecaster(BaseEstimator):
         validation windows or :meth:`conformalize`); else the network's own band,
         ``head_band(level)`` -> (low, high) arrays."""
         calibration = getattr(self, "interval_calibration_", None)
-        scale = (inference.last_spread(data, self.context_steps_)
+        scale = (last_spread(data, self.context_steps_)
                  if calibration is not None and level else None)
         for lv in level:
             if calibration is not None:

@@ -219,15 +219,6 @@ def held_out_errors(net, data: SeriesData, lookback: int, horizon: int, region,
     return np.concatenate(parts) if parts else np.zeros((0, horizon))
 
 
-def last_spread(data: SeriesData, lookback: int) -> np.ndarray:
-    """(n,) the spread of each series' last ``lookback`` steps: the scale its forecast's
-    calibrated band is measured in."""
-    from .calibration import spread
-
-    window = last_windows(data, lookback, torch.zeros(data.n_series, 0, data.future.shape[1]))
-    return spread(window["history"].numpy(), window["history_mask"].numpy())
-
-
 def check_finite(values: np.ndarray, data: SeriesData, horizon: int) -> None:
     """Never return a NaN or infinite forecast without saying why."""
     if np.isfinite(values).all():

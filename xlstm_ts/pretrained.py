@@ -12,13 +12,12 @@ import logging
 import numpy as np
 import torch
 
-from .calibration import spread
+from .calibration import last_spread
 from .data import (
     SeriesData,
     append_observations,
     continue_series,
     every_series_in_order,
-    last_windows,
 )
 from .models.tirex2 import SeriesInput, TiRex2Network, forecast
 from .models.tirex2.stream import TiRex2Stream
@@ -129,8 +128,6 @@ def held_out_errors(net: TiRex2Network, data: SeriesData, val_size: int, horizon
     rows_t = torch.from_numpy(rows)
     median, _ = forecast_panel(net, history, steps, kept.future[rows_t], (0.5,))
     error = (kept.target[rows_t] - median).double().numpy()
-    window = last_windows(history, net.config.context_len,
-                          torch.zeros(history.n_series, 0, history.future.shape[1]))
-    error /= spread(window["history"].numpy(), window["history_mask"].numpy())[:, None]
+    error /= last_spread(history, net.config.context_len)[:, None]
     return np.where(kept.observed[rows_t].numpy(), error, np.nan)
 
