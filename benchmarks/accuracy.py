@@ -143,9 +143,10 @@ def _scores(model, frame: pd.DataFrame, per_hour: int, split: str | tuple = "tes
     return scores
 
 
-def _start_scores(model, frame: pd.DataFrame, per_hour: int, split) -> dict | None:
-    """:func:`_scores` of the fitted model's linear start alone (the forecast a share of
-    0 would give; None where the fit had no linear start to measure against)."""
+def _start_only_model(model):
+    """A shallow copy of the fitted model that forecasts with its linear start alone
+    (what a share of 0 would give), without bands; None where the fit had no linear
+    start to measure against."""
     import copy
 
     start = getattr(model, "_start_network", None)
@@ -153,6 +154,16 @@ def _start_scores(model, frame: pd.DataFrame, per_hour: int, split) -> dict | No
         return None
     alone = copy.copy(model)
     alone.network_ = start
+    alone.__dict__.pop("interval_calibration_", None)
+    return alone
+
+
+def _start_scores(model, frame: pd.DataFrame, per_hour: int, split) -> dict | None:
+    """:func:`_scores` of the fitted model's linear start alone (None where the fit had
+    no linear start)."""
+    alone = _start_only_model(model)
+    if alone is None:
+        return None
     scores = _scores(alone, frame, per_hour, split)
     return {"mse": scores["mse"], "mae": scores["mae"]}
 
@@ -428,6 +439,10 @@ def run_m4(args) -> None:
             {**score(model.predict(level=BANDS)),
              "correction_share": getattr(model, "correction_share_", None)},
             time.perf_counter() - start)
+        alone = _start_only_model(model)
+        if alone is not None:
+            results[f"xlstm-ts {label} seed {seed}, linear start alone"] = (
+                score(alone.predict()), 0.0)
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M4-Hourly", "model": name, "split": _split_name(args),
                **scores, "seconds": seconds,
@@ -506,8 +521,14 @@ def run_m3(args) -> None:
         model = XLSTMForecaster(horizon=6, progress_bar=False, random_state=seed,
                                 **_overrides(args.set)).fit(train)
         label = " ".join(args.set) or _defaults_label(model)
-        results[f"xlstm-ts {label} seed {seed}"] = (score(model.predict(level=BANDS)),
-                                                     time.perf_counter() - start)
+        results[f"xlstm-ts {label} seed {seed}"] = (
+            {**score(model.predict(level=BANDS)),
+             "correction_share": getattr(model, "correction_share_", None)},
+            time.perf_counter() - start)
+        alone = _start_only_model(model)
+        if alone is not None:
+            results[f"xlstm-ts {label} seed {seed}, linear start alone"] = (
+                score(alone.predict()), 0.0)
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M3-Yearly", "model": name, "split": _split_name(args),
                **scores, "seconds": seconds,
@@ -678,6 +699,19 @@ def report(_args) -> None:
                 lines.append(f"| {h} | {r['mse']:.3f} | {r['mae']:.3f} | {r['val_mse']:.3f} | "
                              f"{r['penalty']:g} | {r['seconds']:.1f} |")
             lines.append("")
+    for dataset in sorted({r["dataset"] for r in ett}):
+        fair = {r["horizon"]: r for r in ett if r["dataset"] == dataset
+                and r.get("setup") == "ridge, forecaster's set-up"}  # the newest per horizon
+        if fair:
+            lines += [f"## {dataset}: ridge on the forecaster's set-up", "",
+                      "Its lookback, fit rows and validation part; `accuracy.py floor` "
+                      "re-scores it alone.", "",
+                      "| horizon | lookback | MSE | MAE | val MSE | penalty | date |",
+                      "|---:|---:|---:|---:|---:|---:|---|"]
+            for h, r in sorted(fair.items()):
+                lines.append(f"| {h} | {r['lookback']} | {r['mse']:.3f} | {r['mae']:.3f} | "
+                             f"{r['val_mse']:.3f} | {r['penalty']:g} | {r['date']} |")
+            lines.append("")
     for setup in [k for k in SETUPS if any(r.get("setup", "default") == k for r in ett)]:
         for dataset in sorted({r["dataset"] for r in ett}):
             runs_of = [r for r in ett if r["dataset"] == dataset
@@ -708,11 +742,12 @@ def report(_args) -> None:
         runs = [r for r in rows if r["dataset"] == name]
         if runs:
             lines += [f"## {title}", "", goal + ".", "",
-                      "| model | sMAPE | MASE | QL | 80% / 95% covered | seconds | date |",
-                      "|---|---:|---:|---|---|---:|---|"]
+                      "| model | sMAPE | MASE | QL | 80% / 95% covered | network's share "
+                      "| seconds | date |",
+                      "|---|---:|---:|---|---|---:|---:|---|"]
             for r in runs:
                 lines.append(f"| {r['model']} | {r['smape']:.3f} | {r['mase']:.3f} | "
-                             f"{_probabilistic([r])} | {r['seconds']:.0f} | "
+                             f"{_probabilistic([r])} | {_shares([r])} | {r['seconds']:.0f} | "
                              f"{r.get('date', '')} |")
             lines.append("")
     write_result("accuracy-ett.md", "\n".join(lines) + "\n")
