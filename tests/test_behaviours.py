@@ -50,7 +50,14 @@ def test_distribution_heads_give_ordered_quantiles(panel, head):
 @pytest.mark.parametrize("params", [{"loss": "mae"}, {"loss": "huber"},
                                     {"schedule": "onecycle"}])
 def test_other_losses_and_schedules_train(panel, params):
-    model = XLSTMForecaster(**SMALL, **params).fit(panel)
+    seen = {}
+
+    class Record(Callback):  # what the trained module was built with
+        def on_fit_start(self, trainer, module):
+            seen.update(loss=module.net.head.loss_name, schedule=module.optim.schedule)
+
+    model = XLSTMForecaster(**SMALL, **params, callbacks=[Record()]).fit(panel)
+    assert seen == {"loss": "mae", "schedule": "cosine", **params}  # MAE, cosine: defaults
     history = model.loss_history_["train_loss"]
     assert len(history) == 1 and np.isfinite(history[0])
     assert np.isfinite(model.predict()["y_pred"]).all()
