@@ -20,3 +20,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def random_batch():
+    """A factory of network input batches: B windows of L random steps around 10
+    (history (B, L), its mask, no covariates) for a horizon of H steps."""
+
+    def make(B: int = 5, L: int = 32, H: int = 8, seed: int = 0) -> dict:
+        g = torch.Generator().manual_seed(seed)
+        history = 10 + 3 * torch.randn(B, L, generator=g)
+        return {"history": history, "history_mask": torch.ones(B, L, dtype=torch.bool),
+                "past": torch.zeros(B, L, 0), "future": torch.zeros(B, L + H, 0),
+                "static": torch.zeros(B, 0)}
+
+    return make

@@ -108,3 +108,31 @@ def test_checkpoints_carry_the_random_state_so_a_resumed_fit_draws_the_same():
     module.on_load_checkpoint(checkpoint)
     torch.testing.assert_close(torch.rand(5), expected)
     module.on_load_checkpoint({})  # older checkpoints without a state load as they are
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_and_many_escalate():
+    """Issue 48, item 6: the skipping of non-finite gradient steps and its escalation
+    were untested."""
+    from xlstm_ts.training.module import ForecastModule, OptimConfig
+
+    module = ForecastModule(NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2,
+                                          patch_len=8, patch_stride=8), OptimConfig())
+    module.on_train_start()
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def gradients(bad: bool):
+        for k, p in enumerate(params):
+            p.grad = torch.full_like(p, float("nan") if bad and k == 0 else 0.5)
+
+    gradients(bad=False)
+    module.on_before_optimizer_step(None)  # finite: the step goes ahead untouched
+    assert module.skipped_steps == 0 and all(p.grad is not None for p in params)
+    gradients(bad=True)
+    module.on_before_optimizer_step(None)  # one NaN anywhere: no parameter moves
+    assert module.skipped_steps == 1 and all(p.grad is None for p in params)
+    for _ in range(9):  # up to 10 skips (or 5% of the steps) are tolerated
+        gradients(bad=True)
+        module.on_before_optimizer_step(None)
+    gradients(bad=True)
+    with pytest.raises(FloatingPointError, match="11 of 1 training steps had non-finite"):
+        module.on_before_optimizer_step(None)
