@@ -205,3 +205,27 @@ def test_business_days_are_inferred_and_stepped_over_weekends():
     monday = pl.Series([datetime(2024, 1, 8, 9)])
     assert business.shift(monday, -1).to_list() == [datetime(2024, 1, 5, 9)]
     assert business.shift(monday, -6).to_list() == [datetime(2023, 12, 29, 9)]
+
+
+def test_only_the_panels_own_time_types_take_the_arithmetic_fast_path():
+    """Frequency.future adds steps to the physical values where one step is a fixed
+    count of them (integer indexes, microsecond datetimes); other types go through
+    calendar arithmetic, with the same result where both apply."""
+    hourly, index = Frequency("fixed", 3_600_000_000), Frequency("index", 2)
+    assert hourly._physical_step(pl.Datetime("us")) == 3_600_000_000
+    assert index._physical_step(pl.Int64) == 2
+    assert hourly._physical_step(pl.Datetime("ns")) is None
+    assert index._physical_step(pl.Int32) is None
+    assert hourly._physical_step(pl.Int64) is None
+    assert index._physical_step(pl.Datetime("us")) is None
+    assert Frequency("months", 1)._physical_step(pl.Datetime("us")) is None
+    last = pl.Series("ds", [datetime(2024, 1, 1, 23), datetime(2024, 3, 1)],
+                     dtype=pl.Datetime("us"))
+    fast = hourly.future(last, 3)
+    slow = hourly.future(last.cast(pl.Datetime("ns")), 3).cast(pl.Datetime("us"))
+    assert fast.dtype == pl.Datetime("us") and fast.name == "ds"
+    assert fast.to_list() == slow.to_list() == [
+        datetime(2024, 1, 2, 0), datetime(2024, 1, 2, 1), datetime(2024, 1, 2, 2),
+        datetime(2024, 3, 1, 1), datetime(2024, 3, 1, 2), datetime(2024, 3, 1, 3)]
+    ints = index.future(pl.Series("t", [10, 100]), 2)
+    assert ints.dtype == pl.Int64 and ints.to_list() == [12, 14, 102, 104]

@@ -216,3 +216,61 @@ def test_evaluate_names_a_bad_train_df():
     df = pd.DataFrame({"unique_id": ["a"], "y": [1.0], "y_pred": [1.0]})
     with pytest.raises(TypeError, match="train_df"):
         metrics.evaluate(df, metrics=("mase",), train_df=[1.0, 2.0])
+
+
+def test_scaled_quantile_loss_by_hand():
+    """Twice the pinball loss over levels and steps, per level, per unit of |y|."""
+    y = np.array([[2.0, -4.0]])
+    q = np.array([[[1.0, 3.0], [-5.0, -1.0]]])  # levels 0.25, 0.75 of two steps
+    # step 1: y - q = (1, -1): 0.25 * 1 + (0.75 - 1) * -1 = 0.5
+    # step 2: y - q = (1, -3): 0.25 * 1 + (0.75 - 1) * -3 = 1.0
+    expected = 2 * (0.5 + 1.0) / 2 / 6.0
+    assert metrics.scaled_quantile_loss(y, q, (0.25, 0.75)) == pytest.approx(expected)
+
+
+def test_scaled_quantile_loss_of_a_point_forecast_is_its_wape():
+    rng = np.random.default_rng(0)
+    y = rng.normal(5, 2, (3, 7))
+    point = y + rng.normal(0, 1, y.shape)
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    q = np.repeat(point[..., None], len(levels), -1)
+    wape = np.abs(y - point).sum() / np.abs(y).sum()
+    assert metrics.scaled_quantile_loss(y, q, levels) == pytest.approx(wape)
+
+
+def test_scaled_quantile_loss_leaves_out_missing_actuals_and_checks_shapes():
+    y = np.array([1.0, np.nan, 3.0])
+    q = np.array([[0.5], [100.0], [3.0]])
+    assert metrics.scaled_quantile_loss(y, q, (0.5,)) == pytest.approx(0.5 * 0.5 * 2 / 4.0)
+    assert np.isnan(metrics.scaled_quantile_loss(np.zeros(2), np.zeros((2, 1)), (0.5,)))
+    with pytest.raises(ValueError, match=r"q_pred must have shape y_true.shape \+ \(2,\)"):
+        metrics.scaled_quantile_loss(y, q, (0.25, 0.75))
+
+
+def test_missing_values_repeat_the_last_observed_one_of_their_series():
+    from xlstm_ts.evaluation.baselines import _carried_forward
+
+    nan = np.nan
+    y = np.array([nan, 2.0, nan, 5.0, nan, 7.0, nan, nan])
+    observed = ~np.isnan(y)
+    indptr = np.array([0, 5, 8])  # two series: rows 0-4 and 5-7
+    np.testing.assert_array_equal(_carried_forward(y, observed, indptr),
+                                  [2.0, 2.0, 2.0, 5.0, 5.0, 7.0, 7.0, 7.0])
+    full = np.arange(4.0)
+    assert _carried_forward(full, np.ones(4, bool), np.array([0, 4])) is full
+    with pytest.raises(ValueError, match="A series has no observed value"):
+        _carried_forward(y, observed & (np.arange(8) < 5), indptr)
+
+
+def test_baselines_forecast_across_gaps_from_the_last_observed_values():
+    days = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05"])
+    df = pd.DataFrame({"store": "a", "day": days, "sales": [1.0, 2.0, 3.0, 5.0]})
+    kw = dict(id_col="store", time_col="day", target_col="sales", fill_missing="nan")
+    # the grid 01-01 .. 01-05 with 01-04 missing: it repeats 3.0
+    seasonal = SeasonalNaive(2, **kw).fit(df).predict(3)
+    assert list(seasonal.columns) == ["store", "day", "y_pred"]
+    np.testing.assert_array_equal(seasonal["y_pred"], [3.0, 5.0, 3.0])
+    assert list(seasonal["day"].dt.day) == [6, 7, 8]
+    np.testing.assert_array_equal(Naive(**kw).fit(df).predict(2)["y_pred"], [5.0, 5.0])
+    with pytest.raises(ValueError, match="fill_missing"):
+        SeasonalNaive(2, id_col="store", time_col="day", target_col="sales").fit(df)

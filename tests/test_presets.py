@@ -214,3 +214,15 @@ def test_fit_resolves_the_validation_size():
     assert model.val_size_ == 40  # a tenth of 400 steps
     model.set_params(val_size=12).fit(panel)
     assert model.val_size_ == 12
+
+
+@pytest.mark.parametrize("context, patch, horizon, expected", [
+    (2048, 32, 12, 64),    # four horizons (48), in whole patches
+    (2048, 32, 200, 512),  # at most a quarter of the context
+    (64, 32, 1, 32),       # at least one patch, even past a quarter of the context
+    (2048, 16, 10, 48),    # 40 steps rounded up to whole patches
+])
+def test_pretrained_lookback_follows_the_documented_rule(context, patch, horizon, expected):
+    from xlstm_ts.presets import pretrained_lookback
+
+    assert pretrained_lookback(context, patch, horizon) == expected

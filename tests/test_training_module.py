@@ -136,3 +136,12 @@ def test_a_step_with_non_finite_gradients_is_skipped_and_many_escalate():
     gradients(bad=True)
     with pytest.raises(FloatingPointError, match="11 of 1 training steps had non-finite"):
         module.on_before_optimizer_step(None)
+
+
+def test_the_module_forecasts_with_its_network(random_batch):
+    module = ForecastModule(NET, OptimConfig()).eval()
+    batch = random_batch(L=NET.lookback, H=NET.horizon)
+    params, _ = module(batch)
+    expected, _ = module.net(batch)
+    torch.testing.assert_close(params, expected)
+    assert params.shape == (5, NET.horizon)
