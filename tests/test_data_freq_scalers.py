@@ -223,7 +223,7 @@ def test_only_the_panels_own_time_types_take_the_arithmetic_fast_path():
                      dtype=pl.Datetime("us"))
     fast = hourly.future(last, 3)
     slow = hourly.future(last.cast(pl.Datetime("ns")), 3).cast(pl.Datetime("us"))
-    assert fast.dtype == pl.Datetime("us") and fast.name == "ds"
+    assert fast.dtype == pl.Datetime("us") and fast.name == slow.name == "ds"
     assert fast.to_list() == slow.to_list() == [
         datetime(2024, 1, 2, 0), datetime(2024, 1, 2, 1), datetime(2024, 1, 2, 2),
         datetime(2024, 3, 1, 1), datetime(2024, 3, 1, 2), datetime(2024, 3, 1, 3)]

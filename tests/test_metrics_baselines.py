@@ -80,8 +80,13 @@ def test_baselines_values_and_timestamps():
     assert Drift().fit(df).predict(2)["y_pred"].tolist() == [35.8, 41.6]
     polars_out = SeasonalNaive(3).fit(pl.from_pandas(df)).predict(2)
     assert isinstance(polars_out, pl.DataFrame)
-    with pytest.raises(NotFittedError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="This Naive instance is not fitted"):
         Naive().predict(3)
+    single = pd.DataFrame({"unique_id": ["a", "b"], "ds": pd.to_datetime(["2020-01-01"] * 2),
+                           "y": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="Cannot step time forward: every series has a "
+                                         "single point"):
+        Naive().fit(single).predict(1)
     with pytest.raises(ValueError, match="season_length"):
         SeasonalNaive(10).fit(df)
 

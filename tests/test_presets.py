@@ -21,6 +21,10 @@ FREQS = {"hourly": Frequency("fixed", 3_600_000_000), "15min": Frequency("fixed"
 
 def test_cycle_lengths():
     assert [cycle_length(FREQS[k]) for k in FREQS] == [168, 672, 7, 5, 52, 12, 4, 1, 1]
+    day = 86_400_000_000
+    uncycled = [Frequency("business_days", 2), Frequency("fixed", 3 * day),
+                Frequency("fixed", 3 * day // 2), Frequency("months", 2)]
+    assert [cycle_length(f) for f in uncycled] == [1, 1, 1, 1]  # no known cycle: 1
 
 
 @pytest.mark.parametrize("freq", list(FREQS))
