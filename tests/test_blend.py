@@ -69,3 +69,31 @@ def test_the_blend_choice_keeps_the_network_only_when_it_earns_it():
     assert choose_blend(BLEND_WEIGHTS, [0.5] * 5) == 0.0
     assert choose_blend(BLEND_WEIGHTS, [float("nan"), 0.9, float("nan"), 0.8, 2.0]) == 0.75
     assert choose_blend(BLEND_WEIGHTS, [float("inf")] * 5) == 0.0  # no windows: the start
+
+
+def test_only_a_point_head_on_fixed_units_takes_the_shares_between_the_ends():
+    from xlstm_ts.training.blend import BLEND_WEIGHTS, blend_weights
+
+    base = dict(lookback=32, horizon=8, d_model=8, num_heads=2, patch_len=8, patch_stride=8)
+    assert blend_weights(build_network(NetworkConfig(**base))) == BLEND_WEIGHTS
+    for other in ({"head": "quantile"}, {"head": "normal"}, {"revin_affine": True}):
+        assert blend_weights(build_network(NetworkConfig(**base, **other))) == (0.0, 1.0)
+
+
+def test_the_start_takes_the_trained_covariate_effect_and_nothing_else():
+    from xlstm_ts.training.blend import keep_covariate_effect
+
+    config = NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2, patch_len=8,
+                           patch_stride=8, n_future=2)
+    trained, start = build_network(config), build_network(config)
+    with torch.no_grad():
+        trained.ahead.weight.normal_()
+        trained.ahead.bias.fill_(0.5)
+    linear_before = start.linear.weight.clone()
+    keep_covariate_effect(trained, start)
+    torch.testing.assert_close(start.ahead.weight, trained.ahead.weight)
+    torch.testing.assert_close(start.ahead.bias, trained.ahead.bias)
+    torch.testing.assert_close(start.linear.weight, linear_before)
+    plain = NetworkConfig(lookback=32, horizon=8, d_model=8, num_heads=2, patch_len=8,
+                          patch_stride=8)
+    keep_covariate_effect(build_network(plain), build_network(plain))  # none: a no-op

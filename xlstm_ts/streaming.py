@@ -14,13 +14,12 @@ position embeddings and are flattened into the head).
 
 ``compile=True`` runs the one-step advance through ``torch.compile``: one network
 step is a few hundred small operations, whose dispatch dominates a single series'
-update, and the compiled step fuses them (one series, inputs + advance: 0.92 -> 0.40
-ms in a run of calls, ``benchmarks/streaming.py``). Where every series steps at once
-and the horizon needs no covariates from the caller, the compiled step also makes the
-forecast from the new state (:class:`StreamForecast`), which ``predict()`` returns
-instead of running the head again. The first compiled call takes seconds (a C++
-compiler builds the kernels on CPU); where compiling fails, the eager step is used and
-a warning says why.
+update, and the compiled step fuses them (``benchmarks/results/streaming-cpu.md``).
+Where every series steps at once and the horizon needs no covariates from the caller,
+the compiled step also makes the forecast from the new state (:class:`StreamForecast`),
+which ``predict()`` returns instead of running the head again. The first compiled call
+takes seconds (a C++ compiler builds the kernels on CPU); where compiling fails, the
+eager step is used and a warning says why.
 """
 
 from __future__ import annotations

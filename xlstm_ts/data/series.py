@@ -229,7 +229,7 @@ def _fill_gaps(frame: pl.DataFrame, cols: Columns, freq: Frequency,
 def _target_policy(frame: pl.DataFrame, cols: Columns, keys: _Keys, policy: TargetMissing,
                    fill_missing: FillMissing | None) -> tuple[np.ndarray, np.ndarray]:
     """Target values (float32, 0 where masked) and the observed mask (bool)."""
-    # float64 to numpy turns nulls into NaN (an explicit fill_null costs ~0.3 ms a call)
+    # float64 to numpy turns nulls into NaN (cheaper than an explicit fill_null)
     y = np.array(frame[cols.target_col].cast(pl.Float64).to_numpy(), dtype=np.float64)
     missing = ~np.isfinite(y)
     inserted = (frame["__inserted"].to_numpy() if "__inserted" in frame.columns

@@ -12,14 +12,9 @@ forecasts whose errors differ, which is where combining pays. Quantile and
 distribution heads are not linear in their output layer, and a learned RevIN scale
 changes the linear map's input: those choose between 0 and 1.
 
-The weight is the one with the lowest validation MSE. The smallest weight within one
-standard error of it (errors paired over horizon-long blocks of windows) was tried on
-the derived data's validation rows (``benchmarks/derived.py``, 3 seeds, rows in
-``derived-runs.jsonl``): better at 3 of 7 horizons, worse at 3 (ETTh1 daily 30 +3.5%,
-sunspots 24 +3.3%), so the plain minimum stays. So did one weight for the whole
-horizon: a weight per quarter of the horizon (folded exactly, the maps' columns and
-the output layer's rows are per step) moved derived validation MSE by -2.0% to +1.6%
-(3 seeds) and ETTm1's by -0.4% at 192, -0.1% at 336, +0.4% at 720 (seed 0).
+The weight is the one with the lowest validation MSE, one for the whole horizon: a
+one-standard-error rule and a weight per quarter of the horizon were tried and did not
+help across datasets (``docs/decisions.md``, "Blend yardstick").
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from torch import nn
 from .linear_start import target64, window_weights
 
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the trained network kept
-_BATCH = 1024  # windows per forward pass (4096 ran at 0.4x the speed on ETTm1)
+_BATCH = 1024  # windows per forward pass: larger batches ran slower on CPU
 
 
 def blend_weights(net: nn.Module) -> tuple[float, ...]:
@@ -72,7 +67,6 @@ def blend_val_mse(trained: nn.Module, start: nn.Module, val, variance: torch.Ten
     return (totals / count).tolist() if count else [float("inf")] * len(weights)
 
 
-@torch.no_grad()
 def choose_blend(weights, errors) -> float:
     """The share of the trained network with the lowest validation error; among equal
     errors the smallest share (ties go to the linear start: the network must earn its
@@ -86,8 +80,8 @@ def choose_blend(weights, errors) -> float:
 def keep_covariate_effect(trained: nn.Module, start: nn.Module) -> None:
     """Give ``start`` the trained step-wise effect of the future covariates, so that
     the blend mixes the lookback's maps only: the linear start knows no covariates,
-    and a blend towards it shrank a learned promotion effect (``benchmarks/units.py``:
-    MAE 0.334 -> 0.319 with the flag, 0.364 -> 0.339 beside an unused price)."""
+    and a blend towards it shrank a learned promotion effect (``benchmarks/units.py``,
+    ``docs/decisions.md``, "Blend yardstick")."""
     if getattr(trained, "ahead", None) is not None:
         start.ahead.load_state_dict(trained.ahead.state_dict())
 
