@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xlstm_ts import XLSTMForecaster
+from xlstm_ts import XLSTMForecaster, datasets
 from xlstm_ts.data import Frequency
 from xlstm_ts.models import NetworkConfig, build_network
 
@@ -208,3 +208,60 @@ def test_the_fit_keeps_its_linear_start_alone_to_measure_the_network_against():
     assert XLSTMForecaster(lookback=96, horizon=24, d_model=16, num_heads=2, max_epochs=1,
                            batches_per_epoch=2, val_size=0, progress_bar=False,
                            ).fit(df)._start_network is None  # nothing chose a share
+
+
+def test_the_window_normalisation_reads_only_observed_steps():
+    from xlstm_ts.training.linear_start import _normalised
+
+    net = build_network(NetworkConfig(lookback=5, horizon=2, network="xlstmtime", d_model=8,
+                                      num_heads=2, decomposition_kernel=3))
+    batch = {"history": torch.tensor([[9.0, 9.0, 1.0, 2.0, 3.0]]),
+             "history_mask": torch.tensor([[False, False, True, True, True]]),
+             "target": torch.tensor([[4.0, 5.0]]), "target_mask": torch.ones(1, 2, dtype=bool)}
+    window, target, _, variance = _normalised(net, batch)
+    std = (2 / 3) ** 0.5  # of 1, 2, 3
+    torch.testing.assert_close(window, torch.tensor([[0.0, 0.0, -1 / std, 0.0, 1 / std]]))
+    torch.testing.assert_close(target, torch.tensor([[2 / std, 3 / std]], dtype=torch.float64))
+    assert variance.item() == pytest.approx(2 / 3)
+
+
+def test_the_moments_sum_over_batches(monkeypatch):
+    from xlstm_ts.data import WindowDataset, prepare_series
+    from xlstm_ts.training import linear_start as ls
+
+    data = prepare_series(datasets.synthetic(n_series=2, length=60, seed=3))
+    windows = WindowDataset(data, 12, 4)
+    net = build_network(NetworkConfig(lookback=12, horizon=4, d_model=8, num_heads=2,
+                                      patch_len=4, patch_stride=4))
+    rows, per_series = np.arange(len(windows)), torch.tensor([1.0, 4.0])
+    whole = ls._moments(net, windows, rows, per_series)
+    monkeypatch.setattr(ls, "BATCH", 7)  # many batches, the last one short
+    parts = ls._moments(net, windows, rows, per_series)
+    for a, b in zip(whole[:2], parts[:2], strict=True):
+        torch.testing.assert_close(a, b)
+    assert parts[2] == pytest.approx(whole[2]) and whole[2] > 0
+
+
+def test_naive_maps_by_window_length():
+    from xlstm_ts.training.linear_start import _drift, naive_maps
+
+    assert set(naive_maps(1, 3, seasons=(1, 2))) == {"naive"}  # no slope from one step
+    assert set(naive_maps(8, 3, seasons=(1, 2, 8, 9))) == {"naive", "drift", "seasonal2",
+                                                           "seasonal8"}
+    line = torch.arange(20.0, dtype=torch.float64) * 0.1 + 3.0  # a straight line
+    W = _drift(20, 5)
+    assert W.dtype == torch.float64
+    forecast = torch.cat([line, torch.ones(1, dtype=torch.float64)]) @ W
+    torch.testing.assert_close(forecast, 3.0 + 0.1 * torch.arange(20.0, 25.0,
+                                                                  dtype=torch.float64),
+                               rtol=0, atol=1e-13)
+
+
+def test_training_windows_beyond_the_limit_are_a_seeded_sample():
+    from xlstm_ts.training.linear_start import _sample
+
+    np.testing.assert_array_equal(_sample(6, 10, seed=0), np.arange(6))
+    rows = _sample(1000, 50, seed=3)
+    assert len(rows) == len(np.unique(rows)) == 50 and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, _sample(1000, 50, seed=3))
+    assert not np.array_equal(rows, _sample(1000, 50, seed=4))

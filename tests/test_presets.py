@@ -230,3 +230,17 @@ def test_pretrained_lookback_follows_the_documented_rule(context, patch, horizon
     from xlstm_ts.presets import pretrained_lookback
 
     assert pretrained_lookback(context, patch, horizon) == expected
+
+
+def test_validation_size_leaves_room_for_the_frequencys_lookback():
+    """Hourly series of 300 steps at horizon 24: the hourly lookback (252) leaves 24
+    steps of room, so validation gets 24, not a tenth (30), which the 96-step lookback
+    of data without a known frequency leaves room for."""
+    from xlstm_ts.presets import PANEL_SERIES, default_val_size
+
+    hourly, lengths = FREQS["hourly"], np.full(3, 300)
+    assert default_val_size(None, horizon=24, freq=hourly, lengths=lengths) == 24
+    assert default_val_size(None, horizon=24, freq=None, lengths=lengths) == 30
+    many = np.full(PANEL_SERIES, 2000)  # a panel of PANEL_SERIES series: one horizon
+    assert default_val_size(96, horizon=24, freq=None, lengths=many) == 24
+    assert default_val_size(96, horizon=24, freq=None, lengths=many[1:]) == 200
