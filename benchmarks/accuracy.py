@@ -400,8 +400,31 @@ def _split(name: str, train: pd.DataFrame, test: pd.DataFrame, horizon: int,
             train[position < horizon].reset_index(drop=True))
 
 
+def _forecaster_results(train: pd.DataFrame, horizon: int, score, args) -> dict:
+    """{name: (scores, seconds)} of the forecaster fitted on ``train`` with each seed of
+    ``args`` (``--set`` over the defaults), with its network's share, and of its
+    linear start alone where the fit kept one."""
+    from xlstm_ts import XLSTMForecaster
+
+    results = {}
+    for seed in args.seeds:
+        start = time.perf_counter()
+        model = XLSTMForecaster(horizon=horizon, progress_bar=False, random_state=seed,
+                                **_overrides(args.set)).fit(train)
+        label = " ".join(args.set) or _defaults_label(model)
+        results[f"xlstm-ts {label} seed {seed}"] = (
+            {**score(model.predict(level=BANDS)),
+             "correction_share": getattr(model, "correction_share_", None)},
+            time.perf_counter() - start)
+        alone = _start_only_model(model)
+        if alone is not None:
+            results[f"xlstm-ts {label} seed {seed}, linear start alone"] = (
+                score(alone.predict()), 0.0)
+    return results
+
+
 def run_m4(args) -> None:
-    from xlstm_ts import XLSTMForecaster, datasets
+    from xlstm_ts import datasets
     from xlstm_ts.evaluation.baselines import SeasonalNaive
     from xlstm_ts.evaluation.metrics import evaluate
 
@@ -429,20 +452,7 @@ def run_m4(args) -> None:
     except ImportError:
         print("statsforecast not installed: AutoETS skipped (pip install -e '.[bench]')")
     results.update(_nhits_m4(train, score))
-    for seed in args.seeds:
-        start = time.perf_counter()
-        overrides = _overrides(args.set)
-        model = XLSTMForecaster(horizon=48, progress_bar=False, random_state=seed,
-                                **overrides).fit(train)
-        label = " ".join(args.set) or _defaults_label(model)
-        results[f"xlstm-ts {label} seed {seed}"] = (
-            {**score(model.predict(level=BANDS)),
-             "correction_share": getattr(model, "correction_share_", None)},
-            time.perf_counter() - start)
-        alone = _start_only_model(model)
-        if alone is not None:
-            results[f"xlstm-ts {label} seed {seed}, linear start alone"] = (
-                score(alone.predict()), 0.0)
+    results.update(_forecaster_results(train, 48, score, args))
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M4-Hourly", "model": name, "split": _split_name(args),
                **scores, "seconds": seconds,
@@ -504,7 +514,6 @@ def load_m3_yearly() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_m3(args) -> None:
     """M3 Yearly with the forecaster's defaults (only horizon=6), against naive."""
-    from xlstm_ts import XLSTMForecaster
     from xlstm_ts.evaluation.baselines import Naive
     from xlstm_ts.evaluation.metrics import evaluate
 
@@ -516,19 +525,7 @@ def run_m3(args) -> None:
                 **frame_band_scores(merged)}
 
     results = {"naive": (score(Naive().fit(train).predict(6)), 0.0)}
-    for seed in args.seeds:
-        start = time.perf_counter()
-        model = XLSTMForecaster(horizon=6, progress_bar=False, random_state=seed,
-                                **_overrides(args.set)).fit(train)
-        label = " ".join(args.set) or _defaults_label(model)
-        results[f"xlstm-ts {label} seed {seed}"] = (
-            {**score(model.predict(level=BANDS)),
-             "correction_share": getattr(model, "correction_share_", None)},
-            time.perf_counter() - start)
-        alone = _start_only_model(model)
-        if alone is not None:
-            results[f"xlstm-ts {label} seed {seed}, linear start alone"] = (
-                score(alone.predict()), 0.0)
+    results.update(_forecaster_results(train, 6, score, args))
     for name, (scores, seconds) in results.items():
         row = {"dataset": "M3-Yearly", "model": name, "split": _split_name(args),
                **scores, "seconds": seconds,

@@ -53,7 +53,7 @@ def test_exploration_never_reads_the_test_split(tmp_path, monkeypatch):
     assert _ledger.read_counts(ledger) == {"M3-Yearly": 1}
 
 
-@pytest.mark.parametrize("command", [["ett"], ["m4"], ["m3"]])
+@pytest.mark.parametrize("command", [["ett"], ["m4"], ["m3"], ["floor"]])
 def test_every_accuracy_command_has_the_final_switch(command, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["accuracy.py", *command, "--help"])
     with pytest.raises(SystemExit):
